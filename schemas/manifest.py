@@ -1,0 +1,138 @@
+"""The manifest of a shard set (`manifest.json`, schema v1) and its validation.
+
+A manifest is kept as a plain JSON dict (it is shared between teams and tools); this module
+says what it must contain and names precisely what is wrong when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from schemas.sample import SCHEMA_VERSION
+
+MANIFEST_NAME = "manifest.json"
+SPLITS = ("train", "val")
+STAT_KEYS = ("observation.state", "action")
+STAT_VECTORS = ("mean", "std", "min", "max", "q01", "q99", "sum", "sum_sq")
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, unreadable or does not follow schema v1."""
+
+
+def _require(obj: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        raise ManifestError(f"{where}: missing key {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ManifestError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def _require_vector(obj: dict, key: str, dim: int, where: str) -> list[float]:
+    values = _require(obj, key, list, where)
+    if len(values) != dim:
+        raise ManifestError(f"{where}.{key}: expected {dim} values, got {len(values)}")
+    for i, v in enumerate(values):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ManifestError(f"{where}.{key}[{i}]: expected a finite number, got {v!r}")
+    return values
+
+
+def validate_stats(stats: dict, dims: dict[str, int], where: str = "manifest.stats") -> None:
+    for key in STAT_KEYS:
+        entry = _require(stats, key, dict, where)
+        for vector in STAT_VECTORS:
+            _require_vector(entry, vector, dims[key], f"{where}.{key}")
+        count = _require(entry, "count", int, f"{where}.{key}")
+        if count < 0:
+            raise ManifestError(f"{where}.{key}.count: expected >= 0, got {count}")
+
+
+def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
+    """Check a manifest against schema v1; return it, or raise ManifestError naming the bad field."""
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
+    version = _require(manifest, "schema_version", int, where)
+    if version != SCHEMA_VERSION:
+        raise ManifestError(f"{where}.schema_version: this tool reads schema {SCHEMA_VERSION}, got {version}")
+    _require(manifest, "created_by", dict, where)
+    _require(manifest, "source", dict, where)
+    fps = _require(manifest, "fps", (int, float), where)
+    if fps <= 0:
+        raise ManifestError(f"{where}.fps: expected > 0, got {fps}")
+    _require(manifest, "frame_stride", int, where)
+
+    cameras = _require(manifest, "cameras", dict, where)
+    if not cameras:
+        raise ManifestError(f"{where}.cameras: expected at least one camera")
+    for name, camera in cameras.items():
+        at = f"{where}.cameras.{name}"
+        _require(camera, "video_key", str, at)
+        for key in ("height", "width"):
+            if _require(camera, key, int, at) <= 0:
+                raise ManifestError(f"{at}.{key}: expected > 0")
+        _require(camera, "encoding", str, at)
+
+    state = _require(manifest, "state", dict, where)
+    _require(state, "preset", str, f"{where}.state")
+    indices = _require(state, "indices", list, f"{where}.state")
+    names = _require(state, "names", list, f"{where}.state")
+    if len(names) != len(indices) or not indices:
+        raise ManifestError(f"{where}.state: expected as many names as indices (>0), got {len(names)} and {len(indices)}")
+    action = _require(manifest, "action", dict, where)
+    action_dim = _require(action, "dim", int, f"{where}.action")
+    if len(_require(action, "names", list, f"{where}.action")) != action_dim:
+        raise ManifestError(f"{where}.action.names: expected {action_dim} names")
+    if _require(manifest, "horizon", int, where) < 1:
+        raise ManifestError(f"{where}.horizon: expected >= 1")
+    temporal = _require(manifest, "temporal", dict, where)
+    _require(temporal, "alpha", (int, float), f"{where}.temporal")
+
+    validate_stats(
+        _require(manifest, "stats", dict, where),
+        {"observation.state": len(indices), "action": action_dim},
+        f"{where}.stats",
+    )
+
+    splits = _require(manifest, "splits", dict, where)
+    for split in SPLITS:
+        entry = _require(splits, split, dict, f"{where}.splits")
+        _require(entry, "episodes", list, f"{where}.splits.{split}")
+        shards = _require(entry, "shards", list, f"{where}.splits.{split}")
+        for i, shard in enumerate(shards):
+            at = f"{where}.splits.{split}.shards[{i}]"
+            name = _require(shard, "name", str, at)
+            if name.startswith("/") or ".." in name.split("/"):
+                raise ManifestError(f"{at}.name: expected a path relative to the set's root, got {name!r}")
+            _require(shard, "samples", int, at)
+            _require(shard, "bytes", int, at)
+            digest = _require(shard, "sha256", str, at)
+            if len(digest) != 64:
+                raise ManifestError(f"{at}.sha256: expected 64 hex characters, got {digest!r}")
+    _require(manifest, "tasks", dict, where)
+    return manifest
+
+
+def parse_manifest(text: str | bytes, where: str = "manifest.json") -> dict:
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{where}: not valid JSON ({exc})") from None
+    return validate_manifest(manifest, where)
+
+
+def dump_manifest(manifest: dict) -> str:
+    """Canonical text (sorted keys) so that equal manifests are byte-identical."""
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def shards_of(manifest: dict, split: str) -> list[dict]:
+    if split not in SPLITS:
+        raise ManifestError(f"unknown split {split!r}; expected one of {SPLITS}")
+    return manifest["splits"][split]["shards"]
