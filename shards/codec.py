@@ -1,0 +1,92 @@
+"""Encode a v1 sample to tar members and decode it back (images, npy arrays, json)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from schemas.sample import (
+    ACTION_IS_PAD_MEMBER,
+    ACTION_MEMBER,
+    IMAGE_EXTENSIONS,
+    JSON_MEMBER,
+    STATE_MEMBER,
+    image_member,
+)
+
+_IMAGE_SUFFIXES = tuple(f".{ext}" for ext in IMAGE_EXTENSIONS.values())
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes of an HxWx3 uint8 image (4:2:0 chroma, like the source AV1 video)."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """HxWx3 uint8 RGB from JPEG or PNG bytes."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def encode_sample(
+    key: str,
+    images: dict[str, bytes],
+    state: np.ndarray,
+    action: np.ndarray,
+    action_is_pad: np.ndarray,
+    meta: dict[str, Any],
+    encoding: str = "jpeg",
+) -> dict[str, bytes | str]:
+    """The tar members of one v1 sample; `images` maps camera name to already-encoded bytes."""
+    sample: dict[str, bytes | str] = {"__key__": key}
+    for camera, data in images.items():
+        sample[image_member(camera, encoding)] = data
+    sample[STATE_MEMBER] = encode_npy(np.asarray(state, dtype=np.float32))
+    sample[ACTION_MEMBER] = encode_npy(np.asarray(action, dtype=np.float32))
+    sample[ACTION_IS_PAD_MEMBER] = encode_npy(np.asarray(action_is_pad, dtype=np.bool_))
+    sample[JSON_MEMBER] = json.dumps(meta, sort_keys=True).encode("utf-8")
+    return sample
+
+
+def decode_member(name: str, data: bytes) -> Any:
+    if name.endswith(_IMAGE_SUFFIXES):
+        return decode_image(data)
+    if name.endswith(".npy"):
+        return decode_npy(data)
+    if name == JSON_MEMBER or name.endswith(".json"):
+        return json.loads(data)
+    return data
+
+
+def decode_sample(raw: dict[str, Any], skip_images: bool = False) -> dict[str, Any]:
+    """Decode every member of a raw sample; `__key__`/`__url__` and other metadata pass through."""
+    decoded: dict[str, Any] = {}
+    for name, value in raw.items():
+        passthrough = name.startswith("__") or not isinstance(value, (bytes, bytearray))
+        if passthrough or (skip_images and name.endswith(_IMAGE_SUFFIXES)):
+            decoded[name] = value
+        else:
+            decoded[name] = decode_member(name, value)
+    return decoded
