@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.r1pro import STATE_DIM, state_names, standard_track_allowed
+from schemas.r1pro import STATE_DIM, standard_track_allowed, state_names
 
 # Ascending index order: checkpoints trained by the original script expect exactly this order.
 TOP32_INDICES: tuple[int, ...] = (
