@@ -1,0 +1,190 @@
+"""A tiny SmolVLM backbone with random weights, built offline: the stand-in for SmolVLM2 in tests and the demo.
+
+SmolVLA needs a SmolVLM-architecture backbone directory (config + processor + tokenizer) to build its
+VLM and its tokenizer step. The real one (`HuggingFaceTB/SmolVLM2-500M-Video-Instruct`) cannot be
+downloaded on machines without internet, so this module writes a small one:
+
+- a `SmolVLMConfig` with a tiny llama text model and a tiny vision tower (`image_size` 64 by default,
+  so SmolVLA's `resize_imgs_with_padding` follows it and images stay small);
+- a `SmolVLMProcessor` (image + video processor) around a byte-level BPE tokenizer trained with the
+  `tokenizers` library on a few sentences, whose special tokens are the ones SmolVLA reads
+  (`fake_image_token`, `image_token`, `end_of_utterance_token`, `global_image_token`).
+
+The output is deterministic: the same arguments always write the same files. No weights are written:
+SmolVLA builds the VLM from the config (`load_vlm_weights=False`) and initialises it at random.
+
+    b1k-tiny-backbone --output-dir /tmp/tiny-smolvlm
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+SPECIAL_TOKENS = {
+    "fake_image_token": "<fake_token_around_image>",
+    "image_token": "<image>",
+    "global_image_token": "<global-img>",
+    "end_of_utterance_token": "<end_of_utterance>",
+}
+BASE_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+
+# A few sentences so the BPE learns the words of BEHAVIOR task prompts; the vocabulary stays tiny.
+_CORPUS = [
+    "pick up the radio and put it on the table",
+    "turn on the radio receiver that's on the table in the living room",
+    "hiding easter eggs in the garden behind the bushes",
+    "put the dishes away after cleaning them in the kitchen",
+    "open the door and move the boxes into the room",
+    "clean up the broken glass on the floor with a towel",
+    "set up a coffee station in the kitchen with cups and a coffee maker",
+    "tidy the bedroom, make the bed and hang the clothes",
+    "carry the laundry basket to the washer and load it",
+    "pour water from the bottle into the glass",
+    "The robot grasps the object with its left gripper and its right gripper.",
+    "0 1 2 3 4 5 6 7 8 9 a b c d e f g h i j k l m n o p q r s t u v w x y z",
+]
+
+
+@dataclass(frozen=True)
+class TinyBackboneSpec:
+    """Sizes of the tiny backbone (the defaults build a ~0.5 M-parameter SmolVLA policy)."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_hidden: int = 32
+    vision_layers: int = 2
+    vision_heads: int = 2
+    text_hidden: int = 64
+    text_layers: int = 4
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_intermediate: int = 128
+    scale_factor: int = 2
+    vocab_size: int = 512
+    max_position_embeddings: int = 2048
+
+
+def _build_tokenizer(vocab_size: int):
+    """A byte-level BPE trained on `_CORPUS` (deterministic), wrapped as a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [*BASE_SPECIAL, *SPECIAL_TOKENS.values()]
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|im_start|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<pad>",
+        unk_token="<|endoftext|>",
+        extra_special_tokens=dict(SPECIAL_TOKENS),
+        model_max_length=2048,
+    )
+
+
+def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = None) -> Path:
+    """Write a tiny SmolVLM backbone (config, processor, tokenizer; no weights) to `output_dir`.
+
+    Returns the directory, usable as SmolVLA's `vlm_model_name` (and as `b1k-train --vlm-model`).
+    """
+    from transformers import SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor, SmolVLMVideoProcessor
+
+    spec = spec or TinyBackboneSpec()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = _build_tokenizer(spec.vocab_size)
+    image_token_id = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["image_token"])
+    config = SmolVLMConfig(
+        image_token_id=image_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        scale_factor=spec.scale_factor,
+        vision_config={
+            "hidden_size": spec.vision_hidden,
+            "intermediate_size": 2 * spec.vision_hidden,
+            "num_hidden_layers": spec.vision_layers,
+            "num_attention_heads": spec.vision_heads,
+            "image_size": spec.image_size,
+            "patch_size": spec.patch_size,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": len(tokenizer),
+            "hidden_size": spec.text_hidden,
+            "intermediate_size": spec.text_intermediate,
+            "num_hidden_layers": spec.text_layers,
+            "num_attention_heads": spec.text_heads,
+            "num_key_value_heads": spec.text_kv_heads,
+            "head_dim": spec.text_hidden // spec.text_heads,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+    )
+    config.save_pretrained(out)
+
+    patches = spec.image_size // spec.patch_size
+    image_seq_len = (patches * patches) // (spec.scale_factor**2)
+    size = {"longest_edge": spec.image_size}
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(
+            size=size, max_image_size=size, do_image_splitting=False, do_resize=True
+        ),
+        video_processor=SmolVLMVideoProcessor(),
+        tokenizer=tokenizer,
+        image_seq_len=image_seq_len,
+    )
+    processor.save_pretrained(out)
+    return out
+
+
+def backbone_image_size(vlm_dir: str | Path) -> int:
+    """The vision tower's `image_size` of a SmolVLM-architecture backbone (local dir or hub id)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(vlm_dir))
+    vision = getattr(config, "vision_config", None)
+    size = getattr(vision, "image_size", None)
+    if size is None:
+        raise ValueError(f"{vlm_dir}: the backbone config has no vision_config.image_size (not a SmolVLM?)")
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--output-dir",
+    "--output_dir",
+    "output_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the backbone into (created if missing).",
+)
+@click.option(
+    "--image-size",
+    "--image_size",
+    "image_size",
+    default=TinyBackboneSpec.image_size,
+    show_default=True,
+    help="Vision tower input size in pixels (SmolVLA resizes images to it).",
+)
+def main(output_dir: Path, image_size: int) -> None:
+    """Build a tiny random-weight SmolVLM backbone (config + processor + tokenizer) offline."""
+    path = build_tiny_backbone(output_dir, TinyBackboneSpec(image_size=image_size))
+    click.echo(f"tiny SmolVLM backbone written to {path} (vision image_size {image_size})")
+
+
+if __name__ == "__main__":
+    main()
