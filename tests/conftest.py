@@ -1,0 +1,60 @@
+"""Shared fixtures: synthetic BEHAVIOR datasets in both layouts (built once per test session).
+
+* `synthetic_v30` -- lerobot v3.0 layout, 4 episodes (lengths 40, 75, 90, 60; tasks 1, 6, 6, 6), head
+  64 px, wrists 48 px, depth video; 3 episodes per data file and 2 per mp4 file, so readers meet
+  file boundaries (data and video boundaries at different episodes).
+* `synthetic_v21` -- the same episodes in BEHAVIOR's v2.1 release layout (task-0001 / task-0006
+  folders, episode indices 10000, 60000, 60010, 60020).
+* `synthetic_dataset` -- factory: `synthetic_dataset(layout="v2.1", lengths=(5, 7), ...)` builds (and
+  caches per session) a dataset for any `SyntheticConfig` fields.
+
+Each returns a `preprocess.synthetic.SyntheticDatasetInfo` (`.root`, `.episodes`, `.camera_sizes`, ...).
+Treat the built datasets as read-only: tests that corrupt files copy the dataset first
+(`shutil.copytree(info.root, tmp_path / "ds")`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from preprocess.synthetic import SyntheticConfig, SyntheticDatasetInfo, build_dataset
+
+# Everything runs offline: lerobot and huggingface_hub must never try the network in tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("SVT_LOG", "1")
+
+FIXTURE_CONFIG = {"head_size": 64, "wrist_size": 48, "lengths": (40, 75, 90, 60), "tasks": (1, 6, 6, 6)}
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Callable[..., SyntheticDatasetInfo]:
+    """Factory: build a synthetic dataset from `SyntheticConfig` fields (cached per session)."""
+    cache: dict[SyntheticConfig, SyntheticDatasetInfo] = {}
+
+    def build(**fields) -> SyntheticDatasetInfo:
+        for key in ("lengths", "tasks"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        config = SyntheticConfig(**fields)
+        if config not in cache:
+            root = tmp_path_factory.mktemp(f"synthetic-{config.layout}")
+            cache[config] = build_dataset(root, config)
+        return cache[config]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def synthetic_v30(synthetic_dataset) -> SyntheticDatasetInfo:
+    return synthetic_dataset(
+        layout="v3.0", episodes_per_data_file=3, episodes_per_video_file=2, **FIXTURE_CONFIG
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_v21(synthetic_dataset) -> SyntheticDatasetInfo:
+    return synthetic_dataset(layout="v2.1", **FIXTURE_CONFIG)
