@@ -1,0 +1,242 @@
+"""Process one episode: parquet columns + the three camera videos -> one per-episode work tar.
+
+The three cameras are decoded in lock-step (three generators zipped), each frame is resized and
+JPEG-encoded and the sample is handed to the tar writer at once, so memory does not grow with
+the episode's length (only its parquet columns are held: (L, 256) floats).
+
+Per episode, in the work directory:
+  episode_<index:08d>.npz   full-rate filtered state (L, S) and actions (L, 23) as float64 (stats)
+  episode_<index:08d>.json  what was written (samples, bytes, task, source video bytes, seconds)
+  episode_<index:08d>.tar   the samples (frames 0, stride, 2*stride, ...), written last: its
+                            presence (temp + rename) marks the episode done for `--resume`
+  episode_<index:08d>.skipped.json   instead of the above, when `--skip-bad-episodes` skipped it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from preprocess.images import encode_rgb_jpeg
+from preprocess.source import EpisodeDataError, SourceDataset, SourceError, first_non_finite
+from preprocess.video import iter_episode_frames
+from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_DIM, STATE_KEY
+from schemas.sample import image_member, progress, sample_key, temporal_weight
+from shards.codec import encode_sample
+from shards.writer import write_tar
+
+
+@dataclass(frozen=True)
+class CameraPlan:
+    """One camera as stored: its short name, source video key and stored size."""
+
+    name: str
+    video_key: str
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class EpisodeOptions:
+    """Everything a worker needs to process an episode (picklable)."""
+
+    dataset_path: str
+    state_indices: tuple[int, ...]
+    horizon: int
+    temporal_alpha: float
+    frame_stride: int
+    jpeg_quality: int
+    cameras: tuple[CameraPlan, ...]
+
+
+@dataclass
+class EpisodeResult:
+    episode_index: int
+    length: int
+    samples: int
+    tar_bytes: int
+    task_index: int
+    task: str
+    source_video_bytes: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def work_paths(work_dir: Path, episode_index: int) -> dict[str, Path]:
+    stem = f"episode_{episode_index:08d}"
+    return {
+        "tar": work_dir / f"{stem}.tar",
+        "npz": work_dir / f"{stem}.npz",
+        "json": work_dir / f"{stem}.json",
+        "skipped": work_dir / f"{stem}.skipped.json",
+    }
+
+
+def _atomic_bytes(path: Path, write) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def action_chunk(actions: np.ndarray, start: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Actions [start, start+H) of the episode, past-the-end steps repeat the last action (and are flagged)."""
+    length = len(actions)
+    steps = np.arange(start, start + horizon)
+    is_pad = steps >= length
+    chunk = actions[np.minimum(steps, length - 1)]
+    return chunk, is_pad
+
+
+_SOURCES: dict[str, SourceDataset] = {}
+
+
+def open_source(path: str) -> SourceDataset:
+    """One parsed dataset per process (workers process many episodes of the same dataset)."""
+    if path not in _SOURCES:
+        _SOURCES[path] = SourceDataset(path)
+    return _SOURCES[path]
+
+
+def check_values(
+    episode_index: int, path: Path, field: str, values: np.ndarray, dims: tuple[int, ...]
+) -> None:
+    where = first_non_finite(values)
+    if where is not None:
+        frame, col = where
+        raise EpisodeDataError(
+            f"{path}: episode {episode_index} frame {frame} field {field!r} dim {dims[col]} is "
+            f"{values[frame, col]} (expected a finite number)",
+            episode_index,
+        )
+
+
+def process_episode(episode_index: int, options: EpisodeOptions, work_dir: str | Path) -> EpisodeResult:
+    """Read, decode, encode and write one episode's work files; return what was written."""
+    started = time.perf_counter()
+    work_dir = Path(work_dir)
+    source = open_source(options.dataset_path)
+    ref = source.episode(episode_index)
+    data = source.read_episode(episode_index)
+    length = data.length
+
+    if data.state.shape[1] != STATE_DIM:
+        raise EpisodeDataError(
+            f"{ref.data_path}: episode {episode_index} field {STATE_KEY!r} has {data.state.shape[1]} dims, "
+            f"expected {STATE_DIM} (the R1Pro layout that the state preset indexes)",
+            episode_index,
+        )
+    if data.action.shape[1] != ACTION_DIM:
+        raise EpisodeDataError(
+            f"{ref.data_path}: episode {episode_index} field {ACTION_KEY!r} has {data.action.shape[1]} dims, "
+            f"expected {ACTION_DIM}",
+            episode_index,
+        )
+    indices = np.asarray(options.state_indices, dtype=np.int64)
+    state = data.state[:, indices]
+    check_values(episode_index, ref.data_path, STATE_KEY, state, options.state_indices)
+    check_values(episode_index, ref.data_path, ACTION_KEY, data.action, tuple(range(ACTION_DIM)))
+    state32 = state.astype(np.float32)
+    action32 = data.action.astype(np.float32)
+
+    if data.task_index is not None:
+        task_index = int(data.task_index[0])
+        task = source.tasks.get(task_index, ref.tasks[0] if ref.tasks else "")
+    else:
+        task = ref.tasks[0] if ref.tasks else ""
+        task_index = next((i for i, t in source.tasks.items() if t == task), -1)
+
+    videos = {}
+    for camera in options.cameras:
+        video = ref.videos.get(camera.video_key)
+        if video is None:
+            raise SourceError(f"{source.root}: no video key {camera.video_key!r} for episode {episode_index}")
+        if not video.path.is_file():
+            raise EpisodeDataError(
+                f"{video.path}: missing camera video {camera.video_key!r} for episode {episode_index}",
+                episode_index,
+            )
+        videos[camera.name] = video
+
+    paths = work_paths(work_dir, episode_index)
+    # Stats inputs first: the tar (written last) marks the episode complete.
+    _atomic_bytes(
+        paths["npz"],
+        lambda f: np.savez(f, state=state.astype(np.float64), action=data.action.astype(np.float64)),
+    )
+
+    stride = options.frame_stride
+    horizon = options.horizon
+    alpha = options.temporal_alpha
+
+    def samples():
+        streams = [
+            iter_episode_frames(
+                videos[c.name].path,
+                episode_index=episode_index,
+                length=length,
+                fps=source.fps,
+                from_timestamp=videos[c.name].from_timestamp,
+            )
+            for c in options.cameras
+        ]
+        decoded = 0
+        for i, frames in enumerate(zip(*streams, strict=False)):
+            decoded = i + 1
+            if i % stride:
+                continue
+            images = {
+                c.name: encode_rgb_jpeg(
+                    frame.to_ndarray(format="rgb24"), c.height, c.width, options.jpeg_quality
+                )
+                for c, frame in zip(options.cameras, frames, strict=True)
+            }
+            chunk, is_pad = action_chunk(action32, i, horizon)
+            p = progress(i, length)
+            meta = {
+                "episode_index": episode_index,
+                "frame_index": i,
+                "episode_length": length,
+                "timestamp": float(data.timestamp[i]),
+                "progress": float(p),
+                "weight": float(temporal_weight(p, alpha)),
+                "task_index": task_index,
+                "task": task,
+            }
+            yield encode_sample(sample_key(episode_index, i), images, state32[i], chunk, is_pad, meta)
+        if decoded != length:  # the frame generators raise first; this guards the invariant
+            raise EpisodeDataError(
+                f"episode {episode_index}: decoded {decoded} frames, expected {length}", episode_index
+            )
+
+    info = write_tar(paths["tar"].with_name(paths["tar"].name + ".part"), samples())
+    samples_written = info.samples
+    result = EpisodeResult(
+        episode_index=episode_index,
+        length=length,
+        samples=samples_written,
+        tar_bytes=info.bytes,
+        task_index=task_index,
+        task=task,
+        source_video_bytes=source.source_video_bytes(ref, [c.video_key for c in options.cameras]),
+        seconds=time.perf_counter() - started,
+    )
+    _atomic_bytes(paths["json"], lambda f: f.write(json.dumps(result.to_json()).encode()))
+    os.replace(paths["tar"].with_name(paths["tar"].name + ".part"), paths["tar"])
+    return result
+
+
+def image_members(options: EpisodeOptions) -> list[str]:
+    return [image_member(c.name) for c in options.cameras]

@@ -1,0 +1,807 @@
+"""The whole run: plan -> episodes over a process pool -> interleaved shards -> stats -> manifest.
+
+1. Plan: open the source, choose the state dims, the cameras and their stored sizes, the
+   episodes (`--episodes`), the held-out split (`--val-episodes`/`--val-fraction`, chosen over
+   the whole selection with `--seed`, so every partition agrees), then this machine's slice
+   (`--partition K/N`: the sorted selection's episodes K, K+N, K+2N, ...).
+2. Episodes: each one becomes a per-episode work tar + npz in `<output>/.work/` (see
+   `preprocess.episode`), over a `spawn` process pool (PyAV is not fork-safe); an episode whose
+   work tar exists is skipped by `--resume`. A worker's error reaches the parent as an exception;
+   the pool is shut down (no hung pool), nothing is left looking complete.
+3. Interleave, per split: a seeded, bounded window of open episode tars (default 64 episodes);
+   each next sample is drawn from a window episode with probability proportional to its
+   remaining samples; a finished episode is replaced by the next one of a seeded permutation.
+   Samples stream from the work tars to `shards.writer.ShardWriter` (temp name + rename,
+   sha256): memory holds one sample per open episode. Deterministic given the seed and the
+   work files, so a resumed run writes byte-identical shards.
+4. Stats (train split, full frame rate, columns ordered by (episode, frame)): sidecars
+   `stats/<key>.npy` + exact stats (`shards.stats`).
+5. `manifest.json`, written last and atomically; then the work dir is removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import av
+import numpy as np
+
+from preprocess.episode import CameraPlan, EpisodeOptions, EpisodeResult, process_episode, work_paths
+from preprocess.images import DEFAULT_JPEG_QUALITY, RESIZE_METHOD, ImageSize
+from preprocess.source import EpisodeDataError, SourceDataset, SourceError
+from schemas.manifest import MANIFEST_NAME, dump_manifest, validate_manifest
+from schemas.presets import DEFAULT_PRESET, StateSelection, resolve_state_selection
+from schemas.r1pro import ACTION_DIM, ACTION_KEY, CAMERAS, STATE_DIM, STATE_KEY, action_names
+from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, image_member
+from shards.reader import iter_tar_samples
+from shards.stats import compute_stats, load_stats_values, write_stats_values
+from shards.writer import ShardInfo, ShardWriter, atomic_write_text
+
+log = logging.getLogger("b1k.preprocess")
+
+TOOL = "b1k-preprocess"
+WORK_DIR = ".work"
+OPTIONS_FILE = "options.json"
+DEFAULT_SHARD_MAX_BYTES = 1 << 30
+DEFAULT_SHARD_MAX_SAMPLES = 10_000
+DEFAULT_INTERLEAVE_WINDOW = 64
+
+
+class PreprocessError(RuntimeError):
+    """A run cannot proceed; the message names the file/episode/frame/field and what was expected."""
+
+
+@dataclass
+class PreprocessConfig:
+    """The options of a run (the CLI's options, one to one)."""
+
+    dataset_path: str | Path
+    output_dir: str | Path
+    state_preset: str = DEFAULT_PRESET
+    state_indices: str | None = None
+    horizon: int = 50
+    temporal_alpha: float = 0.0
+    image_size: str | None = None
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    frame_stride: int = 1
+    episodes: str | None = None
+    val_episodes: str | None = None
+    val_fraction: float = 0.0
+    seed: int = 0
+    workers: int | None = None
+    shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES
+    shard_max_samples: int = DEFAULT_SHARD_MAX_SAMPLES
+    partition: str | None = None
+    overwrite: bool = False
+    resume: bool = False
+    skip_bad_episodes: bool = False
+    interleave_window: int = DEFAULT_INTERLEAVE_WINDOW
+    progress: bool = True
+    command_line: str = ""
+
+    def fingerprint(self) -> dict:
+        """The options that decide the output (what `--resume` must see unchanged)."""
+        return {
+            "dataset_path": str(Path(self.dataset_path).resolve()),
+            "state_preset": self.state_preset,
+            "state_indices": self.state_indices,
+            "horizon": self.horizon,
+            "temporal_alpha": self.temporal_alpha,
+            "image_size": ImageSize.parse(self.image_size).describe(),
+            "jpeg_quality": self.jpeg_quality,
+            "frame_stride": self.frame_stride,
+            "episodes": self.episodes,
+            "val_episodes": self.val_episodes,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "shard_max_bytes": self.shard_max_bytes,
+            "shard_max_samples": self.shard_max_samples,
+            "partition": self.partition,
+            "skip_bad_episodes": self.skip_bad_episodes,
+            "interleave_window": self.interleave_window,
+        }
+
+
+@dataclass
+class Plan:
+    source: SourceDataset
+    selection: StateSelection
+    image_size: ImageSize
+    cameras: tuple[CameraPlan, ...]
+    native_sizes: dict[str, tuple[int, int]]
+    selected: list[int]  # every selected episode (all partitions)
+    episodes: list[int]  # this partition's episodes, sorted
+    val: set[int]  # held-out episodes (of the whole selection)
+    partition: tuple[int, int] | None
+    options: EpisodeOptions
+    warnings: list[str] = field(default_factory=list)
+
+    def split_of(self, episode_index: int) -> str:
+        return "val" if episode_index in self.val else "train"
+
+
+# ------------------------------------------------------------------ option parsing
+def parse_index_list(text: str, what: str) -> list[int]:
+    """`60000,60010:60030` -> [60000, 60010, ..., 60029] (half-open ranges, like --state-indices)."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if ":" in part:
+                a, b = (int(x) for x in part.split(":", 1))
+                if b <= a:
+                    raise PreprocessError(f"{what}: empty range {part!r} (stop must be > start)")
+                out.extend(range(a, b))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise PreprocessError(
+                f"{what}: cannot parse {part!r}; expected an index like 60010 or a range like 60000:60100"
+            ) from None
+    if not out:
+        raise PreprocessError(f"{what}: selects no episodes")
+    return sorted(set(out))
+
+
+def parse_partition(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise PreprocessError(f"--partition {text!r}: expected K/N, e.g. 0/4 (K counts from 0)") from None
+    if n < 1 or not 0 <= k < n:
+        raise PreprocessError(f"--partition {text!r}: expected 0 <= K < N")
+    return k, n
+
+
+def choose_val(selected: list[int], val_episodes: str | None, val_fraction: float, seed: int) -> set[int]:
+    if val_episodes and val_fraction:
+        raise PreprocessError("--val-episodes and --val-fraction are exclusive; give one")
+    if val_episodes:
+        val = set(parse_index_list(val_episodes, "--val-episodes"))
+        unknown = sorted(val - set(selected))
+        if unknown:
+            raise PreprocessError(f"--val-episodes {unknown} are not among the selected episodes")
+    elif val_fraction:
+        if not 0 < val_fraction < 1:
+            raise PreprocessError(f"--val-fraction {val_fraction}: expected a fraction in (0, 1)")
+        count = max(1, round(val_fraction * len(selected)))
+        rng = np.random.default_rng(seed)
+        val = {int(e) for e in rng.permutation(np.asarray(selected, dtype=np.int64))[:count]}
+    else:
+        val = set()
+    if val and len(val) >= len(selected):
+        raise PreprocessError(
+            f"the held-out split takes all {len(selected)} selected episodes; none left to train on"
+        )
+    return val
+
+
+def _probe_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with av.open(str(path)) as container:
+            ctx = container.streams.video[0].codec_context
+            return int(ctx.height), int(ctx.width)
+    except (av.FFmpegError, IndexError, OSError):
+        return None
+
+
+def make_plan(config: PreprocessConfig) -> Plan:
+    source = SourceDataset(config.dataset_path)
+    warnings: list[str] = []
+    try:
+        selection = resolve_state_selection(config.state_preset, config.state_indices)
+    except ValueError as exc:
+        raise PreprocessError(str(exc)) from None
+    if selection.not_standard_track:
+        message = (
+            f"state dims {list(selection.not_standard_track)} "
+            f"({', '.join(n for i, n in zip(selection.indices, selection.names, strict=True) if i in selection.not_standard_track)}) "
+            "are not allowed in the BEHAVIOR standard track"
+        )
+        warnings.append(message)
+        log.warning("warning: %s", message)
+    state_shape = source.feature_shape(STATE_KEY)
+    if state_shape and state_shape != (STATE_DIM,):
+        raise PreprocessError(
+            f"{source.root / 'meta/info.json'}: feature {STATE_KEY!r} has shape {list(state_shape)}, expected [{STATE_DIM}] "
+            f"(the R1Pro layout that state preset {selection.preset!r} indexes)"
+        )
+    action_shape = source.feature_shape(ACTION_KEY)
+    if action_shape and action_shape != (ACTION_DIM,):
+        raise PreprocessError(
+            f"{source.root / 'meta/info.json'}: feature {ACTION_KEY!r} has shape {list(action_shape)}, expected [{ACTION_DIM}]"
+        )
+    for name, value in (("--horizon", config.horizon), ("--frame-stride", config.frame_stride)):
+        if value < 1:
+            raise PreprocessError(f"{name} must be >= 1, got {value}")
+    if not 1 <= config.jpeg_quality <= 100:
+        raise PreprocessError(f"--jpeg-quality must be in 1..100, got {config.jpeg_quality}")
+    try:
+        image_size = ImageSize.parse(config.image_size)
+    except ValueError as exc:
+        raise PreprocessError(str(exc)) from None
+
+    all_episodes = sorted(source.episodes)
+    if not all_episodes:
+        raise PreprocessError(f"{source.root}: the dataset lists no episodes")
+    if config.episodes:
+        selected = parse_index_list(config.episodes, "--episodes")
+        unknown = sorted(set(selected) - set(all_episodes))
+        if unknown:
+            raise PreprocessError(
+                f"--episodes {unknown[:20]}{'...' if len(unknown) > 20 else ''} are not in {source.root} "
+                f"(it has episodes {all_episodes[0]}..{all_episodes[-1]}, {len(all_episodes)} in all)"
+            )
+    else:
+        selected = all_episodes
+    val = choose_val(selected, config.val_episodes, config.val_fraction, config.seed)
+    partition = parse_partition(config.partition)
+    episodes = selected[partition[0] :: partition[1]] if partition else list(selected)
+    if not episodes:
+        raise PreprocessError(
+            f"--partition {config.partition}: no episodes fall in this partition ({len(selected)} selected)"
+        )
+
+    cameras = []
+    native_sizes = {}
+    first = source.episode(episodes[0])
+    for camera in CAMERAS:
+        if camera.video_key not in source.video_keys:
+            raise PreprocessError(
+                f"{source.root / 'meta/info.json'}: no video feature {camera.video_key!r} (camera {camera.name}); "
+                f"video features are {source.video_keys}"
+            )
+        ref = first.videos[camera.video_key]
+        if not ref.path.is_file():
+            raise PreprocessError(
+                f"{ref.path}: missing camera video {camera.video_key!r} for episode {first.index}"
+            )
+        native = _probe_size(ref.path)
+        if native is None:
+            shape = source.feature_shape(camera.video_key)
+            native = (shape[0], shape[1]) if len(shape) >= 2 else (camera.height, camera.width)
+        height, width = image_size.target(*native)
+        cameras.append(CameraPlan(camera.name, camera.video_key, height, width))
+        native_sizes[camera.name] = native
+
+    options = EpisodeOptions(
+        dataset_path=str(source.root),
+        state_indices=selection.indices,
+        horizon=config.horizon,
+        temporal_alpha=float(config.temporal_alpha),
+        frame_stride=config.frame_stride,
+        jpeg_quality=config.jpeg_quality,
+        cameras=tuple(cameras),
+    )
+    return Plan(
+        source,
+        selection,
+        image_size,
+        tuple(cameras),
+        native_sizes,
+        selected,
+        episodes,
+        val,
+        partition,
+        options,
+        warnings,
+    )
+
+
+# ------------------------------------------------------------------ output directory
+_OURS = (MANIFEST_NAME, WORK_DIR, "stats")
+
+
+def _is_ours(path: Path) -> bool:
+    return path.name in _OURS or path.name.endswith((".tar", ".tmp"))
+
+
+def prepare_output(config: PreprocessConfig) -> Path | None:
+    """Check/prepare the output dir; returns the work dir, or None when `--resume` finds a finished set."""
+    out = Path(config.output_dir)
+    if config.overwrite and config.resume:
+        raise PreprocessError("--overwrite and --resume are exclusive; give one")
+    work = out / WORK_DIR
+    fingerprint = config.fingerprint()
+    if out.exists() and not out.is_dir():
+        raise PreprocessError(f"--output-dir {out}: exists and is not a directory")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if entries:
+        if config.resume:
+            recorded = None
+            if (work / OPTIONS_FILE).is_file():
+                recorded = json.loads((work / OPTIONS_FILE).read_text())
+            elif (out / MANIFEST_NAME).is_file():
+                recorded = json.loads((out / MANIFEST_NAME).read_text()).get("options")
+            if recorded is None:
+                raise PreprocessError(
+                    f"--resume: {out} holds no run of this tool to resume (no {WORK_DIR}/{OPTIONS_FILE} or {MANIFEST_NAME})"
+                )
+            differ = [
+                f"{key}: was {recorded.get(key)!r}, now {value!r}"
+                for key, value in fingerprint.items()
+                if recorded.get(key) != value
+            ]
+            if differ:
+                raise PreprocessError(
+                    f"--resume: the options differ from the interrupted run in {out}: " + "; ".join(differ)
+                )
+            if not work.is_dir():
+                log.info("%s: already complete (%s present); nothing to resume", out, MANIFEST_NAME)
+                return None
+            log.info("resuming the run in %s", work)
+            return work
+        if config.overwrite:
+            foreign = [e.name for e in entries if not _is_ours(e)]
+            if foreign:
+                raise PreprocessError(
+                    f"--overwrite: {out} holds files this tool did not write ({foreign[:10]}); "
+                    "remove them or choose another --output-dir"
+                )
+            for entry in entries:
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        else:
+            raise PreprocessError(
+                f"--output-dir {out} is not empty ({len(entries)} entries, e.g. {entries[0].name!r}); "
+                "pass --overwrite to replace it or --resume to continue an interrupted run"
+            )
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work / OPTIONS_FILE, json.dumps(fingerprint, indent=2, sort_keys=True))
+    return work
+
+
+# ------------------------------------------------------------------ episodes
+class WorkerError(RuntimeError):
+    """An unexpected error inside a worker, with its traceback as text (always picklable)."""
+
+
+def _episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> EpisodeResult:
+    try:
+        return process_episode(episode_index, options, work_dir)
+    except (EpisodeDataError, SourceError):
+        raise
+    except Exception as exc:
+        raise WorkerError(
+            f"episode {episode_index}: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        ) from None
+
+
+def _load_done(work: Path, episode_index: int) -> EpisodeResult | dict | None:
+    paths = work_paths(work, episode_index)
+    if paths["skipped"].is_file():
+        return json.loads(paths["skipped"].read_text())
+    if paths["tar"].is_file() and paths["json"].is_file() and paths["npz"].is_file():
+        return EpisodeResult(**json.loads(paths["json"].read_text()))
+    return None
+
+
+def _clean_partial(work: Path) -> None:
+    for path in work.iterdir():
+        if path.name.endswith((".tmp", ".part")):
+            path.unlink(missing_ok=True)
+
+
+class _Progress:
+    """Episodes done/total, frames/s and ETA (tqdm over frames), or plain log lines without a tty."""
+
+    def __init__(
+        self, total_frames: int, done_frames: int, total_episodes: int, done_episodes: int, enabled: bool
+    ):
+        self.total_episodes = total_episodes
+        self.done_episodes = done_episodes
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_frames,
+                initial=done_frames,
+                unit="frame",
+                unit_scale=True,
+                desc="episodes",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
+            self._postfix()
+
+    def _postfix(self) -> None:
+        if self.bar is not None:
+            self.bar.set_description(f"episodes {self.done_episodes}/{self.total_episodes}")
+
+    def update(self, frames: int) -> None:
+        self.done_episodes += 1
+        if self.bar is not None:
+            self.bar.update(frames)
+            self._postfix()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_episodes(
+    plan: Plan, config: PreprocessConfig, work: Path
+) -> tuple[dict[int, EpisodeResult], list[dict]]:
+    """Process every episode of the plan not already done; returns results and skipped episodes."""
+    _clean_partial(work)
+    results: dict[int, EpisodeResult] = {}
+    skipped: list[dict] = []
+    todo = []
+    for index in plan.episodes:
+        done = _load_done(work, index)
+        if isinstance(done, EpisodeResult):
+            results[index] = done
+        elif isinstance(done, dict):
+            skipped.append(done)
+        else:
+            todo.append(index)
+    if results or skipped:
+        log.info("resume: %d episodes already done, %d to go", len(results) + len(skipped), len(todo))
+    lengths = {i: plan.source.episode(i).length for i in plan.episodes}
+    progress = _Progress(
+        total_frames=sum(lengths.values()),
+        done_frames=sum(lengths[i] for i in results) + sum(lengths[s["episode_index"]] for s in skipped),
+        total_episodes=len(plan.episodes),
+        done_episodes=len(results) + len(skipped),
+        enabled=config.progress,
+    )
+
+    def on_error(index: int, exc: BaseException) -> None:
+        if isinstance(exc, EpisodeDataError) and config.skip_bad_episodes:
+            record = {"episode_index": index, "reason": str(exc)}
+            atomic_write_text(work_paths(work, index)["skipped"], json.dumps(record))
+            for kind in ("tar", "npz", "json"):
+                work_paths(work, index)[kind].unlink(missing_ok=True)
+            skipped.append(record)
+            log.warning("skipping episode %d (--skip-bad-episodes): %s", index, exc)
+            progress.update(lengths[index])
+            return
+        if isinstance(exc, (EpisodeDataError, SourceError, WorkerError)):
+            raise PreprocessError(str(exc)) from None
+        raise PreprocessError(f"episode {index}: {type(exc).__name__}: {exc}") from exc
+
+    def on_done(result: EpisodeResult) -> None:
+        results[result.episode_index] = result
+        progress.update(result.length)
+        log.debug("episode %d: %d samples, %d bytes", result.episode_index, result.samples, result.tar_bytes)
+
+    workers = max(1, min(config.workers or os.cpu_count() or 1, len(todo)))
+    try:
+        if workers == 1:
+            for index in todo:
+                try:
+                    result = process_episode(index, plan.options, work)
+                except Exception as exc:
+                    on_error(index, exc)
+                else:
+                    on_done(result)
+        else:
+            _run_pool(todo, plan.options, work, workers, on_done, on_error)
+    finally:
+        progress.close()
+    return results, sorted(skipped, key=lambda s: s["episode_index"])
+
+
+def _run_pool(todo, options, work, workers, on_done, on_error) -> None:
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    pending: dict[Future, int] = {}
+    queue = list(reversed(todo))
+    try:
+        # Keep at most 2 episodes per worker in flight so a failure stops the run promptly.
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:
+                index = queue.pop()
+                pending[executor.submit(_episode_task, index, options, str(work))] = index
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = pending.pop(future)
+                exc = future.exception()
+                if exc is None:
+                    on_done(future.result())
+                else:
+                    on_error(index, exc)
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+# ------------------------------------------------------------------ interleave
+def _strip(sample: dict) -> dict:
+    return {k: v for k, v in sample.items() if k == "__key__" or not k.startswith("__")}
+
+
+def interleave(
+    tars: list[tuple[int, Path, int]],
+    writer: ShardWriter,
+    seed: int,
+    window: int = DEFAULT_INTERLEAVE_WINDOW,
+) -> int:
+    """Write the samples of the episode tars [(episode, path, samples)] to `writer`, mixed.
+
+    A seeded permutation orders the episodes; up to `window` of them are open at a time; each
+    next sample comes from an open episode drawn with probability proportional to its remaining
+    samples. Within an episode samples keep their frame order.
+    """
+    rng = np.random.default_rng(seed)
+    order = [tars[i] for i in rng.permutation(len(tars))]
+    open_iters: list[Iterator[dict]] = []
+    remaining: list[int] = []
+    names: list[tuple[int, Path, int]] = []
+    written = 0
+    next_up = 0
+    while next_up < len(order) or open_iters:
+        while next_up < len(order) and len(open_iters) < window:
+            entry = order[next_up]
+            next_up += 1
+            if entry[2] == 0:
+                continue
+            open_iters.append(iter_tar_samples(str(entry[1])))
+            remaining.append(entry[2])
+            names.append(entry)
+        if not open_iters:
+            break
+        cumulative = np.cumsum(remaining)
+        slot = int(np.searchsorted(cumulative, rng.integers(cumulative[-1]), side="right"))
+        try:
+            sample = next(open_iters[slot])
+        except StopIteration:
+            episode, path, expected = names[slot]
+            raise PreprocessError(
+                f"{path}: work tar of episode {episode} ended after {expected - remaining[slot]} samples, expected {expected}"
+            ) from None
+        writer.write(_strip(sample))
+        written += 1
+        remaining[slot] -= 1
+        if remaining[slot] == 0:
+            extra = next(open_iters[slot], None)
+            if extra is not None:
+                episode, path, expected = names[slot]
+                raise PreprocessError(
+                    f"{path}: work tar of episode {episode} holds more than {expected} samples"
+                )
+            del open_iters[slot], remaining[slot], names[slot]
+    return written
+
+
+# ------------------------------------------------------------------ the run
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("b1k-smolvla")
+    except Exception:
+        return "0+unknown"
+
+
+def _split_prefix(split: str, partition: tuple[int, int] | None) -> str:
+    return split if partition is None else f"{split}-p{partition[0]:03d}of{partition[1]:03d}"
+
+
+def _stats_chunks(work: Path, episodes: list[int], key: str) -> Iterator[np.ndarray]:
+    for index in episodes:
+        with np.load(work_paths(work, index)["npz"]) as data:
+            yield data["state" if key == STATE_KEY else "action"]
+
+
+def finalize(
+    plan: Plan, config: PreprocessConfig, work: Path, results: dict[int, EpisodeResult], skipped: list[dict]
+) -> dict:
+    out = Path(config.output_dir)
+    # Never trust anything of an earlier final stage: redo it from the work files.
+    for entry in out.iterdir():
+        if entry.name.endswith((".tar", ".tmp")) and entry.is_file():
+            entry.unlink()
+    shutil.rmtree(out / "stats", ignore_errors=True)
+
+    splits: dict[str, dict] = {}
+    seed_of = {"train": 0, "val": 1}
+    for split in ("train", "val"):
+        episodes = sorted(i for i in results if plan.split_of(i) == split)
+        tars = [(i, work_paths(work, i)["tar"], results[i].samples) for i in episodes]
+        prefix = _split_prefix(split, plan.partition)
+        writer = ShardWriter(
+            out, prefix=prefix, max_bytes=config.shard_max_bytes, max_samples=config.shard_max_samples
+        )
+        with writer:
+            samples = interleave(
+                tars,
+                writer,
+                seed=(config.seed * 1000003 + seed_of[split]) & 0xFFFFFFFF,
+                window=config.interleave_window,
+            )
+        shards: list[ShardInfo] = writer.shards
+        splits[split] = {
+            "episodes": episodes,
+            "shards": [s.to_json() for s in shards],
+            "samples": samples,
+            "frames": sum(results[i].length for i in episodes),
+        }
+        log.info(
+            "%s: %d episodes, %d samples -> %d shards in %s", split, len(episodes), samples, len(shards), out
+        )
+
+    train = splits["train"]["episodes"]
+    if not train:
+        raise PreprocessError(
+            "no train episodes were processed (all held out or skipped): cannot compute normalizer stats"
+        )
+    total = sum(results[i].length for i in train)
+    stats, stats_values = {}, {}
+    for key, dim in ((STATE_KEY, plan.selection.dim), (ACTION_KEY, ACTION_DIM)):
+        entry = write_stats_values(out, key, _stats_chunks(work, train, key), total, dim)
+        stats_values[key] = entry
+        stats[key] = compute_stats(load_stats_values(out / entry["name"]))
+
+    source = plan.source
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "created_by": {
+            "tool": TOOL,
+            "version": _package_version(),
+            "command": config.command_line or " ".join(sys.argv),
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        "source": {
+            "path": str(source.root.resolve()),
+            "codebase_version": source.version,
+            "fingerprint": source.fingerprint(),
+            "fingerprint_of": "sha256 of the files under meta/ (names and contents)",
+            "robot_type": source.info.get("robot_type"),
+            "total_episodes": len(source.episodes),
+        },
+        "fps": source.fps,
+        "frame_stride": config.frame_stride,
+        "image_size": plan.image_size.describe(),
+        "cameras": {
+            c.name: {
+                "video_key": c.video_key,
+                "member": image_member(c.name),
+                "height": c.height,
+                "width": c.width,
+                "source_height": plan.native_sizes[c.name][0],
+                "source_width": plan.native_sizes[c.name][1],
+                "encoding": "jpeg",
+                "quality": config.jpeg_quality,
+                "chroma_subsampling": "4:2:0",
+                "resize": "none" if (c.height, c.width) == plan.native_sizes[c.name] else RESIZE_METHOD,
+            }
+            for c in plan.cameras
+        },
+        "state": {
+            "preset": plan.selection.preset,
+            "indices": list(plan.selection.indices),
+            "names": list(plan.selection.names),
+            "source_dim": STATE_DIM,
+            "not_standard_track": list(plan.selection.not_standard_track),
+        },
+        "action": {"dim": ACTION_DIM, "names": action_names()},
+        "horizon": config.horizon,
+        "temporal": {"alpha": float(config.temporal_alpha), "formula": TEMPORAL_FORMULA},
+        "stats": stats,
+        "stats_values": stats_values,
+        "stats_scope": "train split, every frame (full frame rate, independent of --frame-stride), float64; "
+        "q01/q99 exact (numpy linear interpolation over the sidecar values)",
+        "splits": splits,
+        "tasks": {str(k): v for k, v in sorted(source.tasks.items())},
+        "seed": config.seed,
+        "partition": None
+        if plan.partition is None
+        else {
+            "index": plan.partition[0],
+            "count": plan.partition[1],
+            "rule": "sorted selected episodes [index::count]",
+        },
+        "selected_episodes": len(plan.selected),
+        "skipped_episodes": skipped,
+        "interleave": {
+            "scheme": "seeded permutation of episodes; window of open episodes; next sample drawn from a window "
+            "episode with probability proportional to its remaining samples",
+            "window": config.interleave_window,
+        },
+        "options": config.fingerprint(),
+        "warnings": plan.warnings,
+    }
+    validate_manifest(manifest)
+    atomic_write_text(out / MANIFEST_NAME, dump_manifest(manifest))
+    return manifest
+
+
+def run(config: PreprocessConfig) -> dict:
+    """Run a whole preprocess; returns the manifest."""
+    started = time.perf_counter()
+    plan = make_plan(config)
+    out = Path(config.output_dir)
+    log.info(
+        "source %s (LeRobot %s, %d episodes, %g fps) -> %s",
+        plan.source.root,
+        plan.source.version,
+        len(plan.source.episodes),
+        plan.source.fps,
+        out,
+    )
+    log.info(
+        "%d episodes (%d held out for val%s), state %s (%d dims), cameras %s, horizon %d, stride %d, jpeg q%d",
+        len(plan.episodes),
+        len(plan.val & set(plan.episodes)),
+        f", partition {config.partition}" if plan.partition else "",
+        plan.selection.preset,
+        plan.selection.dim,
+        ", ".join(
+            f"{c.name} {plan.native_sizes[c.name][0]}x{plan.native_sizes[c.name][1]}->{c.height}x{c.width}"
+            for c in plan.cameras
+        ),
+        config.horizon,
+        config.frame_stride,
+        config.jpeg_quality,
+    )
+    work = prepare_output(config)
+    if work is None:
+        return json.loads((out / MANIFEST_NAME).read_text())
+    results, skipped = run_episodes(plan, config, work)
+    if skipped:
+        log.warning("%d episodes skipped: %s", len(skipped), [s["episode_index"] for s in skipped])
+    manifest = finalize(plan, config, work, results, skipped)
+    shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    summarize(manifest, results, elapsed)
+    return manifest
+
+
+def summarize(manifest: dict, results: dict[int, EpisodeResult], elapsed: float) -> dict:
+    frames = sum(r.length for r in results.values())
+    samples = sum(s["samples"] for s in manifest["splits"].values())
+    shards = [sh for s in manifest["splits"].values() for sh in s["shards"]]
+    shard_bytes = sum(sh["bytes"] for sh in shards)
+    source_bytes = sum(r.source_video_bytes for r in results.values())
+    summary = {
+        "episodes": len(results),
+        "frames": frames,
+        "samples": samples,
+        "shards": len(shards),
+        "bytes": shard_bytes,
+        "bytes_per_sample": shard_bytes / samples if samples else 0.0,
+        "source_video_bytes_per_frame": source_bytes / frames if frames else 0.0,
+        "seconds": elapsed,
+        "frames_per_second": frames / elapsed if elapsed else 0.0,
+    }
+    ratio = (
+        summary["bytes_per_sample"] / summary["source_video_bytes_per_frame"]
+        if source_bytes
+        else float("nan")
+    )
+    log.info(
+        "done: %d episodes, %d frames -> %d samples in %d shards, %.1f MB; %.0f B/sample vs %.0f B/frame of source "
+        "RGB video (x%.1f); %.1f s (%.1f frames/s)",
+        summary["episodes"],
+        frames,
+        samples,
+        len(shards),
+        shard_bytes / 1e6,
+        summary["bytes_per_sample"],
+        summary["source_video_bytes_per_frame"],
+        ratio,
+        elapsed,
+        summary["frames_per_second"],
+    )
+    return summary
