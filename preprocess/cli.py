@@ -54,6 +54,19 @@ class ByteSize(click.ParamType):
         return size
 
 
+def _setup_logging(level: int) -> None:
+    """Our log lines go to the current stderr, prefixed with the tool's name (not through the root logger)."""
+    logger = logging.getLogger("b1k")
+    for handler in [h for h in logger.handlers if getattr(h, "_b1k_preprocess", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("b1k-preprocess: %(message)s"))
+    handler._b1k_preprocess = True
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--dataset-path",
@@ -235,11 +248,7 @@ def main(**kwargs) -> None:
     frame, timestamp, progress, weight and task. Normalizer stats (train split) are exact.
     """
     verbose = kwargs.pop("verbose")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="b1k-preprocess: %(message)s",
-        stream=sys.stderr,
-    )
+    _setup_logging(logging.DEBUG if verbose else logging.INFO)
     kwargs.pop("filter_state")
     progress = kwargs.pop("progress")
     if progress is None:

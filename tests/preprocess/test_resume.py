@@ -1,0 +1,145 @@
+"""Acceptance 2: `kill -9` during a run, then `--resume`, gives the result of an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preprocess import pipeline
+from preprocess.pipeline import PreprocessConfig, PreprocessError, run
+from tests.preprocess.helpers import preprocess, read_set
+
+OPTIONS = {"val_episodes": "3", "horizon": 20, "shard_max_samples": 100, "seed": 5}
+CLI_OPTIONS = ["--val-episodes", "3", "--horizon", "20", "--shard-max-samples", "100", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_dataset):
+    # 8 episodes of 60 frames, several episodes per file (v3.0)
+    return synthetic_dataset(
+        layout="v3.0",
+        lengths=(60, 45, 70, 50),
+        episodes=8,
+        episodes_per_data_file=3,
+        episodes_per_video_file=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "set"
+    preprocess(dataset.root, out, **OPTIONS)
+    return out
+
+
+def assert_same_set(a: Path, b: Path) -> None:
+    manifest_a, splits_a = read_set(a)
+    manifest_b, splits_b = read_set(b)
+    for key in ("stats", "stats_values", "splits", "state", "action", "cameras", "tasks", "skipped_episodes"):
+        assert manifest_a[key] == manifest_b[key], key
+    for split in ("train", "val"):
+        assert splits_a[split].keys() == splits_b[split].keys()
+        for key, sample in splits_a[split].items():
+            other = splits_b[split][key]
+            assert sample.keys() == other.keys()
+            for member, value in sample.items():
+                if isinstance(value, np.ndarray):
+                    np.testing.assert_array_equal(value, other[member], err_msg=f"{key}.{member}")
+                elif not member.startswith("__"):
+                    assert value == other[member], f"{key}.{member}"
+    for name in ("observation.state", "action"):
+        path = manifest_a["stats_values"][name]["name"]
+        assert (a / path).read_bytes() == (b / path).read_bytes()
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(dataset, reference, tmp_path):
+    out = tmp_path / "set"
+    command = [
+        sys.executable, "-m", "preprocess.cli", "--dataset-path", str(dataset.root), "--output-dir", str(out),
+        "--workers", "1", "--no-progress", *CLI_OPTIONS,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    work = out / ".work"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            done = list(work.glob("episode_*.tar")) if work.is_dir() else []
+            if len(done) >= 3 or process.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, (
+            "the run ended before it could be killed: " + process.stdout.read().decode()
+        )
+        os.killpg(process.pid, signal.SIGKILL)  # the whole process group, like a machine going down
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    done = sorted(p.name for p in work.glob("episode_*.tar"))
+    assert 3 <= len(done) < 8, done
+    assert not (out / "manifest.json").exists()
+
+    # the interrupted set is not mistaken for a finished one, nor silently overwritten
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--resume" in result.stderr
+
+    result = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"resume: {len(done)} episodes already done" in result.stderr
+    assert not work.exists()
+    assert_same_set(reference, out)
+    # and the shards themselves are byte-identical (same sha256 in both manifests)
+    assert read_set(reference, decode=False)[0]["splits"] == read_set(out, decode=False)[0]["splits"]
+
+
+def test_interrupted_final_stage_is_redone(dataset, reference, tmp_path, monkeypatch):
+    """Killed after some shards were renamed into place but before the manifest: resume rewrites them."""
+    out = tmp_path / "set"
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing stats")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "write_stats_values", crash)
+        with pytest.raises(KeyboardInterrupt):
+            preprocess(dataset.root, out, **OPTIONS)
+    assert list(out.glob("train-*.tar")) and not (out / "manifest.json").exists()
+    (out / "train-000009.tar.tmp").write_bytes(b"partial")  # a shard that was being written
+    (out / "train-000000.tar").write_bytes(b"garbage")  # never trust a final-stage file
+    preprocess(dataset.root, out, resume=True, **OPTIONS)
+    assert not (out / "train-000009.tar.tmp").exists()
+    assert_same_set(reference, out)
+
+
+def test_resume_refuses_other_options_and_says_which(dataset, tmp_path):
+    out = tmp_path / "set"
+    config = PreprocessConfig(dataset_path=dataset.root, output_dir=out, workers=1, progress=False, **OPTIONS)
+    pipeline.prepare_output(config)
+    changed = PreprocessConfig(
+        dataset_path=dataset.root,
+        output_dir=out,
+        workers=1,
+        progress=False,
+        resume=True,
+        **{**OPTIONS, "horizon": 30},
+    )
+    with pytest.raises(PreprocessError, match=r"options differ .*horizon: was 20, now 30"):
+        run(changed)
+
+
+def test_resume_of_a_finished_set_is_a_no_op(dataset, reference, tmp_path):
+    import shutil
+
+    out = tmp_path / "set"
+    shutil.copytree(reference, out)
+    before = (out / "manifest.json").read_bytes()
+    preprocess(dataset.root, out, resume=True, **OPTIONS)
+    assert (out / "manifest.json").read_bytes() == before
