@@ -223,14 +223,23 @@ def _code_symbols(episode_index: int, frame_index: int, camera: int) -> np.ndarr
     return np.array([(value >> (2 * k)) & 3 for k in range(GRID * GRID)], dtype=np.int64).reshape(GRID, GRID)
 
 
+def code_tiles(height: int, width: int) -> int:
+    """How many times the 5x5 code is tiled along each axis at this size: cells stay <= ~50 px.
+
+    (Fast AV1 presets may leave a large flat cell at its previous level on an inter frame; smaller
+    cells and a vote across tiles make the code robust at the real 720/480 sizes.)"""
+    return max(1, math.ceil(min(height, width) / 250))
+
+
 class _Painter:
     """Renders coded frames of one camera at one size (precomputes the per-pixel grids)."""
 
     def __init__(self, camera: int, height: int, width: int, seed: int):
         self.camera, self.height, self.width = camera, height, width
         rng = np.random.default_rng([seed, camera])
-        self.row_block = (np.arange(height) * GRID) // height
-        self.col_block = (np.arange(width) * GRID) // width
+        cells = GRID * code_tiles(height, width)
+        self.row_block = ((np.arange(height) * cells) // height) % GRID
+        self.col_block = ((np.arange(width) * cells) // width) % GRID
         y = (np.arange(height, dtype=np.float64)[:, None] + 0.5) / height
         x = (np.arange(width, dtype=np.float64)[None, :] + 0.5) / width
         fx, fy = rng.uniform(0.8, 1.6, size=2)
@@ -257,10 +266,39 @@ def render_frame(
     return _Painter(camera, height, width, seed).render(episode_index, frame_index)
 
 
+def _cell_levels(integral: np.ndarray, height: int, width: int, cells: int) -> np.ndarray:
+    """Mean grey level of the central 40% x 40% of each cell of a cells x cells grid."""
+    edges_y = np.arange(cells) * height / cells
+    edges_x = np.arange(cells) * width / cells
+    y0 = np.rint(edges_y + 0.3 * height / cells).astype(np.int64)
+    y1 = np.maximum(np.rint(edges_y + 0.7 * height / cells).astype(np.int64), y0 + 1)
+    x0 = np.rint(edges_x + 0.3 * width / cells).astype(np.int64)
+    x1 = np.maximum(np.rint(edges_x + 0.7 * width / cells).astype(np.int64), x0 + 1)
+    total = (
+        integral[y1[:, None], x1[None, :]]
+        - integral[y0[:, None], x1[None, :]]
+        - integral[y1[:, None], x0[None, :]]
+        + integral[y0[:, None], x0[None, :]]
+    )
+    return total / ((y1 - y0)[:, None] * (x1 - x0)[None, :])
+
+
+def _unpack(symbols: np.ndarray) -> tuple[int, int, int, bool]:
+    value = 0
+    for k, s in enumerate(symbols.reshape(-1)):
+        value |= int(s) << (2 * k)
+    camera = value & ((1 << _CAMERA_BITS) - 1)
+    frame_index = (value >> _CAMERA_BITS) & MAX_FRAME_INDEX
+    episode_index = (value >> (_CAMERA_BITS + _FRAME_BITS)) & MAX_EPISODE_INDEX
+    check = value >> (_CAMERA_BITS + _FRAME_BITS + _EPISODE_BITS)
+    return episode_index, frame_index, camera, check == _check(episode_index, frame_index, camera)
+
+
 def decode_frame_code(rgb: np.ndarray) -> FrameCode:
     """Read the (episode, frame, camera) code from a decoded RGB frame (HxWx3, uint8 or float in
-    [0, 255]; float in [0, 1] and CHW layouts are accepted too). Any size >= ~20 px; survives AV1,
-    JPEG and resizing. Raises ValueError when the code's checksum does not match."""
+    [0, 255]; float in [0, 1] and CHW layouts are accepted too). Survives AV1, JPEG and resizing
+    while a code cell stays >= ~3 px (any size >= 20 px for sources up to 250 px; >= ~64 px for the
+    720/480 ones). Raises ValueError when no tiling yields a code whose checksum matches."""
     image = np.asarray(rgb)
     if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
         image = np.moveaxis(image, 0, -1)  # CHW -> HWC
@@ -269,28 +307,30 @@ def decode_frame_code(rgb: np.ndarray) -> FrameCode:
         image = image * 255.0
     grey = image.mean(axis=2) if image.ndim == 3 else image
     height, width = grey.shape
-    symbols = np.empty((GRID, GRID), dtype=np.int64)
-    for r in range(GRID):
-        y0, y1 = round((r + 0.3) * height / GRID), round((r + 0.7) * height / GRID)
-        y1 = max(y1, y0 + 1)
-        for c in range(GRID):
-            x0, x1 = round((c + 0.3) * width / GRID), round((c + 0.7) * width / GRID)
-            x1 = max(x1, x0 + 1)
-            level = grey[y0:y1, x0:x1].mean()
-            symbols[r, c] = int(np.argmin(np.abs(LEVELS - level)))
-    value = 0
-    for k, s in enumerate(symbols.reshape(-1)):
-        value |= int(s) << (2 * k)
-    camera = value & ((1 << _CAMERA_BITS) - 1)
-    frame_index = (value >> _CAMERA_BITS) & MAX_FRAME_INDEX
-    episode_index = (value >> (_CAMERA_BITS + _FRAME_BITS)) & MAX_EPISODE_INDEX
-    check = value >> (_CAMERA_BITS + _FRAME_BITS + _EPISODE_BITS)
-    if check != _check(episode_index, frame_index, camera):
+    integral = np.zeros((height + 1, width + 1))
+    integral[1:, 1:] = grey.cumsum(axis=0).cumsum(axis=1)
+    best: tuple[float, FrameCode] | None = None
+    read = None
+    for tiles in range(1, 7):
+        cells = GRID * tiles
+        if min(height, width) < 2 * cells:
+            break
+        levels = _cell_levels(integral, height, width, cells)
+        # (tiles, GRID, tiles, GRID) -> one 5x5 code per tile; vote with the median level per cell
+        per_tile = levels.reshape(tiles, GRID, tiles, GRID).transpose(0, 2, 1, 3).reshape(-1, GRID, GRID)
+        tile_symbols = np.abs(per_tile[..., None] - LEVELS).argmin(axis=-1)
+        symbols = np.abs(np.median(per_tile, axis=0)[..., None] - LEVELS).argmin(axis=-1)
+        agreement = float((tile_symbols == symbols[None]).mean())
+        episode_index, frame_index, camera, ok = _unpack(symbols)
+        read = read or (episode_index, frame_index, camera)
+        if ok and (tiles == 1 or agreement >= 0.6) and (best is None or agreement > best[0]):
+            best = (agreement, FrameCode(episode_index, frame_index, camera))
+    if best is None:
         raise ValueError(
-            f"no valid frame code in this {height}x{width} image (read episode {episode_index}, "
-            f"frame {frame_index}, camera {camera}, checksum mismatch)"
+            f"no valid frame code in this {height}x{width} image (untiled read: episode, frame, camera "
+            f"= {read}; checksum mismatch)"
         )
-    return FrameCode(episode_index, frame_index, camera)
+    return best[1]
 
 
 def decode_frame_id(rgb: np.ndarray) -> tuple[int, int]:
@@ -331,6 +371,16 @@ class SyntheticConfig:
     chunks_size: int = 1000  # v3.0: files per chunk folder (lerobot's default 1000)
     crf: int = 30  # AV1 quality (lerobot default 30)
     gop: int = 2  # AV1 keyframe interval (lerobot default 2)
+    # SVT-AV1 preset; None = lerobot's default 12 up to 256 px, 8 above: at preset 12 the inter frames
+    # may leave a large flat region of these synthetic images at its previous level (seen at
+    # 360-720 px), which would break the pixel code; preset 8 encodes them faithfully.
+    preset: int | None = None
+
+    def svt_preset(self) -> int:
+        if self.preset is not None:
+            return self.preset
+        return 12 if max(self.head_size, self.wrist_size) <= 256 else 8
+
     workers: int = 0  # encoding threads over (episode, camera); 0 = min(4, cores)
 
     def __post_init__(self):
@@ -477,7 +527,9 @@ def _plan(config: SyntheticConfig) -> list[SyntheticEpisode]:
 def _rgb_encoder(config: SyntheticConfig):
     from lerobot.configs.video import RGBEncoderConfig
 
-    return RGBEncoderConfig(vcodec="libsvtav1", pix_fmt="yuv420p", g=config.gop, crf=config.crf)
+    return RGBEncoderConfig(
+        vcodec="libsvtav1", pix_fmt="yuv420p", g=config.gop, crf=config.crf, preset=config.svt_preset()
+    )
 
 
 def _depth_encoder():
@@ -494,10 +546,13 @@ def _quiet_libav() -> Iterator[None]:
     logger = logging.getLogger("libav")
     previous_py = logger.level
     av.logging.set_level(av.logging.ERROR)
+    # lerobot's get_video_info re-installs FFmpeg's own printing callback: gate it at libav's level too
+    av.logging.set_libav_level(av.logging.ERROR)
     logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
+        av.logging.set_libav_level(av.logging.INFO)  # FFmpeg's default
         av.logging.set_level(previous)
         logger.setLevel(previous_py)
 
@@ -564,16 +619,33 @@ def _encode_depth(
     return np.stack(samples)
 
 
-def _vector_stats(values: np.ndarray) -> dict:
+def _basic_stats(values: np.ndarray, axis, keepdims: bool) -> dict:
+    """min/max/mean/std/count as lerobot v2.1 stored them (no quantiles)."""
+    values = np.asarray(values, dtype=np.float64)
+    return {
+        "min": values.min(axis=axis, keepdims=keepdims),
+        "max": values.max(axis=axis, keepdims=keepdims),
+        "mean": values.mean(axis=axis, keepdims=keepdims),
+        "std": values.std(axis=axis, keepdims=keepdims),
+        "count": np.array([values.shape[0]]),
+    }
+
+
+def _vector_stats(values: np.ndarray, quantiles: bool = True) -> dict:
+    if not quantiles:
+        return _basic_stats(values, 0, values.ndim == 1)
     from lerobot.datasets.compute_stats import get_feature_stats
 
     return get_feature_stats(values, axis=0, keepdims=values.ndim == 1)
 
 
-def _image_stats(samples: np.ndarray, is_depth: bool) -> dict:
-    from lerobot.datasets.compute_stats import get_feature_stats
+def _image_stats(samples: np.ndarray, is_depth: bool, quantiles: bool = True) -> dict:
+    if quantiles:
+        from lerobot.datasets.compute_stats import get_feature_stats
 
-    stats = get_feature_stats(samples, axis=(0, 2, 3), keepdims=True)
+        stats = get_feature_stats(samples, axis=(0, 2, 3), keepdims=True)
+    else:
+        stats = _basic_stats(samples, (0, 2, 3), True)
     factor = 1.0 if is_depth else 255.0
     return {k: v if k == "count" else np.squeeze(v / factor, axis=0) for k, v in stats.items()}
 
@@ -592,7 +664,7 @@ def _episode_columns(ep: SyntheticEpisode, fps: int, layout: str) -> dict[str, n
     }
 
 
-def _numeric_stats(cols: dict[str, np.ndarray]) -> dict[str, dict]:
+def _numeric_stats(cols: dict[str, np.ndarray], quantiles: bool = True) -> dict[str, dict]:
     out = {}
     for key in (
         "observation.state",
@@ -604,7 +676,7 @@ def _numeric_stats(cols: dict[str, np.ndarray]) -> dict[str, dict]:
         "index",
         "task_index",
     ):
-        out[key] = _vector_stats(np.asarray(cols[key]))
+        out[key] = _vector_stats(np.asarray(cols[key]), quantiles)
     return out
 
 
@@ -791,10 +863,10 @@ def _write_v21(root, config, episodes, jobs, samples) -> None:
     _write_jsonl(root / "meta" / "tasks.jsonl", [{"task_index": i, "task": t} for i, t in tasks])
     rows = []
     for ep in episodes:
-        stats = _numeric_stats(_episode_columns(ep, config.fps, "v2.1"))
+        stats = _numeric_stats(_episode_columns(ep, config.fps, "v2.1"), quantiles=False)
         for key in features:
             if (ep.ordinal, key) in samples:
-                stats[key] = _image_stats(samples[(ep.ordinal, key)], is_depth=key == DEPTH_KEY)
+                stats[key] = _image_stats(samples[(ep.ordinal, key)], key == DEPTH_KEY, quantiles=False)
         rows.append(
             {
                 "episode_index": ep.episode_index,
