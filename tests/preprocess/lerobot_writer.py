@@ -3,7 +3,7 @@ so the reader is tested on what lerobot itself writes, not only on our synthetic
 
 Values are a simple known function of (episode, frame) that has nothing to do with the synthetic
 builder's codes: state[d] = episode*1000 + frame + d/1000, action[d] = -(episode*1000 + frame) - d/100.
-Frames are smooth colour gradients (plus an episode/frame-dependent level) that survive AV1.
+Frames are smooth colour waves whose phase depends on (camera, episode, frame).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ def lr_action(episode: int, frame: int) -> np.ndarray:
 
 
 def lr_frame(camera: int, episode: int, frame: int, height: int, width: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    base = 40 + 6 * frame + 50 * episode + 30 * camera
-    r = (base + 120 * x / width) % 256
-    g = (base * 0.5 + 120 * y / height) % 256
-    b = (80 + 60 * np.sin((x + y + 3 * frame) / 9.0) + 20 * camera) % 256
-    return np.stack([r, g, b], axis=-1).astype(np.uint8)
+    """Smooth gradients and a moving wave (no hard edges), different for every (camera, episode, frame)."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    phase = 0.7 * frame + 2.1 * episode + 1.3 * camera
+    r = 128 + 60 * np.sin(2 * np.pi * x + phase)
+    g = 128 + 60 * np.cos(2 * np.pi * y - 0.5 * phase)
+    b = 128 + 40 * np.sin(2 * np.pi * (x + y) + 0.3 * phase)
+    return np.stack([r, g, b], axis=-1).round().astype(np.uint8)
 
 
 def build_lerobot_dataset(
