@@ -1,0 +1,641 @@
+"""The training stream: shard sets -> per-worker sample streams -> SmolVLA batches, resumable exactly.
+
+One or more shard sets (`--shards`, optionally weighted) are opened with `shards.reader` and must
+describe the same features. Each DataLoader worker of each rank (a *slot*) builds, per epoch:
+
+1. the epoch's shard order: a permutation seeded by (seed, epoch), the same on every rank;
+2. its share of it, split by node (rank) and then by worker, like webdataset's `split_by_node` /
+   `split_by_worker`: whole shards when there are at least as many shards as parts, otherwise
+   every part reads the shards and keeps every `parts`-th sample (so 8 workers on a 3-shard set
+   still all work, and ranks stay disjoint);
+3. a buffer shuffle over the raw (still encoded) samples, seeded by (seed, epoch, slot), whose picks
+   are episode-stratified: every batch position asks for an episode of a per-batch random
+   permutation (the same schedule in every worker), so a batch's samples come from distinct
+   episodes whenever the buffers hold them (`--no-stratify`: webdataset's plain buffer shuffle);
+4. decode (`shards.codec.decode_sample`), slice the action chunk to `chunk_size`.
+
+Workers yield single samples; the main process takes `batch_size` consecutive ones, which the
+DataLoader hands out round-robin over the workers, so a batch mixes samples of every worker.
+Because each slot's stream is a pure function of (seed, epoch, slot) and the number of samples a
+slot yields per epoch is known from the manifest, the *data position* is just the number of batches
+consumed: on resume every worker skips, without decoding, exactly the samples it had delivered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from schemas.manifest import ManifestError, dump_manifest, shards_of
+from schemas.sample import (
+    ACTION_IS_PAD_MEMBER,
+    ACTION_MEMBER,
+    JSON_MEMBER,
+    STATE_MEMBER,
+    image_member,
+    parse_sample_key,
+)
+from shards.codec import decode_sample
+from shards.reader import ShardSet, iter_tar_samples, open_shard_set
+
+IMAGE_PREFIX = "observation.images."
+STATE_KEY = "observation.state"
+ACTION_KEY = "action"
+PAD_KEY = "action_is_pad"
+STAT_FIELDS = ("mean", "std", "min", "max", "q01", "q99")
+
+
+class ShardReadError(RuntimeError):
+    """A shard cannot be read or decoded; the message names it."""
+
+
+class DataSpecError(ValueError):
+    """The shard sets cannot be trained on together, or with these options."""
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    name: str
+    height: int
+    width: int
+    member: str  # tar member of its image, e.g. "head.jpg"
+
+    @property
+    def key(self) -> str:
+        return IMAGE_PREFIX + self.name
+
+
+@dataclass(frozen=True)
+class ShardRef:
+    url: str
+    samples: int
+
+
+@dataclass
+class ShardSource:
+    """One opened shard set and its share of the mixture."""
+
+    location: str
+    shard_set: ShardSet
+    weight: float
+    train: list[ShardRef]
+    val: list[ShardRef]
+    episodes: list[int] = field(default_factory=list)  # of the train split
+
+    @property
+    def manifest(self) -> dict:
+        return self.shard_set.manifest
+
+    @property
+    def train_samples(self) -> int:
+        return sum(s.samples for s in self.train)
+
+
+@dataclass
+class DataSpec:
+    """What the trainer needs to know of the data: features, stats, horizon, alpha, provenance."""
+
+    cameras: list[CameraSpec]
+    state_dim: int
+    state_names: list[str]
+    state_indices: list[int]
+    state_preset: str
+    action_dim: int
+    action_names: list[str]
+    horizon: int
+    manifest_alpha: float
+    stats: dict[str, dict[str, list[float]]]
+    sources: list[ShardSource] = field(default_factory=list)
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [c.key for c in self.cameras]
+
+    def gripper_state_dims(self) -> list[int]:
+        return [i for i, name in enumerate(self.state_names) if "gripper" in name]
+
+    def stats_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Stats in the form lerobot's processors take (`dataset_stats`)."""
+        return {
+            key: {name: torch.tensor(entry[name], dtype=torch.float32) for name in STAT_FIELDS}
+            for key, entry in self.stats.items()
+        }
+
+    def provenance(self) -> dict:
+        return {
+            "sets": [
+                {
+                    "location": src.location,
+                    "weight": src.weight,
+                    "manifest_sha256": manifest_fingerprint(src.manifest),
+                    "created_by": src.manifest.get("created_by"),
+                    "source": src.manifest.get("source"),
+                    "train_samples": src.train_samples,
+                    "val_samples": sum(s.samples for s in src.val),
+                }
+                for src in self.sources
+            ],
+            "state": {"preset": self.state_preset, "indices": self.state_indices, "names": self.state_names},
+            "action": {"dim": self.action_dim, "names": self.action_names},
+            "cameras": {c.name: {"height": c.height, "width": c.width} for c in self.cameras},
+            "horizon": self.horizon,
+            "manifest_alpha": self.manifest_alpha,
+        }
+
+
+def manifest_fingerprint(manifest: dict) -> str:
+    """sha256 of the manifest's canonical text: equal manifests, equal fingerprints."""
+    return hashlib.sha256(dump_manifest(manifest).encode("utf-8")).hexdigest()
+
+
+def parse_shards_arg(text: str) -> tuple[str, float | None]:
+    """`LOCATION` or `LOCATION@WEIGHT` (weight > 0, relative sampling probability of the set)."""
+    location, sep, tail = text.rpartition("@")
+    if sep:
+        try:
+            weight = float(tail)
+        except ValueError:
+            return text, None
+        if not math.isfinite(weight) or weight <= 0:
+            raise DataSpecError(f"--shards {text!r}: the weight after '@' must be a positive number")
+        return location, weight
+    return text, None
+
+
+def _merge_stats(manifests: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Normaliser stats of the union of the sets' train splits.
+
+    mean/std/min/max are exact (from sum, sum_sq, count); q01/q99 of a mixture are the count-weighted
+    mean of the sets' quantiles (SmolVLA normalises with mean/std; the quantiles are informative).
+    """
+    if len(manifests) == 1:
+        return {k: {f: list(v[f]) for f in STAT_FIELDS} for k, v in manifests[0]["stats"].items()}
+    merged = {}
+    for key in ("observation.state", "action"):
+        entries = [m["stats"][key] for m in manifests]
+        count = sum(e["count"] for e in entries)
+        if count <= 0:
+            raise DataSpecError(f"stats of {key}: the train splits hold no frames")
+        total = np.sum([e["sum"] for e in entries], axis=0)
+        total_sq = np.sum([e["sum_sq"] for e in entries], axis=0)
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        weights = np.array([e["count"] for e in entries], dtype=np.float64) / count
+        merged[key] = {
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "min": np.min([e["min"] for e in entries], axis=0).tolist(),
+            "max": np.max([e["max"] for e in entries], axis=0).tolist(),
+            "q01": np.tensordot(weights, np.array([e["q01"] for e in entries]), axes=1).tolist(),
+            "q99": np.tensordot(weights, np.array([e["q99"] for e in entries]), axes=1).tolist(),
+        }
+    return merged
+
+
+def _refs(shard_set: ShardSet, split: str) -> list[ShardRef]:
+    return [ShardRef(shard_set.url(s["name"]), int(s["samples"])) for s in shards_of(shard_set.manifest, split)]
+
+
+def _check_local_shards(shard_set: ShardSet, refs: list[ShardRef]) -> None:
+    if shard_set.kind != "local":
+        return
+    for ref in refs:
+        if not Path(ref.url).is_file():
+            raise ShardReadError(f"shard {ref.url} listed in the manifest is missing")
+
+
+def open_data(shards: list[str]) -> DataSpec:
+    """Open every `--shards` entry, check they agree on features, merge stats; the trainer's view of the data."""
+    if not shards:
+        raise DataSpecError("no shard set given (--shards)")
+    parsed = [parse_shards_arg(s) for s in shards]
+    weighted = [w is not None for _, w in parsed]
+    if any(weighted) and not all(weighted):
+        raise DataSpecError("give a weight to every --shards entry (LOCATION@WEIGHT) or to none")
+    sources = []
+    for location, _ in parsed:
+        try:
+            shard_set = open_shard_set(location)
+        except ManifestError:
+            raise
+        except Exception as exc:  # unreadable location: say which
+            raise ManifestError(f"{location}: cannot open the shard set ({exc})") from exc
+        train, val = _refs(shard_set, "train"), _refs(shard_set, "val")
+        _check_local_shards(shard_set, train + val)
+        if sum(r.samples for r in train) == 0:
+            raise DataSpecError(f"{location}: the train split holds no samples")
+        episodes = [int(e) for e in shard_set.manifest["splits"]["train"]["episodes"]]
+        sources.append(ShardSource(location, shard_set, 0.0, train, val, episodes))
+    for src, (_, weight) in zip(sources, parsed, strict=True):
+        # Default mixture: proportional to size, i.e. like concatenating the sets.
+        src.weight = float(weight) if weight is not None else float(src.train_samples)
+
+    first = sources[0].manifest
+    cameras = [
+        CameraSpec(name, int(c["height"]), int(c["width"]), image_member(name, c["encoding"]))
+        for name, c in first["cameras"].items()
+    ]
+    for src in sources[1:]:
+        m = src.manifest
+        other = {name: (int(c["height"]), int(c["width"])) for name, c in m["cameras"].items()}
+        if other != {c.name: (c.height, c.width) for c in cameras}:
+            raise DataSpecError(f"{src.location}: cameras {other} differ from {sources[0].location}'s")
+        if list(m["state"]["indices"]) != list(first["state"]["indices"]):
+            raise DataSpecError(f"{src.location}: state indices differ from {sources[0].location}'s")
+        if m["action"]["dim"] != first["action"]["dim"]:
+            raise DataSpecError(f"{src.location}: action dim differs from {sources[0].location}'s")
+    alphas = {float(src.manifest["temporal"]["alpha"]) for src in sources}
+    return DataSpec(
+        cameras=cameras,
+        state_dim=len(first["state"]["indices"]),
+        state_names=list(first["state"]["names"]),
+        state_indices=list(first["state"]["indices"]),
+        state_preset=str(first["state"]["preset"]),
+        action_dim=int(first["action"]["dim"]),
+        action_names=list(first["action"]["names"]),
+        horizon=min(int(src.manifest["horizon"]) for src in sources),
+        manifest_alpha=alphas.pop() if len(alphas) == 1 else float(first["temporal"]["alpha"]),
+        stats=_merge_stats([src.manifest for src in sources]),
+        sources=sources,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Deterministic per-slot streams
+
+
+def _seed(*parts: int) -> int:
+    """A 64-bit seed from integers (stable across processes and Python versions)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0])
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """What one slot reads in one epoch: its shards in order, then sample strides (stride, offset)."""
+
+    shards: tuple[ShardRef, ...]
+    strides: tuple[tuple[int, int], ...]
+
+    @property
+    def samples(self) -> int:
+        total = sum(s.samples for s in self.shards)
+        for stride, offset in self.strides:
+            total = len(range(offset, total, stride))
+        return total
+
+
+def plan_slot(
+    shards: list[ShardRef],
+    order: list[int] | None,
+    rank: int,
+    world: int,
+    worker: int,
+    workers: int,
+) -> SlotPlan:
+    """Split `shards` (in `order`) by node, then by worker: by whole shards while there are enough,
+    by sample stride otherwise. The slots of one epoch partition the samples."""
+    selected = [shards[i] for i in order] if order is not None else list(shards)
+    strides: list[tuple[int, int]] = []
+    for part, parts in ((rank, world), (worker, workers)):
+        if parts <= 1:
+            continue
+        if not strides and len(selected) >= parts:
+            selected = selected[part::parts]
+        else:
+            strides.append((parts, part))
+    return SlotPlan(tuple(selected), tuple(strides))
+
+
+def epoch_order(n_shards: int, seed: int, epoch: int) -> list[int]:
+    return np.random.default_rng(_seed(seed, epoch, 0x5A4D)).permutation(n_shards).tolist()
+
+
+def _read_shard(url: str) -> Iterator[dict]:
+    try:
+        yield from iter_tar_samples(url)
+    except Exception as exc:
+        raise ShardReadError(f"cannot read shard {url}: {type(exc).__name__}: {exc}") from exc
+
+
+def _plan_raw(plan: SlotPlan) -> Iterator[dict]:
+    stream: Iterator[dict] = itertools.chain.from_iterable(_read_shard(s.url) for s in plan.shards)
+    for stride, offset in plan.strides:
+        stream = itertools.islice(stream, offset, None, stride)
+    return stream
+
+
+class StratifiedBuffer:
+    """A shuffle buffer (like webdataset's) whose picks can ask for a given episode.
+
+    `pick(rng, episode)` returns a random buffered sample of `episode` when there is one, else a
+    random buffered sample. Over an epoch every sample still comes out exactly once; only the order
+    changes.
+    """
+
+    def __init__(self):
+        self.items: list[dict] = []
+        self.episodes: list[int] = []
+        self.where: dict[int, list[int]] = {}  # episode -> positions in items (unordered)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, raw: dict) -> None:
+        episode = parse_sample_key(raw["__key__"])[0]
+        self.where.setdefault(episode, []).append(len(self.items))
+        self.items.append(raw)
+        self.episodes.append(episode)
+
+    def pick(self, rng: random.Random, episode: int | None) -> dict:
+        positions = self.where.get(episode) if episode is not None else None
+        k = positions[rng.randrange(len(positions))] if positions else rng.randrange(len(self.items))
+        return self._take(k)
+
+    def _take(self, k: int) -> dict:
+        item, episode = self.items[k], self.episodes[k]
+        positions = self.where[episode]
+        positions.remove(k)
+        if not positions:
+            del self.where[episode]
+        last = len(self.items) - 1
+        if k != last:  # move the last item into the hole
+            moved = self.episodes[last]
+            self.items[k], self.episodes[k] = self.items[last], moved
+            moved_positions = self.where[moved]
+            moved_positions[moved_positions.index(last)] = k
+        self.items.pop()
+        self.episodes.pop()
+        return item
+
+
+class EpisodeSchedule:
+    """Which episode each position of a batch asks for: the first positions of a random permutation
+    of the train episodes, drawn per (rank, batch), so a batch's samples come from distinct episodes
+    when the workers' buffers hold them (the same for every worker: no communication needed)."""
+
+    def __init__(self, episodes: list[int], batch_size: int, seed: int, rank: int):
+        self.episodes = np.asarray(sorted(episodes), dtype=np.int64)
+        self.batch_size = max(1, batch_size)
+        self.seed = seed
+        self.rank = rank
+        self._batch = -1
+        self._wanted: list[int] = []
+
+    def wanted(self, item: int) -> int | None:
+        """The episode asked for at this rank's `item`-th sample (None when there are no episodes)."""
+        if len(self.episodes) == 0:
+            return None
+        batch, position = divmod(item, self.batch_size)
+        if batch != self._batch:
+            rng = np.random.default_rng(_seed(self.seed, self.rank, batch, 0xE915))
+            count = min(self.batch_size, len(self.episodes))
+            self._wanted = self.episodes[rng.choice(len(self.episodes), size=count, replace=False)].tolist()
+            self._batch = batch
+        return self._wanted[position % len(self._wanted)]
+
+
+def stratified_shuffle(
+    stream: Iterator[dict], bufsize: int, rng: random.Random, wanted: Callable[[int], int | None], start: int
+) -> Iterator[dict]:
+    """Buffer `bufsize` samples, then yield one pick per new sample (draining at the end); pick number
+    `start + n` asks for episode `wanted(start + n)`."""
+    buffer = StratifiedBuffer()
+    index = start
+    for raw in stream:
+        buffer.add(raw)
+        if len(buffer) >= bufsize:
+            yield buffer.pick(rng, wanted(index))
+            index += 1
+    while len(buffer):
+        yield buffer.pick(rng, wanted(index))
+        index += 1
+
+
+def slot_stream(
+    shards: list[ShardRef],
+    *,
+    seed: int,
+    rank: int,
+    world: int,
+    worker: int,
+    workers: int,
+    shuffle_buffer: int,
+    skip: int = 0,
+    schedule: EpisodeSchedule | None = None,
+) -> Iterator[dict]:
+    """The infinite raw-sample stream of one slot (epoch after epoch), skipping its first `skip` samples.
+
+    Whole epochs are skipped by arithmetic; inside an epoch the skipped samples are read but not decoded.
+    With a `schedule`, the shuffle buffer's n-th pick asks for the episode the schedule wants at this
+    rank's item n * workers + worker (the DataLoader's round-robin position of that sample).
+    """
+    position = 0  # samples of this slot before the current epoch (skipped ones included)
+    for epoch in itertools.count():
+        plan = plan_slot(shards, epoch_order(len(shards), seed, epoch), rank, world, worker, workers)
+        size = plan.samples
+        if size == 0:
+            raise DataSpecError(
+                f"worker {worker} of rank {rank} gets no sample of a {sum(s.samples for s in shards)}-sample "
+                f"split ({world} ranks x {workers} workers): use fewer workers"
+            )
+        if skip >= size:
+            skip -= size
+            position += size
+            continue
+        stream = _plan_raw(plan)
+        if shuffle_buffer > 1:
+            rng = random.Random(_seed(seed, epoch, rank, worker, 0x5EED))
+            if schedule is not None:
+                stream = stratified_shuffle(
+                    stream, shuffle_buffer, rng, lambda n: schedule.wanted(n * workers + worker), position
+                )
+            else:
+                stream = wds.filters._shuffle(stream, bufsize=shuffle_buffer, initial=shuffle_buffer, rng=rng)
+        for index, raw in enumerate(stream):
+            if index < skip:
+                continue
+            raw["__epoch__"] = epoch
+            yield raw
+        skip = 0
+        position += size
+
+
+def mixture_choices(weights: list[float], seed: int, rank: int, worker: int) -> Iterator[int]:
+    """Which source each successive sample of a slot comes from (deterministic, seeded per slot)."""
+    probs = np.asarray(weights, dtype=np.float64)
+    probs = probs / probs.sum()
+    rng = np.random.default_rng(_seed(seed, rank, worker, 0x313C))
+    while True:
+        yield from rng.choice(len(probs), size=4096, p=probs).tolist()
+
+
+def worker_items_consumed(items: int, worker: int, workers: int) -> int:
+    """How many of the first `items` samples (handed out round-robin) came from `worker`."""
+    return len(range(worker, items, workers))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding to the sample a SmolVLA batch is made of
+
+
+def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, Any]:
+    """Decode one raw sample into tensors: images uint8 HWC (made float CHW in the main process)."""
+    url = raw.get("__url__", "?")
+    try:
+        sample = decode_sample(raw)
+        item: dict[str, Any] = {}
+        for cam in cameras:
+            image = sample[cam.member]
+            if image.shape != (cam.height, cam.width, 3):
+                raise ValueError(f"{cam.member}: image {image.shape} != manifest size ({cam.height}, {cam.width}, 3)")
+            item[cam.key] = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+        meta = sample[JSON_MEMBER]
+        item[STATE_KEY] = torch.from_numpy(np.asarray(sample[STATE_MEMBER], dtype=np.float32))
+        item[ACTION_KEY] = torch.from_numpy(np.ascontiguousarray(sample[ACTION_MEMBER][:chunk_size], dtype=np.float32))
+        item[PAD_KEY] = torch.from_numpy(np.ascontiguousarray(sample[ACTION_IS_PAD_MEMBER][:chunk_size], dtype=np.bool_))
+        item["task"] = str(meta["task"])
+        item["progress"] = float(meta["progress"])
+        item["episode_index"] = int(meta["episode_index"])
+        item["frame_index"] = int(meta["frame_index"])
+        item["key"] = str(sample["__key__"])
+        item["epoch"] = int(raw.get("__epoch__", 0))
+    except ShardReadError:
+        raise
+    except Exception as exc:
+        raise ShardReadError(
+            f"cannot decode sample {raw.get('__key__', '?')} of shard {url}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if item[ACTION_KEY].shape[0] != chunk_size:
+        raise ShardReadError(f"sample {item['key']} of shard {url}: action chunk shorter than {chunk_size}")
+    return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack items into a batch; strings and ints stay lists."""
+    batch: dict[str, Any] = {}
+    for key, value in items[0].items():
+        values = [item[key] for item in items]
+        batch[key] = torch.stack(values) if isinstance(value, torch.Tensor) else values
+    return batch
+
+
+def _worker() -> tuple[int, int]:
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+class TrainStream(IterableDataset):
+    """Infinite per-rank stream of decoded samples, starting after `start_items` consumed samples."""
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        *,
+        chunk_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        shuffle_buffer: int = 1000,
+        start_items: int = 0,
+        batch_size: int = 8,
+        stratify: bool = True,
+    ):
+        super().__init__()
+        self.sources = [src.train for src in spec.sources]
+        self.episodes = [src.episodes for src in spec.sources]
+        self.batch_size = batch_size
+        self.stratify = stratify
+        self.weights = [src.weight for src in spec.sources]
+        self.cameras = spec.cameras
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+        self.shuffle_buffer = shuffle_buffer
+        self.start_items = start_items
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        loader_worker, workers = _worker()
+        # The DataLoader hands out items round-robin from its worker 0: after `start_items` items, the
+        # next one belongs to logical worker start_items % workers, so loader worker w plays that role.
+        worker = (loader_worker + self.start_items) % workers
+        skip = worker_items_consumed(self.start_items, worker, workers)
+        choices = mixture_choices(self.weights, self.seed, self.rank, worker)
+        per_source = [0] * len(self.sources)
+        if len(self.sources) > 1:
+            for choice in itertools.islice(mixture_choices(self.weights, self.seed, self.rank, worker), skip):
+                per_source[choice] += 1
+            choices = itertools.islice(choices, skip, None)
+        else:
+            per_source[0] = skip
+        streams = [
+            slot_stream(
+                shards,
+                seed=_seed(self.seed, index),
+                rank=self.rank,
+                world=self.world,
+                worker=worker,
+                workers=workers,
+                shuffle_buffer=self.shuffle_buffer,
+                skip=per_source[index],
+                schedule=EpisodeSchedule(self.episodes[index], self.batch_size, _seed(self.seed, index), self.rank)
+                if self.stratify
+                else None,
+            )
+            for index, shards in enumerate(self.sources)
+        ]
+        for choice in choices:
+            yield to_item(next(streams[choice]), self.cameras, self.chunk_size)
+
+
+class ValStream(IterableDataset):
+    """One deterministic pass over the val splits (no shuffle), split by node and worker."""
+
+    def __init__(self, spec: DataSpec, *, chunk_size: int, rank: int = 0, world: int = 1):
+        super().__init__()
+        self.shards = [ref for src in spec.sources for ref in src.val]
+        self.cameras = spec.cameras
+        self.chunk_size = chunk_size
+        self.rank = rank
+        self.world = world
+
+    def __len__(self) -> int:  # samples of the whole split (all ranks)
+        return sum(s.samples for s in self.shards)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = _worker()
+        plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
+        for raw in _plan_raw(plan):
+            yield to_item(raw, self.cameras, self.chunk_size)
+
+
+def make_loader(dataset: IterableDataset, *, num_workers: int, batch_size: int, pin_memory: bool, persistent: bool = False):
+    """A DataLoader yielding single samples, round-robin over the workers (in order)."""
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        # Enough samples in flight for two batches.
+        kwargs["prefetch_factor"] = max(2, math.ceil(2 * batch_size / num_workers))
+        kwargs["persistent_workers"] = persistent
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+
+
+def batches(loader_iter: Iterator[dict[str, Any]], batch_size: int) -> Iterator[dict[str, Any]]:
+    """Group consecutive samples into batches (the last, short one of a finite stream included)."""
+    while True:
+        items = list(itertools.islice(loader_iter, batch_size))
+        if not items:
+            return
+        yield collate(items)
+        if len(items) < batch_size:
+            return
