@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -123,8 +124,15 @@ def check_values(
         )
 
 
-def process_episode(episode_index: int, options: EpisodeOptions, work_dir: str | Path) -> EpisodeResult:
-    """Read, decode, encode and write one episode's work files; return what was written."""
+def process_episode(
+    episode_index: int,
+    options: EpisodeOptions,
+    work_dir: str | Path,
+    on_frames: Callable[[int], None] | None = None,
+) -> EpisodeResult:
+    """Read, decode, encode and write one episode's work files; return what was written.
+
+    `on_frames(n)` is called as frames are decoded (every 16 frames and at the end), for progress."""
     started = time.perf_counter()
     work_dir = Path(work_dir)
     source = open_source(options.dataset_path)
@@ -195,6 +203,8 @@ def process_episode(episode_index: int, options: EpisodeOptions, work_dir: str |
         decoded = 0
         for i, frames in enumerate(zip(*streams, strict=False)):
             decoded = i + 1
+            if on_frames is not None and decoded % 16 == 0:
+                on_frames(16)
             if i % stride:
                 continue
             images = {
@@ -216,6 +226,8 @@ def process_episode(episode_index: int, options: EpisodeOptions, work_dir: str |
                 "task": task,
             }
             yield encode_sample(sample_key(episode_index, i), images, state32[i], chunk, is_pad, meta)
+        if on_frames is not None and decoded % 16:
+            on_frames(decoded % 16)
         if decoded != length:  # the frame generators raise first; this guards the invariant
             raise EpisodeDataError(
                 f"episode {episode_index}: decoded {decoded} frames, expected {length}", episode_index

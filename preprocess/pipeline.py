@@ -373,9 +373,23 @@ class WorkerError(RuntimeError):
     """An unexpected error inside a worker, with its traceback as text (always picklable)."""
 
 
+_WORKER_FRAMES = None  # a shared counter, set in each pool worker
+
+
+def _init_worker(counter) -> None:
+    global _WORKER_FRAMES
+    _WORKER_FRAMES = counter
+
+
+def _count_frames(count: int) -> None:
+    if _WORKER_FRAMES is not None:
+        with _WORKER_FRAMES.get_lock():
+            _WORKER_FRAMES.value += count
+
+
 def _episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> EpisodeResult:
     try:
-        return process_episode(episode_index, options, work_dir)
+        return process_episode(episode_index, options, work_dir, _count_frames)
     except (EpisodeDataError, SourceError):
         raise
     except Exception as exc:
@@ -400,13 +414,26 @@ def _clean_partial(work: Path) -> None:
 
 
 class _Progress:
-    """Episodes done/total, frames/s and ETA (tqdm over frames), or plain log lines without a tty."""
+    """Episodes done/total, frames/s and ETA: a tqdm bar over frames on a terminal, else a log line
+    every `log_every` seconds."""
 
     def __init__(
-        self, total_frames: int, done_frames: int, total_episodes: int, done_episodes: int, enabled: bool
+        self,
+        total_frames: int,
+        done_frames: int,
+        total_episodes: int,
+        done_episodes: int,
+        enabled: bool,
+        log_every: float = 30.0,
     ):
+        self.total_frames = total_frames
+        self.frames = done_frames
+        self.start_frames = done_frames
         self.total_episodes = total_episodes
         self.done_episodes = done_episodes
+        self.started = time.perf_counter()
+        self.last_log = self.started
+        self.log_every = log_every
         self.bar = None
         if enabled:
             from tqdm import tqdm
@@ -416,25 +443,44 @@ class _Progress:
                 initial=done_frames,
                 unit="frame",
                 unit_scale=True,
-                desc="episodes",
                 dynamic_ncols=True,
                 file=sys.stderr,
             )
-            self._postfix()
+            self._describe()
 
-    def _postfix(self) -> None:
+    def _describe(self) -> None:
         if self.bar is not None:
             self.bar.set_description(f"episodes {self.done_episodes}/{self.total_episodes}")
 
-    def update(self, frames: int) -> None:
-        self.done_episodes += 1
+    def frames_done(self, count: int) -> None:
+        count = max(0, min(count, self.total_frames - self.frames))
+        self.frames += count
         if self.bar is not None:
-            self.bar.update(frames)
-            self._postfix()
+            self.bar.update(count)
+        elif time.perf_counter() - self.last_log >= self.log_every:
+            self._log()
+
+    def episode_done(self, episode_frames_left: int = 0) -> None:
+        self.done_episodes += 1
+        self._describe()
+        self.frames_done(episode_frames_left)
+
+    def _log(self) -> None:
+        now = time.perf_counter()
+        self.last_log = now
+        rate = (self.frames - self.start_frames) / max(now - self.started, 1e-9)
+        left = self.total_frames - self.frames
+        eta = f"{left / rate / 60:.1f} min" if rate > 0 else "?"
+        log.info(
+            "episodes %d/%d, frames %d/%d, %.1f frames/s, ETA %s",
+            self.done_episodes, self.total_episodes, self.frames, self.total_frames, rate, eta,
+        )  # fmt: skip
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        else:
+            self._log()
 
 
 def run_episodes(
@@ -472,7 +518,8 @@ def run_episodes(
                 work_paths(work, index)[kind].unlink(missing_ok=True)
             skipped.append(record)
             log.warning("skipping episode %d (--skip-bad-episodes): %s", index, exc)
-            progress.update(lengths[index])
+            # serial: count the frames the episode did not reach; pool: workers count what they decode
+            progress.episode_done(0 if pooled else lengths[index] - counted.pop(index, 0))
             return
         if isinstance(exc, (EpisodeDataError, SourceError, WorkerError)):
             raise PreprocessError(str(exc)) from None
@@ -480,37 +527,55 @@ def run_episodes(
 
     def on_done(result: EpisodeResult) -> None:
         results[result.episode_index] = result
-        progress.update(result.length)
+        progress.episode_done(0 if pooled else result.length - counted.pop(result.episode_index, 0))
         log.debug("episode %d: %d samples, %d bytes", result.episode_index, result.samples, result.tar_bytes)
 
+    # Longest episodes first: the pool's tail is short (results do not depend on the order).
+    todo.sort(key=lambda i: (-lengths[i], i))
+    counted: dict[int, int] = {}  # frames of an unfinished episode already shown (serial mode)
     workers = max(1, min(config.workers or os.cpu_count() or 1, len(todo)))
+    pooled = workers > 1
     try:
         if workers == 1:
             for index in todo:
+
+                def on_frames(n: int, index: int = index) -> None:
+                    counted[index] = counted.get(index, 0) + n
+                    progress.frames_done(n)
+
                 try:
-                    result = process_episode(index, plan.options, work)
+                    result = process_episode(index, plan.options, work, on_frames)
                 except Exception as exc:
                     on_error(index, exc)
                 else:
                     on_done(result)
         else:
-            _run_pool(todo, plan.options, work, workers, on_done, on_error)
+            _run_pool(todo, plan.options, work, workers, on_done, on_error, progress)
     finally:
         progress.close()
     return results, sorted(skipped, key=lambda s: s["episode_index"])
 
 
-def _run_pool(todo, options, work, workers, on_done, on_error) -> None:
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+def _run_pool(todo, options, work, workers, on_done, on_error, progress: _Progress) -> None:
+    context = get_context("spawn")
+    counter = context.Value("q", 0)  # frames decoded by all workers (for the progress bar)
+    executor = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
+    )
     pending: dict[Future, int] = {}
     queue = list(reversed(todo))
+    shown = 0
     try:
         # Keep at most 2 episodes per worker in flight so a failure stops the run promptly.
         while queue or pending:
             while queue and len(pending) < 2 * workers:
                 index = queue.pop()
                 pending[executor.submit(_episode_task, index, options, str(work))] = index
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            with counter.get_lock():
+                decoded = counter.value
+            progress.frames_done(decoded - shown)
+            shown = decoded
             for future in finished:
                 index = pending.pop(future)
                 exc = future.exception()

@@ -141,6 +141,7 @@ class SourceDataset:
         self.data_path_template: str = info["data_path"]
         self.video_path_template: str | None = info.get("video_path")
         self.chunks_size: int = int(info.get("chunks_size", 1000))
+        self._durations: dict[Path, float] | None = None
         self.video_keys = [
             k for k, f in self.features.items() if isinstance(f, dict) and f.get("dtype") == "video"
         ]
@@ -276,6 +277,8 @@ class SourceDataset:
 
     def video_seconds_per_file(self) -> dict[Path, float]:
         """v3.0: each video file's duration as the metadata says (largest to_timestamp); for size estimates."""
+        if self._durations is not None:
+            return self._durations
         durations: dict[Path, float] = {}
         for ep in self.episodes.values():
             for ref in ep.videos.values():
@@ -285,6 +288,7 @@ class SourceDataset:
                     else ref.from_timestamp + ep.length / self.fps
                 )
                 durations[ref.path] = max(durations.get(ref.path, 0.0), end)
+        self._durations = durations
         return durations
 
     def source_video_bytes(self, episode: EpisodeRef, video_keys: list[str]) -> int:
