@@ -233,7 +233,10 @@ def process_episode(
                 f"episode {episode_index}: decoded {decoded} frames, expected {length}", episode_index
             )
 
-    info = write_tar(paths["tar"].with_name(paths["tar"].name + ".part"), samples())
+    # A per-process temporary name: an orphaned worker of a killed run can never collide with a
+    # resumed run writing the same episode.
+    part = paths["tar"].with_name(f"{paths['tar'].name}.{os.getpid()}.part")
+    info = write_tar(part, samples())
     samples_written = info.samples
     result = EpisodeResult(
         episode_index=episode_index,
@@ -246,7 +249,7 @@ def process_episode(
         seconds=time.perf_counter() - started,
     )
     _atomic_bytes(paths["json"], lambda f: f.write(json.dumps(result.to_json()).encode()))
-    os.replace(paths["tar"].with_name(paths["tar"].name + ".part"), paths["tar"])
+    os.replace(part, paths["tar"])
     return result
 
 

@@ -266,7 +266,12 @@ def make_plan(config: PreprocessConfig) -> Plan:
                 f"{source.root / 'meta/info.json'}: no video feature {camera.video_key!r} (camera {camera.name}); "
                 f"video features are {source.video_keys}"
             )
-        ref = first.videos[camera.video_key]
+        ref = first.videos.get(camera.video_key)
+        if ref is None:
+            raise PreprocessError(
+                f"{source.root / 'meta/info.json'}: no 'video_path' template (or no video metadata for "
+                f"{camera.video_key!r} in episode {first.index}); cannot locate camera videos"
+            )
         if not ref.path.is_file():
             raise PreprocessError(
                 f"{ref.path}: missing camera video {camera.video_key!r} for episode {first.index}"
@@ -374,14 +379,18 @@ class WorkerError(RuntimeError):
 
 
 _WORKER_FRAMES = None  # a shared counter, set in each pool worker
+_WORKER_PARENT = None
 
 
 def _init_worker(counter) -> None:
-    global _WORKER_FRAMES
+    global _WORKER_FRAMES, _WORKER_PARENT
     _WORKER_FRAMES = counter
+    _WORKER_PARENT = os.getppid()
 
 
 def _count_frames(count: int) -> None:
+    if _WORKER_PARENT is not None and os.getppid() != _WORKER_PARENT:
+        os._exit(3)  # the run was killed: stop now (a resumed run removes our temporary files)
     if _WORKER_FRAMES is not None:
         with _WORKER_FRAMES.get_lock():
             _WORKER_FRAMES.value += count
@@ -485,8 +494,9 @@ class _Progress:
 
 def run_episodes(
     plan: Plan, config: PreprocessConfig, work: Path
-) -> tuple[dict[int, EpisodeResult], list[dict]]:
-    """Process every episode of the plan not already done; returns results and skipped episodes."""
+) -> tuple[dict[int, EpisodeResult], list[dict], int]:
+    """Process every episode of the plan not already done; returns results, skipped episodes and the
+    number of frames processed by this call."""
     _clean_partial(work)
     results: dict[int, EpisodeResult] = {}
     skipped: list[dict] = []
@@ -553,7 +563,8 @@ def run_episodes(
             _run_pool(todo, plan.options, work, workers, on_done, on_error, progress)
     finally:
         progress.close()
-    return results, sorted(skipped, key=lambda s: s["episode_index"])
+    frames_this_run = sum(lengths[i] for i in todo if i in results)
+    return results, sorted(skipped, key=lambda s: s["episode_index"]), frames_this_run
 
 
 def _run_pool(todo, options, work, workers, on_done, on_error, progress: _Progress) -> None:
@@ -786,10 +797,29 @@ def finalize(
         },
         "options": config.fingerprint(),
         "warnings": plan.warnings,
+        "totals": _totals(splits, results),
     }
     validate_manifest(manifest)
     atomic_write_text(out / MANIFEST_NAME, dump_manifest(manifest))
     return manifest
+
+
+def _totals(splits: dict, results: dict[int, EpisodeResult]) -> dict:
+    frames = sum(r.length for r in results.values())
+    samples = sum(s["samples"] for s in splits.values())
+    shard_bytes = sum(sh["bytes"] for s in splits.values() for sh in s["shards"])
+    source_bytes = sum(r.source_video_bytes for r in results.values())
+    return {
+        "episodes": len(results),
+        "frames": frames,
+        "samples": samples,
+        "shards": sum(len(s["shards"]) for s in splits.values()),
+        "bytes": shard_bytes,
+        "bytes_per_sample": round(shard_bytes / samples, 1) if samples else 0.0,
+        "source_video_bytes": source_bytes,
+        "source_video_bytes_per_frame": round(source_bytes / frames, 1) if frames else 0.0,
+        "source_video_bytes_note": "RGB camera videos only; v3.0 files shared by episodes are apportioned by duration",
+    }
 
 
 def run(config: PreprocessConfig) -> dict:
@@ -823,50 +853,31 @@ def run(config: PreprocessConfig) -> dict:
     work = prepare_output(config)
     if work is None:
         return json.loads((out / MANIFEST_NAME).read_text())
-    results, skipped = run_episodes(plan, config, work)
+    results, skipped, frames_this_run = run_episodes(plan, config, work)
     if skipped:
         log.warning("%d episodes skipped: %s", len(skipped), [s["episode_index"] for s in skipped])
     manifest = finalize(plan, config, work, results, skipped)
     shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
-    summarize(manifest, results, elapsed)
+    summarize(manifest, elapsed, frames_this_run)
     return manifest
 
 
-def summarize(manifest: dict, results: dict[int, EpisodeResult], elapsed: float) -> dict:
-    frames = sum(r.length for r in results.values())
-    samples = sum(s["samples"] for s in manifest["splits"].values())
-    shards = [sh for s in manifest["splits"].values() for sh in s["shards"]]
-    shard_bytes = sum(sh["bytes"] for sh in shards)
-    source_bytes = sum(r.source_video_bytes for r in results.values())
+def summarize(manifest: dict, elapsed: float, frames_this_run: int) -> dict:
+    """The final summary line (and dict): frames, shards, bytes, bytes/frame vs the source video, time."""
+    totals = manifest["totals"]
     summary = {
-        "episodes": len(results),
-        "frames": frames,
-        "samples": samples,
-        "shards": len(shards),
-        "bytes": shard_bytes,
-        "bytes_per_sample": shard_bytes / samples if samples else 0.0,
-        "source_video_bytes_per_frame": source_bytes / frames if frames else 0.0,
+        **{k: v for k, v in totals.items() if not k.endswith("_note")},
         "seconds": elapsed,
-        "frames_per_second": frames / elapsed if elapsed else 0.0,
+        "frames_this_run": frames_this_run,
+        "frames_per_second": frames_this_run / elapsed if elapsed else 0.0,
     }
-    ratio = (
-        summary["bytes_per_sample"] / summary["source_video_bytes_per_frame"]
-        if source_bytes
-        else float("nan")
-    )
+    source = totals["source_video_bytes_per_frame"]
+    ratio = f"x{totals['bytes_per_sample'] / source:.1f}" if source else "n/a"
     log.info(
-        "done: %d episodes, %d frames -> %d samples in %d shards, %.1f MB; %.0f B/sample vs %.0f B/frame of source "
-        "RGB video (x%.1f); %.1f s (%.1f frames/s)",
-        summary["episodes"],
-        frames,
-        samples,
-        len(shards),
-        shard_bytes / 1e6,
-        summary["bytes_per_sample"],
-        summary["source_video_bytes_per_frame"],
-        ratio,
-        elapsed,
-        summary["frames_per_second"],
-    )
+        "done: %d episodes, %d frames -> %d samples in %d shards, %.1f MB; %.0f B/sample vs %.0f B/frame of "
+        "source RGB video (%s); %.1f s, %d frames decoded in this run (%.1f frames/s)",
+        totals["episodes"], totals["frames"], totals["samples"], totals["shards"], totals["bytes"] / 1e6,
+        totals["bytes_per_sample"], source, ratio, elapsed, frames_this_run, summary["frames_per_second"],
+    )  # fmt: skip
     return summary

@@ -286,3 +286,13 @@ def test_help_lists_every_option_with_both_spellings():
     ):  # fmt: skip
         assert option in result.output, option
     assert "default: 50" in result.output and "max512" in result.output
+
+
+def test_progress_and_summary_lines(dataset, tmp_path):
+    result = cli(dataset, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "episodes 4/4, frames 57/57" in result.output and "frames/s, ETA" in result.output
+    assert "done: 4 episodes, 57 frames -> 57 samples in 1 shards" in result.output
+    assert "B/frame of source RGB video" in result.output
+    totals = read_set(tmp_path / "out")[0]["totals"]
+    assert totals["frames"] == 57 and totals["source_video_bytes_per_frame"] > 0
