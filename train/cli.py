@@ -30,7 +30,10 @@ def opt(*names: str, **kwargs):
         alternates = ["" if alt == part else alt for alt, part in zip(alternates, parts, strict=True)]
         spellings.append(name)
         if any(alternates):
-            spellings.append("/".join(alternates) if len(parts) > 1 else alternates[0])
+            # click reads " /--no_x" (leading space) as a secondary name only
+            spellings.append(
+                (alternates[0] or " ") + "/" + alternates[1] if len(parts) > 1 else alternates[0]
+            )
     return click.option(*spellings, **kwargs)
 
 
@@ -41,71 +44,234 @@ def _last_line(text: str) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@opt("--shards", "shards", multiple=True, required=True, metavar="LOCATION[@WEIGHT]",
-     help="Shard set: directory, path to manifest.json, http(s):// URL prefix or 'pipe:...{name}...'. "
-     "Repeat to mix sets (same features); optional @WEIGHT = relative sampling weight (default: by size).")
-@opt("--pretrained-model", "pretrained_model", default=_default("pretrained_model"), show_default=True,
-     help="SmolVLA checkpoint to start from: hub id or local dir ('none' = no SmolVLA weights, needs --vlm-model). "
-     "Its features are adapted to the shard set's; every weight whose shape fits is loaded.")
-@opt("--vlm-model", "vlm_model", default=None,
-     help="SmolVLM-architecture backbone (dir or hub id). Alone: build SmolVLA from it without SmolVLA weights "
-     "(image resize follows its vision image_size). With --pretrained-model: where the checkpoint's backbone lives.")
-@opt("--batch-size", "batch_size", type=click.IntRange(min=1), default=_default("batch_size"), show_default=True,
-     help="Samples per step per process (global batch = batch size x processes).")
-@opt("--max-steps", "max_steps", type=click.IntRange(min=1), default=_default("max_steps"), show_default=True,
-     help="Optimizer steps to train for (in total, a resumed run included).")
+@opt(
+    "--shards",
+    "shards",
+    multiple=True,
+    required=True,
+    metavar="LOCATION[@WEIGHT]",
+    help="Shard set: directory, path to manifest.json, http(s):// URL prefix or 'pipe:...{name}...'. "
+    "Repeat to mix sets (same features); optional @WEIGHT = relative sampling weight (default: by size).",
+)
+@opt(
+    "--pretrained-model",
+    "pretrained_model",
+    default=_default("pretrained_model"),
+    show_default=True,
+    help="SmolVLA checkpoint to start from: hub id or local dir ('none' = no SmolVLA weights, needs --vlm-model). "
+    "Its features are adapted to the shard set's; every weight whose shape fits is loaded.",
+)
+@opt(
+    "--vlm-model",
+    "vlm_model",
+    default=None,
+    help="SmolVLM-architecture backbone (dir or hub id). Alone: build SmolVLA from it without SmolVLA weights "
+    "(image resize follows its vision image_size). With --pretrained-model: where the checkpoint's backbone lives.",
+)
+@opt(
+    "--batch-size",
+    "batch_size",
+    type=click.IntRange(min=1),
+    default=_default("batch_size"),
+    show_default=True,
+    help="Samples per step per process (global batch = batch size x processes).",
+)
+@opt(
+    "--max-steps",
+    "max_steps",
+    type=click.IntRange(min=1),
+    default=_default("max_steps"),
+    show_default=True,
+    help="Optimizer steps to train for (in total, a resumed run included).",
+)
 @opt("--lr", "lr", type=float, default=_default("lr"), show_default=True, help="Peak learning rate (AdamW).")
-@opt("--chunk-size", "chunk_size", type=click.IntRange(min=1), default=_default("chunk_size"), show_default=True,
-     help="Action chunk length in steps (frames); must be <= the shard set's stored horizon.")
-@opt("--temporal-alpha", "temporal_alpha", type=float, default=None,
-     help="Temporal weight = 1 + alpha*progress^2, recomputed from the stored progress. Default: the manifest's "
-     "alpha; 0 = uniform.")
-@opt("--freeze-vision/--no-freeze-vision", "freeze_vision", default=None,
-     help="Freeze the vision encoder. Default: the checkpoint's setting (SmolVLA preset: frozen).")
-@opt("--train-expert-only/--no-train-expert-only", "train_expert_only", default=None,
-     help="Train only the action expert (and projections), freezing the VLM. Default: the checkpoint's (preset: yes).")
-@opt("--num-workers", "num_workers", type=click.IntRange(min=0), default=_default("num_workers"), show_default=True,
-     help="DataLoader worker processes per rank (JPEG decoding; no video decoding at train time).")
-@opt("--shuffle-buffer", "shuffle_buffer", type=click.IntRange(min=0), default=_default("shuffle_buffer"),
-     show_default=True, help="Samples in each worker's shuffle buffer (0 = no sample shuffle).")
-@opt("--stratify/--no-stratify", "stratify", default=True, show_default=True,
-     help="Episode-stratified picks from the shuffle buffers: the samples of a batch come from distinct episodes "
-     "whenever the buffers hold them (same data per epoch, only the order changes).")
-@opt("--gpu-id", "gpu_id", type=click.IntRange(min=0), default=None, help="Train on cuda:N (error if CUDA is absent).")
-@opt("--device", "device", default=_default("device"), show_default=True,
-     help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N. Under torchrun: cuda:LOCAL_RANK.")
-@opt("--output-dir", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=_default("output_dir"),
-     show_default=True, help="Run directory: checkpoints/, train_log.jsonl, tensorboard/.")
-@opt("--seed", "seed", type=int, default=_default("seed"), show_default=True,
-     help="Seed of the model init, the data order and the flow-matching noise.")
-@opt("--save-every", "save_every", type=click.IntRange(min=0), default=_default("save_every"), show_default=True,
-     help="Save a checkpoint every N steps (and always at the last step); 0 = only at the end.")
-@opt("--keep-last", "keep_last", type=click.IntRange(min=0), default=_default("keep_last"), show_default=True,
-     help="Keep the newest N checkpoints (0 = keep all).")
-@opt("--log-every", "log_every", type=click.IntRange(min=0), default=_default("log_every"), show_default=True,
-     help="Write a JSONL log line every N steps (0 = off).")
-@opt("--val-every", "val_every", type=click.IntRange(min=0), default=_default("val_every"), show_default=True,
-     help="Compute the loss on the val split every N steps (0 = never).")
-@opt("--val-batches", "val_batches", type=click.IntRange(min=0), default=_default("val_batches"), show_default=True,
-     help="Batches per rank per validation (0 = the whole val split).")
-@click.option("--resume", "resume", is_flag=False, flag_value="last", default=None, metavar="[CHECKPOINT]",
-              help="Resume from <output-dir>/checkpoints/last, or from the given checkpoint dir: weights, optimizer, "
-              "scheduler, step, RNG and data position; continues exactly like an uninterrupted run.")
-@opt("--warmup-steps", "warmup_steps", type=click.IntRange(min=0), default=_default("warmup_steps"), show_default=True,
-     help="Linear LR warmup steps (lerobot SmolVLA preset; scaled down when --max-steps < --decay-steps).")
-@opt("--decay-steps", "decay_steps", type=click.IntRange(min=1), default=_default("decay_steps"), show_default=True,
-     help="Cosine decay steps (lerobot SmolVLA preset).")
-@opt("--decay-lr", "decay_lr", type=float, default=_default("decay_lr"), show_default=True,
-     help="Final learning rate of the cosine decay.")
-@opt("--grad-clip", "grad_clip", type=float, default=_default("grad_clip"), show_default=True,
-     help="Max gradient norm (0 = no clipping).")
-@opt("--precision", "precision", type=click.Choice(["auto", "bf16", "fp32"]), default=_default("precision"),
-     show_default=True, help="auto = bf16 autocast on CUDA, fp32 on CPU.")
-@opt("--augment/--no-augment", "augment", default=False, show_default=True,
-     help="Colour jitter on images and small Gaussian jitter (5% of std) on gripper state.")
+@opt(
+    "--chunk-size",
+    "chunk_size",
+    type=click.IntRange(min=1),
+    default=_default("chunk_size"),
+    show_default=True,
+    help="Action chunk length in steps (frames); must be <= the shard set's stored horizon.",
+)
+@opt(
+    "--temporal-alpha",
+    "temporal_alpha",
+    type=float,
+    default=None,
+    help="Temporal weight = 1 + alpha*progress^2, recomputed from the stored progress. Default: the manifest's "
+    "alpha; 0 = uniform.",
+)
+@opt(
+    "--freeze-vision/--no-freeze-vision",
+    "freeze_vision",
+    default=None,
+    help="Freeze the vision encoder. Default: the checkpoint's setting (SmolVLA preset: frozen).",
+)
+@opt(
+    "--train-expert-only/--no-train-expert-only",
+    "train_expert_only",
+    default=None,
+    help="Train only the action expert (and projections), freezing the VLM. Default: the checkpoint's (preset: yes).",
+)
+@opt(
+    "--num-workers",
+    "num_workers",
+    type=click.IntRange(min=0),
+    default=_default("num_workers"),
+    show_default=True,
+    help="DataLoader worker processes per rank (JPEG decoding; no video decoding at train time).",
+)
+@opt(
+    "--shuffle-buffer",
+    "shuffle_buffer",
+    type=click.IntRange(min=0),
+    default=_default("shuffle_buffer"),
+    show_default=True,
+    help="Samples in each worker's shuffle buffer (0 = no sample shuffle).",
+)
+@opt(
+    "--stratify/--no-stratify",
+    "stratify",
+    default=True,
+    show_default=True,
+    help="Episode-stratified picks from the shuffle buffers: the samples of a batch come from distinct episodes "
+    "whenever the buffers hold them (same data per epoch, only the order changes).",
+)
+@opt(
+    "--gpu-id",
+    "gpu_id",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Train on cuda:N (error if CUDA is absent).",
+)
+@opt(
+    "--device",
+    "device",
+    default=_default("device"),
+    show_default=True,
+    help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N. Under torchrun: cuda:LOCAL_RANK.",
+)
+@opt(
+    "--output-dir",
+    "output_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=_default("output_dir"),
+    show_default=True,
+    help="Run directory: checkpoints/, train_log.jsonl, tensorboard/.",
+)
+@opt(
+    "--seed",
+    "seed",
+    type=int,
+    default=_default("seed"),
+    show_default=True,
+    help="Seed of the model init, the data order and the flow-matching noise.",
+)
+@opt(
+    "--save-every",
+    "save_every",
+    type=click.IntRange(min=0),
+    default=_default("save_every"),
+    show_default=True,
+    help="Save a checkpoint every N steps (and always at the last step); 0 = only at the end.",
+)
+@opt(
+    "--keep-last",
+    "keep_last",
+    type=click.IntRange(min=0),
+    default=_default("keep_last"),
+    show_default=True,
+    help="Keep the newest N checkpoints (0 = keep all).",
+)
+@opt(
+    "--log-every",
+    "log_every",
+    type=click.IntRange(min=0),
+    default=_default("log_every"),
+    show_default=True,
+    help="Write a JSONL log line every N steps (0 = off).",
+)
+@opt(
+    "--val-every",
+    "val_every",
+    type=click.IntRange(min=0),
+    default=_default("val_every"),
+    show_default=True,
+    help="Compute the loss on the val split every N steps (0 = never).",
+)
+@opt(
+    "--val-batches",
+    "val_batches",
+    type=click.IntRange(min=0),
+    default=_default("val_batches"),
+    show_default=True,
+    help="Batches per rank per validation (0 = the whole val split).",
+)
+@click.option(
+    "--resume",
+    "resume",
+    is_flag=False,
+    flag_value="last",
+    default=None,
+    metavar="[CHECKPOINT]",
+    help="Resume from <output-dir>/checkpoints/last, or from the given checkpoint dir: weights, optimizer, "
+    "scheduler, step, RNG and data position; continues exactly like an uninterrupted run.",
+)
+@opt(
+    "--warmup-steps",
+    "warmup_steps",
+    type=click.IntRange(min=0),
+    default=_default("warmup_steps"),
+    show_default=True,
+    help="Linear LR warmup steps (lerobot SmolVLA preset; scaled down when --max-steps < --decay-steps).",
+)
+@opt(
+    "--decay-steps",
+    "decay_steps",
+    type=click.IntRange(min=1),
+    default=_default("decay_steps"),
+    show_default=True,
+    help="Cosine decay steps (lerobot SmolVLA preset).",
+)
+@opt(
+    "--decay-lr",
+    "decay_lr",
+    type=float,
+    default=_default("decay_lr"),
+    show_default=True,
+    help="Final learning rate of the cosine decay.",
+)
+@opt(
+    "--grad-clip",
+    "grad_clip",
+    type=float,
+    default=_default("grad_clip"),
+    show_default=True,
+    help="Max gradient norm (0 = no clipping).",
+)
+@opt(
+    "--precision",
+    "precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default=_default("precision"),
+    show_default=True,
+    help="auto = bf16 autocast on CUDA, fp32 on CPU.",
+)
+@opt(
+    "--augment/--no-augment",
+    "augment",
+    default=False,
+    show_default=True,
+    help="Colour jitter on images and small Gaussian jitter (5% of std) on gripper state.",
+)
 @opt("--progress/--no-progress", "progress", default=True, show_default=True, help="Show a progress bar.")
-@opt("--log-sample-keys", "log_sample_keys", is_flag=True, default=False,
-     help="Debug: every rank writes the sample keys of each step to sample_keys_rank<R>.jsonl.")
+@opt(
+    "--log-sample-keys",
+    "log_sample_keys",
+    is_flag=True,
+    default=False,
+    help="Debug: every rank writes the sample keys of each step to sample_keys_rank<R>.jsonl.",
+)
 def main(**kwargs) -> None:
     """Fine-tune lerobot's SmolVLA on WebDataset shard sets written by b1k-preprocess.
 
@@ -122,7 +288,10 @@ def main(**kwargs) -> None:
         kwargs["pretrained_model"] = None
     ctx = click.get_current_context()
     # --vlm-model alone means: no SmolVLA weights.
-    if kwargs["vlm_model"] and ctx.get_parameter_source("pretrained_model") == click.core.ParameterSource.DEFAULT:
+    if (
+        kwargs["vlm_model"]
+        and ctx.get_parameter_source("pretrained_model") == click.core.ParameterSource.DEFAULT
+    ):
         kwargs["pretrained_model"] = None
     kwargs["shards"] = list(kwargs["shards"])
     cfg = TrainConfig(**kwargs)
@@ -130,7 +299,11 @@ def main(**kwargs) -> None:
     try:
         result = train(cfg)
     except NonFiniteLossError as exc:
-        where = f"the last good checkpoint is {exc.last_checkpoint}" if exc.last_checkpoint else "no checkpoint was saved before it"
+        where = (
+            f"the last good checkpoint is {exc.last_checkpoint}"
+            if exc.last_checkpoint
+            else "no checkpoint was saved before it"
+        )
         click.echo(f"error: {exc}; training stopped without saving; {where}", err=True)
         sys.exit(3)
     except (TrainError, DataSpecError, ShardReadError, ShardSetError, ModelLoadError, ManifestError) as exc:

@@ -204,7 +204,9 @@ def _merge_stats(manifests: list[dict]) -> dict[str, dict[str, list[float]]]:
 
 
 def _refs(shard_set: ShardSet, split: str) -> list[ShardRef]:
-    return [ShardRef(shard_set.url(s["name"]), int(s["samples"])) for s in shards_of(shard_set.manifest, split)]
+    return [
+        ShardRef(shard_set.url(s["name"]), int(s["samples"])) for s in shards_of(shard_set.manifest, split)
+    ]
 
 
 def _check_local_shards(shard_set: ShardSet, refs: list[ShardRef]) -> None:
@@ -357,9 +359,19 @@ class StratifiedBuffer:
         self.items.append(raw)
         self.episodes.append(episode)
 
-    def pick(self, rng: random.Random, episode: int | None) -> dict:
+    def pick(
+        self, rng: random.Random, episode: int | None, avoid: frozenset[int] = frozenset(), tries: int = 8
+    ) -> dict:
+        """A random sample of `episode` if buffered; else a random one, preferring episodes not in `avoid`
+        (the other episodes of the batch, which other workers are likely to provide)."""
         positions = self.where.get(episode) if episode is not None else None
-        k = positions[rng.randrange(len(positions))] if positions else rng.randrange(len(self.items))
+        if positions:
+            return self._take(positions[rng.randrange(len(positions))])
+        k = rng.randrange(len(self.items))
+        for _ in range(tries - 1):
+            if self.episodes[k] not in avoid:
+                break
+            k = rng.randrange(len(self.items))
         return self._take(k)
 
     def _take(self, k: int) -> dict:
@@ -391,34 +403,40 @@ class EpisodeSchedule:
         self.rank = rank
         self._batch = -1
         self._wanted: list[int] = []
+        self._wanted_set: frozenset[int] = frozenset()
 
-    def wanted(self, item: int) -> int | None:
-        """The episode asked for at this rank's `item`-th sample (None when there are no episodes)."""
+    def wanted(self, item: int) -> tuple[int | None, frozenset[int]]:
+        """The episode asked for at this rank's `item`-th sample, and all those its batch asks for."""
         if len(self.episodes) == 0:
-            return None
+            return None, frozenset()
         batch, position = divmod(item, self.batch_size)
         if batch != self._batch:
             rng = np.random.default_rng(_seed(self.seed, self.rank, batch, 0xE915))
             count = min(self.batch_size, len(self.episodes))
             self._wanted = self.episodes[rng.choice(len(self.episodes), size=count, replace=False)].tolist()
+            self._wanted_set = frozenset(self._wanted)
             self._batch = batch
-        return self._wanted[position % len(self._wanted)]
+        return self._wanted[position % len(self._wanted)], self._wanted_set
 
 
 def stratified_shuffle(
-    stream: Iterator[dict], bufsize: int, rng: random.Random, wanted: Callable[[int], int | None], start: int
+    stream: Iterator[dict],
+    bufsize: int,
+    rng: random.Random,
+    wanted: Callable[[int], tuple[int | None, frozenset[int]]],
+    start: int,
 ) -> Iterator[dict]:
     """Buffer `bufsize` samples, then yield one pick per new sample (draining at the end); pick number
-    `start + n` asks for episode `wanted(start + n)`."""
+    `start + n` asks for `wanted(start + n)` = (episode, the batch's other episodes to avoid)."""
     buffer = StratifiedBuffer()
     index = start
     for raw in stream:
         buffer.add(raw)
         if len(buffer) >= bufsize:
-            yield buffer.pick(rng, wanted(index))
+            yield buffer.pick(rng, *wanted(index))
             index += 1
     while len(buffer):
-        yield buffer.pick(rng, wanted(index))
+        yield buffer.pick(rng, *wanted(index))
         index += 1
 
 
@@ -498,12 +516,18 @@ def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, 
         for cam in cameras:
             image = sample[cam.member]
             if image.shape != (cam.height, cam.width, 3):
-                raise ValueError(f"{cam.member}: image {image.shape} != manifest size ({cam.height}, {cam.width}, 3)")
+                raise ValueError(
+                    f"{cam.member}: image {image.shape} != manifest size ({cam.height}, {cam.width}, 3)"
+                )
             item[cam.key] = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
         meta = sample[JSON_MEMBER]
         item[STATE_KEY] = torch.from_numpy(np.asarray(sample[STATE_MEMBER], dtype=np.float32))
-        item[ACTION_KEY] = torch.from_numpy(np.ascontiguousarray(sample[ACTION_MEMBER][:chunk_size], dtype=np.float32))
-        item[PAD_KEY] = torch.from_numpy(np.ascontiguousarray(sample[ACTION_IS_PAD_MEMBER][:chunk_size], dtype=np.bool_))
+        item[ACTION_KEY] = torch.from_numpy(
+            np.ascontiguousarray(sample[ACTION_MEMBER][:chunk_size], dtype=np.float32)
+        )
+        item[PAD_KEY] = torch.from_numpy(
+            np.ascontiguousarray(sample[ACTION_IS_PAD_MEMBER][:chunk_size], dtype=np.bool_)
+        )
         item["task"] = str(meta["task"])
         item["progress"] = float(meta["progress"])
         item["episode_index"] = int(meta["episode_index"])
@@ -589,7 +613,9 @@ class TrainStream(IterableDataset):
                 workers=workers,
                 shuffle_buffer=self.shuffle_buffer,
                 skip=per_source[index],
-                schedule=EpisodeSchedule(self.episodes[index], self.batch_size, _seed(self.seed, index), self.rank)
+                schedule=EpisodeSchedule(
+                    self.episodes[index], self.batch_size, _seed(self.seed, index), self.rank
+                )
                 if self.stratify
                 else None,
             )
@@ -620,7 +646,9 @@ class ValStream(IterableDataset):
             yield to_item(raw, self.cameras, self.chunk_size)
 
 
-def make_loader(dataset: IterableDataset, *, num_workers: int, batch_size: int, pin_memory: bool, persistent: bool = False):
+def make_loader(
+    dataset: IterableDataset, *, num_workers: int, batch_size: int, pin_memory: bool, persistent: bool = False
+):
     """A DataLoader yielding single samples, round-robin over the workers (in order)."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -178,7 +177,9 @@ def resolve_device(cfg: TrainConfig, local_rank: int, world: int) -> torch.devic
     cuda = torch.cuda.is_available()
     if cfg.gpu_id is not None:
         if not cuda:
-            raise TrainError(f"--gpu-id {cfg.gpu_id} given but CUDA is not available on this machine (use --device cpu)")
+            raise TrainError(
+                f"--gpu-id {cfg.gpu_id} given but CUDA is not available on this machine (use --device cpu)"
+            )
         if world > 1:
             raise TrainError("--gpu-id cannot be used under torchrun (each rank uses cuda:LOCAL_RANK)")
         if cfg.gpu_id >= torch.cuda.device_count():
@@ -295,7 +296,9 @@ def _resolve_resume(cfg: TrainConfig) -> Path:
     if path.name == "pretrained_model":
         path = path.parent
     if not (path / "training_state").is_dir() or not (path / "pretrained_model").is_dir():
-        raise TrainError(f"--resume {cfg.resume}: not a checkpoint dir (expected pretrained_model/ and training_state/)")
+        raise TrainError(
+            f"--resume {cfg.resume}: not a checkpoint dir (expected pretrained_model/ and training_state/)"
+        )
     return path.resolve()
 
 
@@ -333,7 +336,7 @@ def color_jitter(images: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
     images = images * factor()
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     images = (images - mean) * factor() + mean
-    gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
+    gray = 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]
     images = (images - gray) * factor() + gray
     return images.clamp_(0.0, 1.0)
 
@@ -366,7 +369,9 @@ class RunLog:
         if resume_step is not None and self.path.exists():
             # Entries past the checkpoint we resume from belong to the interrupted run: drop them.
             kept = [
-                line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= resume_step
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
             ]
             self.path.write_text("".join(line + "\n" for line in kept))
         try:
@@ -397,7 +402,21 @@ class RunLog:
 
 
 @torch.no_grad()
-def evaluate(policy, preprocessor, loader, spec: DataSpec, *, device, alpha, seed, rank, dist_info: Dist, max_batches, amp_dtype, batch_size):
+def evaluate(
+    policy,
+    preprocessor,
+    loader,
+    spec: DataSpec,
+    *,
+    device,
+    alpha,
+    seed,
+    rank,
+    dist_info: Dist,
+    max_batches,
+    amp_dtype,
+    batch_size,
+):
     """Loss on the val split (fixed noise), summed over ranks: {val_loss, val_weighted_loss, val_samples}."""
     was_training = policy.training
     policy.eval()
@@ -408,14 +427,26 @@ def evaluate(policy, preprocessor, loader, spec: DataSpec, *, device, alpha, see
         if max_batches > 0 and index >= max_batches:
             break
         batch = preprocessor(to_policy_batch(raw, spec, device))
-        weights = temporal_weights(raw["progress"] if isinstance(raw["progress"], torch.Tensor) else torch.tensor(raw["progress"]), alpha).to(device)
+        weights = temporal_weights(
+            raw["progress"] if isinstance(raw["progress"], torch.Tensor) else torch.tensor(raw["progress"]),
+            alpha,
+        ).to(device)
         with _autocast(device, amp_dtype):
             per_sample, _ = policy.forward(batch, reduction="none")
         per_sample = per_sample.float()
         counts = ((~batch[PAD_KEY]).sum(dim=1) * spec.action_dim).clamp_min(1).float()
-        totals += torch.stack(
-            [(weights * counts * per_sample).sum(), (weights * counts).sum(), (counts * per_sample).sum(), counts.sum()]
-        ).double().cpu()
+        totals += (
+            torch.stack(
+                [
+                    (weights * counts * per_sample).sum(),
+                    (weights * counts).sum(),
+                    (counts * per_sample).sum(),
+                    counts.sum(),
+                ]
+            )
+            .double()
+            .cpu()
+        )
         samples += per_sample.shape[0]
     stats = torch.cat([totals, torch.tensor([float(samples)], dtype=torch.float64)])
     if dist_info.enabled:
@@ -448,7 +479,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     from lerobot.common.train_utils import load_training_state
     from lerobot.utils.random_utils import set_seed
 
-    requested_cuda = cfg.gpu_id is not None or cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    requested_cuda = (
+        cfg.gpu_id is not None
+        or cfg.device.startswith("cuda")
+        or (cfg.device == "auto" and torch.cuda.is_available())
+    )
     dist_info = init_distributed("cuda" if requested_cuda and torch.cuda.is_available() else "cpu")
     try:
         return _train(cfg, dist_info, set_seed, load_training_state)
@@ -477,7 +512,9 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     if cfg.resume:
         resume_dir = _resolve_resume(cfg)
     elif list_checkpoints(output_dir):
-        raise TrainError(f"{output_dir} already holds checkpoints: pass --resume to continue, or another --output-dir")
+        raise TrainError(
+            f"{output_dir} already holds checkpoints: pass --resume to continue, or another --output-dir"
+        )
 
     set_seed(cfg.seed)
     if resume_dir is not None:
@@ -510,7 +547,9 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     total, trainable = count_parameters(policy)
     if dist_info.main:
         logger.info(report.summary())
-        logger.info(f"policy: {total:,} parameters, {trainable:,} trainable; device {device}, world size {world}")
+        logger.info(
+            f"policy: {total:,} parameters, {trainable:,} trainable; device {device}, world size {world}"
+        )
 
     optimizer = pc.get_optimizer_preset().build(policy.get_optim_params())
     scheduler = pc.get_scheduler_preset().build(optimizer, cfg.max_steps)
@@ -518,9 +557,17 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     if resume_dir is not None:
         step, optimizer, scheduler = load_training_state(resume_dir, optimizer, scheduler)
         position = json.loads((resume_dir / "training_state" / DATA_POSITION_FILE).read_text())
-        for key, now in (("batch_size", cfg.batch_size), ("world_size", world), ("num_workers", cfg.num_workers), ("seed", cfg.seed), ("shuffle_buffer", cfg.shuffle_buffer)):
+        for key, now in (
+            ("batch_size", cfg.batch_size),
+            ("world_size", world),
+            ("num_workers", cfg.num_workers),
+            ("seed", cfg.seed),
+            ("shuffle_buffer", cfg.shuffle_buffer),
+        ):
             if position.get(key) != now and dist_info.main:
-                logger.warning(f"--resume: {key} was {position.get(key)} and is now {now}: the data order will differ from an uninterrupted run")
+                logger.warning(
+                    f"--resume: {key} was {position.get(key)} and is now {now}: the data order will differ from an uninterrupted run"
+                )
         if dist_info.main:
             logger.info(f"resumed from {resume_dir} at step {step}")
 
@@ -535,16 +582,28 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     amp_dtype = autocast_dtype(cfg.precision, device)
     pin = device.type == "cuda"
     train_stream = data_mod.TrainStream(
-        spec, chunk_size=cfg.chunk_size, seed=cfg.seed, rank=rank, world=world,
-        shuffle_buffer=cfg.shuffle_buffer, start_items=step * cfg.batch_size, batch_size=cfg.batch_size,
+        spec,
+        chunk_size=cfg.chunk_size,
+        seed=cfg.seed,
+        rank=rank,
+        world=world,
+        shuffle_buffer=cfg.shuffle_buffer,
+        start_items=step * cfg.batch_size,
+        batch_size=cfg.batch_size,
         stratify=cfg.stratify,
     )
-    train_loader = data_mod.make_loader(train_stream, num_workers=cfg.num_workers, batch_size=cfg.batch_size, pin_memory=pin)
+    train_loader = data_mod.make_loader(
+        train_stream, num_workers=cfg.num_workers, batch_size=cfg.batch_size, pin_memory=pin
+    )
     val_loader = None
     if cfg.val_every > 0 and any(src.val for src in spec.sources):
         val_stream = data_mod.ValStream(spec, chunk_size=cfg.chunk_size, rank=rank, world=world)
         val_loader = data_mod.make_loader(
-            val_stream, num_workers=min(cfg.num_workers, 2), batch_size=cfg.batch_size, pin_memory=pin, persistent=True
+            val_stream,
+            num_workers=min(cfg.num_workers, 2),
+            batch_size=cfg.batch_size,
+            pin_memory=pin,
+            persistent=True,
         )
 
     provenance = {
@@ -600,7 +659,9 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
             if not torch.isfinite(grad_norm):
                 raise NonFiniteLossError(
-                    f"non-finite gradient norm ({grad_norm.item()}) at step {step}", step, last_checkpoint(output_dir)
+                    f"non-finite gradient norm ({grad_norm.item()}) at step {step}",
+                    step,
+                    last_checkpoint(output_dir),
                 )
             optimizer.step()
             scheduler.step()
@@ -631,32 +692,62 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                 }
                 run_log.write(record)
                 if progress is not None:
-                    progress.set_postfix(loss=f"{record['weighted_loss']:.4f}", lr=f"{record['lr']:.2e}", wait=f"{record['data_wait_share']:.0%}")
+                    progress.set_postfix(
+                        loss=f"{record['weighted_loss']:.4f}",
+                        lr=f"{record['lr']:.2e}",
+                        wait=f"{record['data_wait_share']:.0%}",
+                    )
                 window = {"time": 0.0, "wait": 0.0, "steps": 0}
 
             if val_loader is not None and (step % cfg.val_every == 0 or step == cfg.max_steps):
                 val = evaluate(
-                    policy, preprocessor, val_loader, spec, device=device, alpha=alpha, seed=cfg.seed, rank=rank,
-                    dist_info=dist_info, max_batches=cfg.val_batches, amp_dtype=amp_dtype, batch_size=cfg.batch_size,
+                    policy,
+                    preprocessor,
+                    val_loader,
+                    spec,
+                    device=device,
+                    alpha=alpha,
+                    seed=cfg.seed,
+                    rank=rank,
+                    dist_info=dist_info,
+                    max_batches=cfg.val_batches,
+                    amp_dtype=amp_dtype,
+                    batch_size=cfg.batch_size,
                 )
                 if val is not None:
                     run_log.write({"kind": "val", "step": step, **val})
                     if progress is not None:
-                        progress.write(f"step {step}: val loss {val['val_loss']:.4f} (weighted {val['val_weighted_loss']:.4f})")
+                        progress.write(
+                            f"step {step}: val loss {val['val_loss']:.4f} (weighted {val['val_weighted_loss']:.4f})"
+                        )
 
             if (cfg.save_every > 0 and step % cfg.save_every == 0) or step == cfg.max_steps:
                 if dist_info.main:
                     result.last_checkpoint = save_checkpoint(
-                        output_dir, step, cfg.max_steps, policy=policy, preprocessor=preprocessor,
-                        postprocessor=postprocessor, optimizer=optimizer, scheduler=scheduler, provenance=provenance,
+                        output_dir,
+                        step,
+                        cfg.max_steps,
+                        policy=policy,
+                        preprocessor=preprocessor,
+                        postprocessor=postprocessor,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                        provenance=provenance,
                         train_config={**cfg.to_json(), "world_size": world},
                         data_position={
-                            "step": step, "items_per_rank": step * cfg.batch_size, "batch_size": cfg.batch_size,
-                            "world_size": world, "num_workers": cfg.num_workers, "seed": cfg.seed,
-                            "shuffle_buffer": cfg.shuffle_buffer, "stratify": cfg.stratify,
+                            "step": step,
+                            "items_per_rank": step * cfg.batch_size,
+                            "batch_size": cfg.batch_size,
+                            "world_size": world,
+                            "num_workers": cfg.num_workers,
+                            "seed": cfg.seed,
+                            "shuffle_buffer": cfg.shuffle_buffer,
+                            "stratify": cfg.stratify,
                             "manifests": [s["manifest_sha256"] for s in provenance["sets"]],
                         },
-                        keep_last=cfg.keep_last, world=world, batch_size=cfg.batch_size,
+                        keep_last=cfg.keep_last,
+                        world=world,
+                        batch_size=cfg.batch_size,
                     )
                 if dist_info.enabled:
                     dist.barrier()
@@ -675,8 +766,6 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
 
 def configure_logging(rank: int) -> None:
     level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(level=level, format=f"%(asctime)s [rank {rank}] %(message)s", stream=sys.stderr, force=True)
-
-
-def check_finite(value: float) -> bool:
-    return math.isfinite(value)
+    logging.basicConfig(
+        level=level, format=f"%(asctime)s [rank {rank}] %(message)s", stream=sys.stderr, force=True
+    )

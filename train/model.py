@@ -50,6 +50,8 @@ class LoadReport:
     total_params: int = 0
 
     def summary(self) -> str:
+        if not self.loaded and not self.shape_mismatch and not self.unexpected:
+            return f"built SmolVLA ({self.total_params:,} parameters) from {self.source}"
         lines = [
             f"loaded {len(self.loaded)} tensors ({self.loaded_params:,} of {self.total_params:,} parameters) "
             f"from {self.source}"
@@ -59,9 +61,13 @@ class LoadReport:
         for name, theirs, ours in self.shape_mismatch:
             lines.append(f"  skipped {name}: checkpoint shape {list(theirs)} != policy shape {list(ours)}")
         if self.missing:
-            lines.append(f"  not in the checkpoint (kept at init): {len(self.missing)} tensors, e.g. {self.missing[:5]}")
+            lines.append(
+                f"  not in the checkpoint (kept at init): {len(self.missing)} tensors, e.g. {self.missing[:5]}"
+            )
         if self.unexpected:
-            lines.append(f"  unused from the checkpoint: {len(self.unexpected)} tensors, e.g. {self.unexpected[:5]}")
+            lines.append(
+                f"  unused from the checkpoint: {len(self.unexpected)} tensors, e.g. {self.unexpected[:5]}"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -132,7 +138,10 @@ def policy_features(spec: DataSpec) -> tuple[dict, dict]:
     """SmolVLA input/output features of the shard set: its cameras (3,H,W), state (S,), action (A,)."""
     from lerobot.configs import FeatureType, PolicyFeature
 
-    inputs = {cam.key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, cam.height, cam.width)) for cam in spec.cameras}
+    inputs = {
+        cam.key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, cam.height, cam.width))
+        for cam in spec.cameras
+    }
     inputs[STATE_KEY] = PolicyFeature(type=FeatureType.STATE, shape=(spec.state_dim,))
     outputs = {ACTION_KEY: PolicyFeature(type=FeatureType.ACTION, shape=(spec.action_dim,))}
     return inputs, outputs
@@ -161,7 +170,9 @@ def _build(config):
         ) from exc
 
 
-def _apply_common(config, spec: DataSpec, *, chunk_size: int, device: str, freeze_vision, train_expert_only) -> None:
+def _apply_common(
+    config, spec: DataSpec, *, chunk_size: int, device: str, freeze_vision, train_expert_only
+) -> None:
     inputs, outputs = policy_features(spec)
     config.input_features = inputs
     config.output_features = outputs
@@ -204,12 +215,17 @@ def build_policy_from_backbone(
         device=device,
     )
     _apply_common(
-        config, spec, chunk_size=chunk_size, device=device, freeze_vision=freeze_vision, train_expert_only=train_expert_only
+        config,
+        spec,
+        chunk_size=chunk_size,
+        device=device,
+        freeze_vision=freeze_vision,
+        train_expert_only=train_expert_only,
     )
     policy = _build(config)
     total = sum(p.numel() for p in policy.parameters())
-    report = LoadReport(source=f"backbone {location} (no SmolVLA weights)", total_params=total)
-    report.missing = list(policy.state_dict().keys())
+    weights = "with its pretrained VLM weights" if config.load_vlm_weights else "random init"
+    report = LoadReport(source=f"backbone {location} ({weights}; no SmolVLA weights)", total_params=total)
     return policy, report
 
 
@@ -277,11 +293,18 @@ def build_policy_from_pretrained(
     if vlm_model is not None:
         config.vlm_model_name = resolve_model_location(vlm_model, "VLM backbone", "--vlm-model")
     elif not _looks_local(config.vlm_model_name):
-        config.vlm_model_name = resolve_model_location(config.vlm_model_name, "the checkpoint's VLM backbone", "--vlm-model")
+        config.vlm_model_name = resolve_model_location(
+            config.vlm_model_name, "the checkpoint's VLM backbone", "--vlm-model"
+        )
     # The VLM weights come from the SmolVLA checkpoint; only the backbone's config/processor are read.
     config.load_vlm_weights = False
     _apply_common(
-        config, spec, chunk_size=chunk_size, device=device, freeze_vision=freeze_vision, train_expert_only=train_expert_only
+        config,
+        spec,
+        chunk_size=chunk_size,
+        device=device,
+        freeze_vision=freeze_vision,
+        train_expert_only=train_expert_only,
     )
     report = LoadReport(source=f"SmolVLA checkpoint {location}")
     after_in, after_out = _describe(config.input_features), _describe(config.output_features)
@@ -307,7 +330,9 @@ def build_policy(
     """Dispatch: a SmolVLA checkpoint (optionally on another backbone dir), or a bare backbone."""
     if chunk_size > spec.horizon:
         raise ValueError(f"--chunk-size {chunk_size} is above the shard set's stored horizon {spec.horizon}")
-    common = dict(chunk_size=chunk_size, device=device, freeze_vision=freeze_vision, train_expert_only=train_expert_only)
+    common = dict(
+        chunk_size=chunk_size, device=device, freeze_vision=freeze_vision, train_expert_only=train_expert_only
+    )
     if pretrained:
         policy, report = build_policy_from_pretrained(spec, pretrained, vlm_model=vlm_model, **common)
     elif vlm_model:

@@ -23,7 +23,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def tiny_backbone(tmp_path_factory) -> Path:
     from train.tiny_backbone import TinyBackboneSpec, build_tiny_backbone
 
-    return build_tiny_backbone(tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8))
+    return build_tiny_backbone(
+        tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -43,4 +45,34 @@ def make_shards(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_set(make_shards) -> Path:
-    return make_shards("small", episodes=12, length=20, val_episodes=(10, 11), horizon=8, alpha=2.0, samples_per_shard=30)
+    return make_shards(
+        "small", episodes=12, length=20, val_episodes=(10, 11), horizon=8, alpha=2.0, samples_per_shard=30
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(synthetic_dataset, tmp_path_factory) -> Path:
+    """`b1k-preprocess` output of a synthetic 22-episode BEHAVIOR dataset (20 train, 2 val episodes),
+    32 px cameras, horizon 10: real interleaved shards as the preprocess writes them."""
+    import subprocess
+    import sys
+
+    info = synthetic_dataset(
+        layout="v3.0",
+        episodes=22,
+        lengths=(24, 26, 28, 30),
+        tasks=(1, 6),
+        head_size=32,
+        wrist_size=32,
+        depth=False,
+    )
+    out = tmp_path_factory.mktemp("synthetic-shards") / "set"
+    command = [
+        sys.executable, "-m", "preprocess.cli", "--dataset-path", str(info.root), "--output-dir", str(out),
+        "--horizon", "10", "--val-episodes", "20,21", "--workers", "2", "--shard-max-samples", "50",
+        "--image-size", "32", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out

@@ -71,13 +71,17 @@ def write_shard_set(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     cameras = dict(CAMERAS if cameras is None else cameras)
-    lengths = {first_episode + e: (length[e] if isinstance(length, list) else length) for e in range(episodes)}
+    lengths = {
+        first_episode + e: (length[e] if isinstance(length, list) else length) for e in range(episodes)
+    }
     rng = np.random.default_rng(seed)
     indices = list(TOP32_INDICES[:state_dim]) if state_dim <= 32 else list(range(state_dim))
     splits, stats_values = {}, {"observation.state": [], "action": []}
     for split in ("train", "val"):
         chosen = {e: n for e, n in lengths.items() if (e in val_episodes) == (split == "val")}
-        order = interleaved(chosen) if interleave else [(e, f) for e in sorted(chosen) for f in range(chosen[e])]
+        order = (
+            interleaved(chosen) if interleave else [(e, f) for e in sorted(chosen) for f in range(chosen[e])]
+        )
         with ShardWriter(root, prefix=split, max_samples=samples_per_shard) as writer:
             for e, f in order:
                 n = chosen[e]
@@ -97,23 +101,41 @@ def write_shard_set(
                     "task": TASKS[e % 2],
                 }
                 images = {
-                    cam: encode_jpeg(image_of(e, f, i, size, rng), 90) for i, (cam, size) in enumerate(cameras.items())
+                    cam: encode_jpeg(image_of(e, f, i, size, rng), 90)
+                    for i, (cam, size) in enumerate(cameras.items())
                 }
                 state = state_of(e, f, state_dim)
-                writer.write(encode_sample(sample_key(e, f), images, state, action, np.arange(f, f + horizon) >= n, meta))
+                writer.write(
+                    encode_sample(
+                        sample_key(e, f), images, state, action, np.arange(f, f + horizon) >= n, meta
+                    )
+                )
                 if split == "train" and (e, f) not in nan_action:
                     stats_values["observation.state"].append(state)
                     stats_values["action"].append(target_of(e, f, action_dim))
         splits[split] = {"episodes": sorted(chosen), "shards": [s.to_json() for s in writer.shards]}
-    stats = {key: compute_stats(np.stack(values).T.astype(np.float64)) for key, values in stats_values.items()}
+    stats = {
+        key: compute_stats(np.stack(values).T.astype(np.float64)) for key, values in stats_values.items()
+    }
     manifest = {
         "schema_version": SCHEMA_VERSION,
-        "created_by": {"tool": "tests.train.conftest", "version": "0", "command": "write_shard_set", "time": "now"},
+        "created_by": {
+            "tool": "tests.train.conftest",
+            "version": "0",
+            "command": "write_shard_set",
+            "time": "now",
+        },
         "source": {"path": "/synthetic", "codebase_version": "v3.0", "fingerprint": f"train-tests-{seed}"},
         "fps": 30,
         "frame_stride": 1,
         "cameras": {
-            name: {"video_key": f"observation.images.rgb.{name}", "height": h, "width": w, "encoding": "jpeg", "quality": 90}
+            name: {
+                "video_key": f"observation.images.rgb.{name}",
+                "height": h,
+                "width": w,
+                "encoding": "jpeg",
+                "quality": 90,
+            }
             for name, (h, w) in cameras.items()
         },
         "state": {
@@ -121,7 +143,12 @@ def write_shard_set(
             "indices": indices,
             "names": state_names(indices) if max(indices) < 256 else [f"s{i}" for i in indices],
         },
-        "action": {"dim": action_dim, "names": action_names()[:action_dim] if action_dim <= ACTION_DIM else [f"a{i}" for i in range(action_dim)]},
+        "action": {
+            "dim": action_dim,
+            "names": action_names()[:action_dim]
+            if action_dim <= ACTION_DIM
+            else [f"a{i}" for i in range(action_dim)],
+        },
         "horizon": horizon,
         "temporal": {"alpha": float(alpha), "formula": TEMPORAL_FORMULA},
         "stats": stats,

@@ -66,7 +66,11 @@ def test_items_are_decoded_and_chunk_sliced(small_set):
     stream = D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0)
     item = next(iter(stream))
     assert set(spec.image_keys) <= set(item)
-    assert item["observation.images.head"].dtype == torch.uint8 and item["observation.images.head"].shape == (16, 16, 3)
+    assert item["observation.images.head"].dtype == torch.uint8 and item["observation.images.head"].shape == (
+        16,
+        16,
+        3,
+    )
     assert item["action"].shape == (5, 23) and item["action_is_pad"].shape == (5,)
     assert item["observation.state"].shape == (32,)
     assert 0.0 <= item["progress"] <= 1.0 and item["task"] in ("pick up the radio", "put the dishes away")
@@ -81,20 +85,32 @@ def test_batch_diversity_with_default_settings(make_shards, interleave):
     I.i.d. picks would give only ~11.2 of 20 episodes; the episode-stratified buffer (default) gets ~16.
     """
     root = make_shards(
-        f"diverse-{interleave}", episodes=20, length=40, horizon=4, samples_per_shard=24, interleave=interleave
+        f"diverse-{interleave}",
+        episodes=20,
+        length=40,
+        horizon=4,
+        samples_per_shard=24,
+        interleave=interleave,
     )
     spec = D.open_data([str(root)])
     defaults = TrainConfig(shards=[str(root)])
     averages = {}
     for stratify in (True, False):
         stream = D.TrainStream(
-            spec, chunk_size=4, seed=defaults.seed, shuffle_buffer=defaults.shuffle_buffer, batch_size=16, stratify=stratify
+            spec,
+            chunk_size=4,
+            seed=defaults.seed,
+            shuffle_buffer=defaults.shuffle_buffer,
+            batch_size=16,
+            stratify=stratify,
         )
         loader = D.make_loader(stream, num_workers=defaults.num_workers, batch_size=16, pin_memory=False)
         distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader), 16), 40)]
         averages[stratify] = sum(distinct) / len(distinct)
     iid = 20 * (1 - (19 / 20) ** 16)  # expected distinct episodes of 16 i.i.d. uniform picks among 20
-    print(f"interleave={interleave}: distinct per batch: stratified {averages[True]:.2f}, plain {averages[False]:.2f}, i.i.d. {iid:.2f}")
+    print(
+        f"interleave={interleave}: distinct per batch: stratified {averages[True]:.2f}, plain {averages[False]:.2f}, i.i.d. {iid:.2f}"
+    )
     assert defaults.stratify
     if interleave:  # shards mix episodes, as b1k-preprocess writes them
         assert averages[True] >= 12
@@ -126,14 +142,18 @@ def test_stats_of_a_mixture_are_exact_for_mean_and_std(make_shards):
     a = make_shards("mix-a", episodes=4, length=20, seed=1)
     c = make_shards("stats-c", episodes=6, length=10, seed=3)
     spec = D.open_data([str(a), str(c)])
-    values = np.concatenate([np.stack([item["observation.state"].numpy() for item in _all_items(root)]) for root in (a, c)])
+    values = np.concatenate(
+        [np.stack([item["observation.state"].numpy() for item in _all_items(root)]) for root in (a, c)]
+    )
     assert np.allclose(spec.stats["observation.state"]["mean"], values.mean(0), atol=1e-5)
     assert np.allclose(spec.stats["observation.state"]["std"], values.std(0), atol=1e-5)
 
 
 def _all_items(root):
     spec = D.open_data([str(root)])
-    return [D.to_item(raw, spec.cameras, 2) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)]
+    return [
+        D.to_item(raw, spec.cameras, 2) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)
+    ]
 
 
 def test_missing_and_unreadable_shards_are_named(small_set, tmp_path):
@@ -165,7 +185,11 @@ def test_too_many_slots_for_a_tiny_split(tmp_path):
     write_shard_set(tmp_path, episodes=1, length=3, horizon=2)
     spec = D.open_data([str(tmp_path)])
     with pytest.raises(D.DataSpecError, match="fewer workers"):
-        next(D.slot_stream(spec.sources[0].train, seed=0, rank=0, world=1, worker=3, workers=4, shuffle_buffer=0))
+        next(
+            D.slot_stream(
+                spec.sources[0].train, seed=0, rank=0, world=1, worker=3, workers=4, shuffle_buffer=0
+            )
+        )
 
 
 def test_shards_weight_syntax():

@@ -20,7 +20,9 @@ def setup(small_set, tiny_backbone):
     torch.manual_seed(0)
     policy, _ = build_policy(spec, pretrained=None, vlm_model=str(tiny_backbone), chunk_size=CHUNK)
     pre, _ = make_processors(policy.config, spec)
-    items = [D.to_item(raw, spec.cameras, CHUNK) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)]
+    items = [
+        D.to_item(raw, spec.cameras, CHUNK) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)
+    ]
     return spec, policy, pre, items
 
 
@@ -42,8 +44,14 @@ def _elementwise(policy, batch, noise, time):
     state = policy.prepare_state(batch)
     actions = policy.prepare_action(batch)
     losses = policy.model.forward(
-        images, img_masks, batch["observation.language.tokens"], batch["observation.language.attention_mask"],
-        state, actions, noise, time,
+        images,
+        img_masks,
+        batch["observation.language.tokens"],
+        batch["observation.language.attention_mask"],
+        state,
+        actions,
+        noise,
+        time,
     )
     return losses[:, :, : policy.config.action_feature.shape[0]]
 
@@ -58,14 +66,18 @@ def _mixed_items(items):
 def test_weighted_loss_equals_the_hand_computation(setup):
     spec, policy, _, items = setup
     chosen = _mixed_items(items)
-    assert any(it["action_is_pad"].any() for it in chosen) and not all(it["action_is_pad"].any() for it in chosen)
+    assert any(it["action_is_pad"].any() for it in chosen) and not all(
+        it["action_is_pad"].any() for it in chosen
+    )
     batch, progress, noise, time = _batch(setup, chosen)
     policy.eval()
     with torch.no_grad():
         per_sample, _ = policy.forward(dict(batch), noise=noise, time=time, reduction="none")
         elements = _elementwise(policy, batch, noise, time)
     alpha = 2.5
-    loss, plain = weighted_loss(per_sample, temporal_weights(progress, alpha), batch["action_is_pad"], spec.action_dim)
+    loss, plain = weighted_loss(
+        per_sample, temporal_weights(progress, alpha), batch["action_is_pad"], spec.action_dim
+    )
 
     # By hand: every valid (step, dim) element of sample i weighs 1 + alpha * progress_i^2.
     numerator = denominator = 0.0
@@ -105,12 +117,16 @@ def test_without_padding_it_is_the_plain_weighted_mean(setup):
 @pytest.mark.parametrize("with_padding", [True, False])
 def test_alpha_zero_is_lerobots_mean_loss(setup, with_padding):
     spec, policy, _, items = setup
-    chosen = _mixed_items(items) if with_padding else [it for it in items if not it["action_is_pad"].any()][:6]
+    chosen = (
+        _mixed_items(items) if with_padding else [it for it in items if not it["action_is_pad"].any()][:6]
+    )
     batch, progress, noise, time = _batch(setup, chosen)
     with torch.no_grad():
         per_sample, _ = policy.forward(dict(batch), noise=noise, time=time, reduction="none")
         mean_loss, _ = policy.forward(dict(batch), noise=noise, time=time, reduction="mean")
-    loss, plain = weighted_loss(per_sample, temporal_weights(progress, 0.0), batch["action_is_pad"], spec.action_dim)
+    loss, plain = weighted_loss(
+        per_sample, temporal_weights(progress, 0.0), batch["action_is_pad"], spec.action_dim
+    )
     assert float(loss) == pytest.approx(float(mean_loss), abs=1e-6)
     assert float(plain) == pytest.approx(float(mean_loss), abs=1e-6)
 

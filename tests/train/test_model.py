@@ -53,7 +53,9 @@ def test_from_backbone_follows_the_vision_image_size(small_set, tiny_backbone):
     config = policy.config
     assert config.resize_imgs_with_padding == (32, 32)
     assert config.load_vlm_weights is False  # the tiny backbone has no weights
-    assert set(config.image_features) == {f"observation.images.{c}" for c in ("head", "left_wrist", "right_wrist")}
+    assert set(config.image_features) == {
+        f"observation.images.{c}" for c in ("head", "left_wrist", "right_wrist")
+    }
     assert config.input_features["observation.state"].shape == (32,)
     assert config.output_features["action"].shape == (23,)
     assert config.chunk_size == 8 and config.n_action_steps == 8
@@ -105,9 +107,16 @@ def test_weights_that_do_not_fit_are_skipped_and_named(small_set, tiny_backbone,
         "model.action_out_proj.bias",
     }
     assert len(report.loaded) == len(saved) - len(skipped)
-    assert "skipped model.state_proj.weight: checkpoint shape [64, 8] != policy shape [64, 32]" in report.summary()
-    assert policy.config.max_state_dim == 32  # ours: max(checkpoint's, state dim)... and the fitting rest loaded
-    assert torch.equal(policy.state_dict()["model.action_time_mlp_in.weight"], saved["model.action_time_mlp_in.weight"])
+    assert (
+        "skipped model.state_proj.weight: checkpoint shape [64, 8] != policy shape [64, 32]"
+        in report.summary()
+    )
+    assert (
+        policy.config.max_state_dim == 32
+    )  # ours: max(checkpoint's, state dim)... and the fitting rest loaded
+    assert torch.equal(
+        policy.state_dict()["model.action_time_mlp_in.weight"], saved["model.action_time_mlp_in.weight"]
+    )
 
 
 def test_load_report_counts(small_set, tiny_backbone, tmp_path):

@@ -1,0 +1,324 @@
+"""b1k-train end to end: 8 workers, checkpoints lerobot loads as they are, exact resume, torchrun DDP,
+fine-tuning from other features, and the errors of the issue."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from tests.train.shardset import write_shard_set
+from train import cli
+from train import loop as loop_mod
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _args(shards, backbone, out, *extra):
+    return [
+        "--shards", str(shards), "--vlm-model", str(backbone), "--output-dir", str(out), "--batch-size", "4",
+        "--chunk-size", "8", "--log-every", "1", "--no-progress", *map(str, extra),
+    ]  # fmt: skip
+
+
+def _train(args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "train.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
+
+
+def _log(out: Path, kind="train") -> dict[int, dict]:
+    lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in lines if r["kind"] == kind}
+
+
+def _invoke(args):
+    """b1k-train in this process (fast: no interpreter start); returns click's result."""
+    return CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+
+
+LOAD_AND_ACT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, torch
+    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from shards.codec import decode_sample
+    from shards.reader import iter_tar_samples
+
+    checkpoint, shard = sys.argv[1], sys.argv[2]
+    policy = SmolVLAPolicy.from_pretrained(checkpoint)
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=checkpoint)
+    sample = decode_sample(next(iter_tar_samples(shard)))
+    observation = {
+        key: torch.from_numpy(sample[key.split(".")[-1] + ".jpg"]).permute(2, 0, 1).float() / 255
+        for key in policy.config.image_features
+    }
+    observation["observation.state"] = torch.from_numpy(sample["state.npy"])
+    observation["task"] = sample["json"]["task"]
+    batch = pre(observation)
+    torch.manual_seed(0)
+    normalised = policy.select_action(batch)
+    action = post(normalised)
+    stats = json.load(open(sys.argv[3]))["stats"]  # the shard set's own stats: the data's units
+    a_mean, a_std = (torch.tensor(stats["action"][k]) for k in ("mean", "std"))
+    s_mean, s_std = (torch.tensor(stats["observation.state"][k]) for k in ("mean", "std"))
+    print(json.dumps({
+        "shape": list(action.shape),
+        "unnormalised_error": float((action - (normalised * a_std + a_mean)).abs().max()),
+        "state_error": float((batch["observation.state"][0] * s_std + s_mean - observation["observation.state"]).abs().max()),
+        "finite": bool(torch.isfinite(action).all()),
+        "action_range": [float(action.min()), float(action.max())],
+        "type": policy.config.type,
+    }))
+    """
+)
+
+
+def test_eight_workers_train_and_lerobot_loads_the_checkpoint(synthetic_shards, tiny_backbone, tmp_path):
+    """Acceptance 1: --num-workers 8 on the synthetic data; the checkpoint loads in a fresh process with
+    lerobot's own SmolVLAPolicy.from_pretrained + processors; select_action gives 23 dims in data units."""
+    out = tmp_path / "run"
+    args = _args(synthetic_shards, tiny_backbone, out, "--num-workers", 8, "--max-steps", 4, "--val-every", 2)
+    done = _train([*args, "--val-batches", 2])
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "DataLoader worker" not in done.stderr and "Error" not in done.stderr
+    train_log, val_log = _log(out), _log(out, "val")
+    assert sorted(train_log) == [1, 2, 3, 4] and sorted(val_log) == [2, 4]
+    for record in train_log.values():
+        for key in ("loss", "weighted_loss", "lr", "grad_norm", "samples_per_s", "data_wait_share"):
+            assert isinstance(record[key], float), key
+    checkpoint = (out / "checkpoints" / "last").resolve() / "pretrained_model"
+    assert checkpoint.parent.name == "000004"
+    provenance = json.loads((checkpoint / "b1k_provenance.json").read_text())
+    assert (
+        provenance["state"]["indices"][:3] == [158, 159, 160]
+        and len(provenance["sets"][0]["manifest_sha256"]) == 64
+    )
+    shard = sorted(synthetic_shards.glob("val-*.tar"))[0]
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_ACT, str(checkpoint), str(shard), str(synthetic_shards / "manifest.json")],
+        capture_output=True, text=True, env=ENV,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-4000:]
+    result = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert result["type"] == "smolvla" and result["shape"] == [1, 23] and result["finite"]
+    assert result["unnormalised_error"] < 1e-5  # the postprocessor applied our action stats
+    assert result["state_error"] < 1e-4  # the preprocessor normalised the raw state with our stats
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, tmp_path):
+    """Acceptance 3: SIGKILL after a checkpoint, --resume: losses after it and final weights are equal."""
+    common = (
+        "--max-steps",
+        14,
+        "--save-every",
+        3,
+        "--num-workers",
+        2,
+        "--shuffle-buffer",
+        40,
+        "--val-every",
+        0,
+    )
+    ref = tmp_path / "ref"
+    done = _train(_args(small_set, tiny_backbone, ref, *common))
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "train.cli", *_args(small_set, tiny_backbone, out, *common)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "000003").is_dir():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    killed_at = int((out / "checkpoints" / "last").resolve().name)
+    assert killed_at < 12, "the run finished before it was killed"
+
+    done = _train([*_args(small_set, tiny_backbone, out, *common), "--resume"])
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (
+        f"resumed from {(out / 'checkpoints' / f'{killed_at:06d}').resolve()} at step {killed_at}"
+        in done.stderr
+    )
+    ref_log, resumed_log = _log(ref), _log(out)
+    assert sorted(resumed_log) == list(range(1, 13))
+    for step in range(killed_at + 1, 13):
+        assert resumed_log[step]["weighted_loss"] == pytest.approx(
+            ref_log[step]["weighted_loss"], abs=1e-6
+        ), step
+        assert resumed_log[step]["loss"] == pytest.approx(ref_log[step]["loss"], abs=1e-6), step
+    final_ref = load_file(ref / "checkpoints" / "000012" / "pretrained_model" / "model.safetensors")
+    final = load_file(out / "checkpoints" / "000012" / "pretrained_model" / "model.safetensors")
+    assert final_ref.keys() == final.keys()
+    assert max(float((final_ref[k] - final[k]).abs().max()) for k in final) <= 1e-6
+    assert sorted(p.name for p in (ref / "checkpoints").iterdir()) == ["000006", "000009", "000012", "last"]
+
+
+def test_torchrun_two_ranks_see_disjoint_samples(small_set, tiny_backbone, tmp_path):
+    """Acceptance 4: torchrun --nproc_per_node 2 on CPU (gloo) trains; the ranks' samples are disjoint."""
+    out = tmp_path / "ddp"
+    args = _args(small_set, tiny_backbone, out, "--max-steps", 3, "--num-workers", 1, "--device", "cpu")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*command, "-m", "train.cli", *args, "--log-sample-keys", "--val-every", "3", "--val-batches", "1"],
+        capture_output=True, text=True, env=ENV, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    keys = {}
+    for rank in (0, 1):
+        lines = [
+            json.loads(line) for line in (out / f"sample_keys_rank{rank}.jsonl").read_text().splitlines()
+        ]
+        assert [line["step"] for line in lines] == [1, 2, 3]
+        keys[rank] = [key for line in lines for key in line["keys"]]
+        assert len(keys[rank]) == 12
+    assert not set(keys[0]) & set(keys[1])
+    assert sorted(_log(out)) == [1, 2, 3] and sorted(_log(out, "val")) == [3]
+    config = json.loads(
+        (out / "checkpoints" / "000003" / "pretrained_model" / "b1k_train_config.json").read_text()
+    )
+    assert config["world_size"] == 2
+
+
+def test_finetune_from_a_local_checkpoint_with_other_features(small_set, tiny_backbone, tmp_path):
+    """Acceptance 6: start from a tiny SmolVLA with 2 cameras, 6-dim state and action; it reports what loaded."""
+    from tests.train.test_model import _tiny_smolvla_checkpoint
+
+    checkpoint, saved = _tiny_smolvla_checkpoint(tmp_path, tiny_backbone)
+    out = tmp_path / "finetune"
+    args = _args(small_set, tiny_backbone, out, "--max-steps", 2, "--num-workers", 0, "--val-every", 0)
+    args[args.index("--vlm-model") : args.index("--vlm-model") + 2] = ["--pretrained-model", str(checkpoint)]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    assert f"loaded {len(saved)} tensors" in result.output
+    assert "adapted input_features" in result.output and "observation.images.top" in result.output
+    provenance = json.loads(
+        (out / "checkpoints" / "000002" / "pretrained_model" / "b1k_provenance.json").read_text()
+    )
+    assert provenance["load_report"]["loaded"] == len(saved)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_backbone, tmp_path):
+    shards = tmp_path / "nan-set"
+    write_shard_set(shards, episodes=6, length=12, horizon=8, nan_action=((3, 7),), samples_per_shard=20)
+    out = tmp_path / "run"
+    args = _args(shards, tiny_backbone, out, "--max-steps", 40, "--save-every", 1, "--keep-last", 2)
+    result = _invoke([*args, "--num-workers", 0, "--val-every", 0])
+    assert result.exit_code == 3, result.output
+    message = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    step = int(message.split(" at step ")[1].split(";")[0])
+    assert message.startswith(f"error: non-finite loss (nan) at step {step}; training stopped without saving")
+    log = _log(out)
+    assert sorted(log) == list(range(1, step))  # every logged loss is a finite, good one
+    if step > 1:
+        assert f"the last good checkpoint is {out.resolve() / 'checkpoints' / f'{step - 1:06d}'}" in message
+        names = sorted(p.name for p in (out / "checkpoints").iterdir())
+        assert names[-2:] == [f"{step - 1:06d}", "last"] and f"{step:06d}" not in names
+    else:
+        assert "no checkpoint was saved before it" in message
+
+
+def test_unreadable_shard_is_named(small_set, tiny_backbone, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(small_set, broken)
+    for tar in broken.glob("train-*.tar"):
+        tar.write_bytes(tar.read_bytes()[:600] + b"\x00garbage" * 500)
+    args = _args(
+        broken, tiny_backbone, tmp_path / "run", "--max-steps", 2, "--num-workers", 2, "--val-every", 0
+    )
+    result = _invoke(args)
+    assert result.exit_code == 2
+    assert "error: cannot read shard" in result.output and "/broken/train-00000" in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--chunk-size", "9"], "--chunk-size 9 is above the stored horizon 8"),
+        (["--gpu-id", "0"], "--gpu-id 0 given but CUDA is not available"),
+    ],
+)
+def test_option_errors(small_set, tiny_backbone, tmp_path, change, message):
+    if "--gpu-id" in change:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    args = _args(small_set, tiny_backbone, tmp_path / "run", "--max-steps", 1, "--num-workers", 0)
+    if "--chunk-size" in change:
+        args[args.index("--chunk-size") + 1] = change[1]
+        change = []
+    result = _invoke([*args, *change])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_missing_and_invalid_manifest(tiny_backbone, tmp_path):
+    result = _invoke(_args(tmp_path, tiny_backbone, tmp_path / "run", "--max-steps", 1))
+    assert result.exit_code == 2 and "no manifest.json here" in result.output
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "created_by": {}}))
+    result = _invoke(_args(tmp_path, tiny_backbone, tmp_path / "run", "--max-steps", 1))
+    assert result.exit_code == 2 and "manifest.json: missing key 'source'" in result.output
+
+
+def test_existing_checkpoints_need_resume(small_set, tiny_backbone, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints" / "000005").mkdir(parents=True)
+    result = _invoke(_args(small_set, tiny_backbone, out, "--max-steps", 1, "--num-workers", 0))
+    assert result.exit_code == 2 and "already holds checkpoints: pass --resume" in result.output
+
+
+def test_every_option_has_both_spellings(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_train(cfg):
+        seen["cfg"] = cfg
+        return loop_mod.TrainResult(step=0, last_checkpoint=None)
+
+    monkeypatch.setattr(loop_mod, "train", fake_train)
+    for option in cli.main.params:
+        dashed = [o for o in option.opts + option.secondary_opts if "-" in o[2:]]
+        for name in dashed:
+            assert "--" + name[2:].replace("-", "_") in option.opts + option.secondary_opts, name
+    result = _invoke(
+        ["--shards", "a@2", "--shards", "b@1", "--batch_size", "3", "--max_steps", "7", "--chunk_size", "5",
+         "--temporal_alpha", "0", "--num_workers", "2", "--output_dir", str(tmp_path), "--save_every", "4",
+         "--keep_last", "1", "--log_every", "2", "--val_every", "3", "--warmup_steps", "1", "--decay_steps", "9",
+         "--decay_lr", "1e-6", "--grad_clip", "0", "--no_freeze_vision", "--vlm_model", "/x", "--resume"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = seen["cfg"]
+    assert cfg.shards == ["a@2", "b@1"] and cfg.batch_size == 3 and cfg.max_steps == 7 and cfg.chunk_size == 5
+    assert cfg.temporal_alpha == 0 and cfg.num_workers == 2 and cfg.save_every == 4 and cfg.keep_last == 1
+    assert cfg.warmup_steps == 1 and cfg.decay_steps == 9 and cfg.decay_lr == 1e-6 and cfg.grad_clip == 0
+    assert cfg.freeze_vision is False and cfg.resume == "last"
+    assert cfg.vlm_model == "/x" and cfg.pretrained_model is None  # --vlm-model alone: no SmolVLA weights
+    defaults = loop_mod.TrainConfig(shards=["x"])
+    assert (defaults.batch_size, defaults.lr, defaults.chunk_size, defaults.num_workers) == (8, 1e-4, 50, 8)
+    assert defaults.pretrained_model == "lerobot/smolvla_base"
+    assert (defaults.warmup_steps, defaults.decay_steps, defaults.decay_lr, defaults.grad_clip) == (
+        1000,
+        30000,
+        2.5e-6,
+        10.0,
+    )
