@@ -725,7 +725,14 @@ def finalize(
     total = sum(results[i].length for i in train)
     stats, stats_values = {}, {}
     for key, dim in ((STATE_KEY, plan.selection.dim), (ACTION_KEY, ACTION_DIM)):
-        entry = write_stats_values(out, key, _stats_chunks(work, train, key), total, dim)
+        entry = write_stats_values(
+            out,
+            key,
+            _stats_chunks(work, train, key),
+            total,
+            dim,
+            episodes=[(i, results[i].length) for i in train],
+        )
         stats_values[key] = entry
         stats[key] = compute_stats(load_stats_values(out / entry["name"]))
 

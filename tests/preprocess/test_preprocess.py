@@ -184,6 +184,9 @@ def test_stats_equal_numpy_over_the_train_split(layout_set):
     np.testing.assert_array_equal(sidecar, state.astype(np.float64).T)
     sidecar = np.load(out / manifest["stats_values"]["action"]["name"])
     np.testing.assert_array_equal(sidecar, action.astype(np.float64).T)
+    # and say which episode each column block belongs to (merging partitions keeps (episode, frame) order)
+    for key in ("observation.state", "action"):
+        assert manifest["stats_values"][key]["episodes"] == [[e.episode_index, e.length] for e in train]
 
 
 def test_shards_interleave_episodes(layout_set):
