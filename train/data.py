@@ -545,12 +545,16 @@ def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, 
     return item
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack items into a batch; strings and ints stay lists."""
+def collate(items: list[dict[str, Any]], pin_memory: bool = False) -> dict[str, Any]:
+    """Stack items into a batch (into pinned memory for fast host-to-GPU copies); strings and ints stay lists."""
     batch: dict[str, Any] = {}
     for key, value in items[0].items():
         values = [item[key] for item in items]
-        batch[key] = torch.stack(values) if isinstance(value, torch.Tensor) else values
+        if isinstance(value, torch.Tensor):
+            out = torch.empty((len(values), *value.shape), dtype=value.dtype, pin_memory=pin_memory)
+            batch[key] = torch.stack(values, out=out)
+        else:
+            batch[key] = values
     return batch
 
 
@@ -646,24 +650,24 @@ class ValStream(IterableDataset):
             yield to_item(raw, self.cameras, self.chunk_size)
 
 
-def make_loader(
-    dataset: IterableDataset, *, num_workers: int, batch_size: int, pin_memory: bool, persistent: bool = False
-):
+def make_loader(dataset: IterableDataset, *, num_workers: int, batch_size: int, persistent: bool = False):
     """A DataLoader yielding single samples, round-robin over the workers (in order)."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         # Enough samples in flight for two batches.
         kwargs["prefetch_factor"] = max(2, math.ceil(2 * batch_size / num_workers))
         kwargs["persistent_workers"] = persistent
-    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, **kwargs)
 
 
-def batches(loader_iter: Iterator[dict[str, Any]], batch_size: int) -> Iterator[dict[str, Any]]:
+def batches(
+    loader_iter: Iterator[dict[str, Any]], batch_size: int, pin_memory: bool = False
+) -> Iterator[dict[str, Any]]:
     """Group consecutive samples into batches (the last, short one of a finite stream included)."""
     while True:
         items = list(itertools.islice(loader_iter, batch_size))
         if not items:
             return
-        yield collate(items)
+        yield collate(items, pin_memory)
         if len(items) < batch_size:
             return

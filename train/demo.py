@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -106,9 +107,10 @@ class Runner:
         self._echo()
         self._echo(f"== [{self.index}/{self.total}] {title}", bold=True, fg="cyan")
 
-    def run(self, name: str, argv: list[str]) -> str:
+    def run(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> str:
         """Run one command (streaming its stdout+stderr as it comes), return its output as text."""
-        shown = shlex.join(argv)
+        env = env or {}
+        shown = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(argv)])
         self._echo(f"$ {shown}", bold=True)
         exe = argv[0]
         if exe.startswith("b1k-"):
@@ -117,7 +119,11 @@ class Runner:
             exe = sys.executable
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [exe, *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, bufsize=0
+            [exe, *argv[1:]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **env},
+            bufsize=0,
         )
         captured = bytearray()
         out = sys.stdout.buffer
@@ -199,13 +205,17 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
     val_urls = shard_set.urls("val")
     if not val_urls:
         raise click.ClickException(f"{shards} has no val split")
-    sample = decode_sample(next(iter(iter_tar_samples(val_urls[0]))))
+    # The held-out frame nearest the middle of its episode (in the first val shard).
+    raws = list(iter_tar_samples(val_urls[0]))
+    metas = [json.loads(raw["json"]) for raw in raws]
+    pick = min(range(len(raws)), key=lambda i: abs(metas[i]["progress"] - 0.5))
+    sample = decode_sample(raws[pick])
     meta = sample["json"]
 
     # A raw observation as a robot would give it: RGB images float [0, 1] CHW, the filtered state, the task.
     observation = {}
     for camera, spec in manifest["cameras"].items():
-        image = np.ascontiguousarray(sample[spec.get("member", f"{camera}.jpg")])
+        image = np.array(sample[spec.get("member", f"{camera}.jpg")], dtype=np.uint8)  # HxWx3 RGB
         observation[f"observation.images.{camera}"] = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
     observation["observation.state"] = torch.from_numpy(np.array(sample["state.npy"], dtype=np.float32))
     observation["task"] = meta["task"]
@@ -246,8 +256,16 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
 # ----------------------------------------------------------------------------- summary
 
 
-def format_action(values: list[float]) -> list[str]:
-    return [f"  {name:<13} " + " ".join(f"{v:9.3g}" for v in values[a:b]) for name, a, b in ACTION_GROUPS]
+def format_action(label: str, values: list[float], width: int = 100) -> list[str]:
+    """`label  base [..] torso [..] ...`, wrapped at `width`, groups as in BEHAVIOR's R1Pro action layout."""
+    groups = [f"{name} [" + " ".join(f"{v:.3g}" for v in values[a:b]) + "]" for name, a, b in ACTION_GROUPS]
+    return textwrap.wrap(
+        " ".join(groups),
+        width=width,
+        initial_indent=f"  {label:<10}",
+        subsequent_indent=" " * 12,
+        break_long_words=False,
+    )
 
 
 def train_numbers(run_dir: Path, batch_size: int) -> dict:
@@ -432,6 +450,9 @@ def run_demo(out: Path, *, episodes: int, steps: int, batch_size: int, num_worke
             "--seed",
             "0",
         ],
+        # CPU only: the main process's OpenMP threads spin against the DataLoader workers for the few cores;
+        # with this tiny model one intra-op thread is several times faster (not needed on a GPU).
+        env={"OMP_NUM_THREADS": "1"},
     )
 
     checkpoint = Path(run_dir) / "checkpoints" / "last" / "pretrained_model"
@@ -504,11 +525,11 @@ def make_summary(
         f"  {result['policy_class']}, {result['parameters']:,} parameters, loaded in {result['load_seconds']:.1f} s",
         f"  held-out frame {frame['key']} (val episode {frame['episode_index']}, task {frame['task']!r})",
         f"  select_action -> {result['action_dim']}-dim action in data units"
-        f" ({'inside' if result['within_train_range'] else 'OUTSIDE'} the training actions' range);"
-        " predicted / recorded:",
+        f" ({'inside' if result['within_train_range'] else 'OUTSIDE'} the training actions' range)",
+        f"  (a tiny random-weight model after {tr['steps']} steps: this checks the plumbing, not the skill)",
+        *format_action("predicted", result["action"]),
+        *format_action("recorded", result["recorded_action"]),
     ]
-    predicted, recorded = format_action(result["action"]), format_action(result["recorded_action"])
-    lines += [f"{p}   | {r.split(maxsplit=1)[1]}" for p, r in zip(predicted, recorded, strict=True)]
     lines += [
         "",
         click.style("the same on real data (README, 'Real data quick start'):", bold=True),

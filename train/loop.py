@@ -423,7 +423,7 @@ def evaluate(
     torch.manual_seed(data_mod._seed(seed, rank, 0x7A1) % (2**63 - 1))
     totals = torch.zeros(4, dtype=torch.float64)  # sum w*n*l, sum w*n, sum n*l, sum n ; then samples
     samples = 0
-    for index, raw in enumerate(data_mod.batches(iter(loader), batch_size)):
+    for index, raw in enumerate(data_mod.batches(iter(loader), batch_size, pin_memory=device.type == "cuda")):
         if max_batches > 0 and index >= max_batches:
             break
         batch = preprocessor(to_policy_batch(raw, spec, device))
@@ -592,9 +592,7 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
         batch_size=cfg.batch_size,
         stratify=cfg.stratify,
     )
-    train_loader = data_mod.make_loader(
-        train_stream, num_workers=cfg.num_workers, batch_size=cfg.batch_size, pin_memory=pin
-    )
+    train_loader = data_mod.make_loader(train_stream, num_workers=cfg.num_workers, batch_size=cfg.batch_size)
     val_loader = None
     if cfg.val_every > 0 and any(src.val for src in spec.sources):
         val_stream = data_mod.ValStream(spec, chunk_size=cfg.chunk_size, rank=rank, world=world)
@@ -602,15 +600,25 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
             val_stream,
             num_workers=min(cfg.num_workers, 2),
             batch_size=cfg.batch_size,
-            pin_memory=pin,
             persistent=True,
         )
 
+    load_report = report.to_json()
+    if resume_dir is not None:  # keep how the run started (e.g. what a fine-tune loaded)
+        previous = resume_dir / "pretrained_model" / PROVENANCE_FILE
+        if previous.is_file():
+            load_report = json.loads(previous.read_text()).get("load_report", load_report)
     provenance = {
         **spec.provenance(),
         "temporal_alpha": alpha,
         "chunk_size": cfg.chunk_size,
-        "load_report": report.to_json(),
+        "load_report": load_report,
+        "trainer": {
+            "tool": "b1k-train",
+            "command": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "world_size": world,
+        },
     }
     if dist_info.main:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -629,7 +637,7 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
 
     params = [p for p in policy.parameters() if p.requires_grad]
     loader_iter = iter(train_loader)
-    batch_iter = data_mod.batches(loader_iter, cfg.batch_size)
+    batch_iter = data_mod.batches(loader_iter, cfg.batch_size, pin_memory=pin)
     window = {"time": 0.0, "wait": 0.0, "steps": 0}
     policy.train()
     try:

@@ -48,7 +48,7 @@ def test_shard_order_and_shuffle_change_with_the_epoch_and_seed(small_set):
 
 def _items(spec, start, count, workers, seed=3):
     stream = D.TrainStream(spec, chunk_size=4, seed=seed, shuffle_buffer=64, start_items=start)
-    loader = D.make_loader(stream, num_workers=workers, batch_size=4, pin_memory=False)
+    loader = D.make_loader(stream, num_workers=workers, batch_size=4)
     return [item["key"] for item in itertools.islice(iter(loader), count)]
 
 
@@ -104,7 +104,7 @@ def test_batch_diversity_with_default_settings(make_shards, interleave):
             batch_size=16,
             stratify=stratify,
         )
-        loader = D.make_loader(stream, num_workers=defaults.num_workers, batch_size=16, pin_memory=False)
+        loader = D.make_loader(stream, num_workers=defaults.num_workers, batch_size=16)
         distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader), 16), 40)]
         averages[stratify] = sum(distinct) / len(distinct)
     iid = 20 * (1 - (19 / 20) ** 16)  # expected distinct episodes of 16 i.i.d. uniform picks among 20
@@ -198,3 +198,20 @@ def test_shards_weight_syntax():
     assert D.parse_shards_arg("https://user@host/set") == ("https://user@host/set", None)
     with pytest.raises(D.DataSpecError):
         D.parse_shards_arg("/data/set@-1")
+
+
+def test_batch_diversity_on_preprocessed_shards(synthetic_shards):
+    """Acceptance 2 on `b1k-preprocess` output (20 train episodes, shards as preprocess interleaves them)."""
+    spec = D.open_data([str(synthetic_shards)])
+    assert len(spec.sources[0].episodes) >= 20
+    defaults = TrainConfig(shards=[str(synthetic_shards)])
+    stream = D.TrainStream(
+        spec, chunk_size=8, seed=defaults.seed, shuffle_buffer=defaults.shuffle_buffer, batch_size=16
+    )
+    loader = D.make_loader(stream, num_workers=defaults.num_workers, batch_size=16)
+    distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader), 16), 40)]
+    average = sum(distinct) / len(distinct)
+    print(
+        f"preprocessed shards: distinct episodes per 16-sample batch: avg {average:.2f}, min {min(distinct)}"
+    )
+    assert average >= 12

@@ -322,3 +322,41 @@ def test_every_option_has_both_spellings(monkeypatch, tmp_path):
         2.5e-6,
         10.0,
     )
+
+
+@pytest.mark.parametrize("alpha", ["0", None])
+def test_the_loop_weights_with_the_temporal_alpha(small_set, tiny_backbone, tmp_path, alpha):
+    """alpha 0: the weighted loss is lerobot's mean loss; the manifest's alpha (2.0): they differ."""
+    args = _args(
+        small_set, tiny_backbone, tmp_path / "run", "--max-steps", 2, "--num-workers", 0, "--val-every", 0
+    )
+    result = _invoke([*args, *(["--temporal-alpha", alpha] if alpha else []), "--augment"])
+    assert result.exit_code == 0, result.output
+    log = _log(tmp_path / "run")
+    provenance = json.loads(
+        (tmp_path / "run/checkpoints/000002/pretrained_model/b1k_provenance.json").read_text()
+    )
+    for record in log.values():
+        if alpha == "0":
+            assert record["weighted_loss"] == pytest.approx(record["loss"], abs=1e-6)
+        else:
+            assert abs(record["weighted_loss"] - record["loss"]) > 1e-4
+    assert provenance["temporal_alpha"] == (0.0 if alpha else 2.0)
+
+
+def test_augmentations_stay_in_range_and_touch_only_gripper_state(small_set):
+    import torch
+
+    from train import data as D
+    from train.loop import color_jitter, gripper_jitter
+
+    spec = D.open_data([str(small_set)])
+    images = torch.rand(4, 3, 8, 8)
+    jittered = color_jitter(images)
+    assert jittered.min() >= 0 and jittered.max() <= 1 and not torch.equal(jittered, images)
+    state = torch.zeros(4, 32)
+    noisy = gripper_jitter(state, spec)
+    grippers = spec.gripper_state_dims()
+    assert grippers == [12, 13, 26, 27]  # gripper_left_qpos, gripper_right_qpos in the top32 order
+    changed = (noisy != 0).any(dim=0).nonzero().flatten().tolist()
+    assert changed == grippers
