@@ -31,6 +31,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -533,6 +534,11 @@ def run_episodes(
             return
         if isinstance(exc, (EpisodeDataError, SourceError, WorkerError)):
             raise PreprocessError(str(exc)) from None
+        if isinstance(exc, BrokenProcessPool):
+            raise PreprocessError(
+                f"a worker process died while processing episode {index} (killed, or out of memory?); "
+                "episodes already done are kept: rerun with --resume (fewer --workers if memory is short)"
+            ) from None
         raise PreprocessError(f"episode {index}: {type(exc).__name__}: {exc}") from exc
 
     def on_done(result: EpisodeResult) -> None:

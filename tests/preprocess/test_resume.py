@@ -143,3 +143,45 @@ def test_resume_of_a_finished_set_is_a_no_op(dataset, reference, tmp_path):
     before = (out / "manifest.json").read_bytes()
     preprocess(dataset.root, out, resume=True, **OPTIONS)
     assert (out / "manifest.json").read_bytes() == before
+
+
+def _pool_workers(parent: int) -> list[int]:
+    workers = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == parent and b"spawn_main" in cmdline:
+            workers.append(int(status.parent.name))
+    return workers
+
+
+def test_a_worker_killed_mid_run_fails_the_run_cleanly(dataset, tmp_path):
+    """A pool worker dying (OOM killer, kill -9) ends the run with a clear message, not a hung pool."""
+    out = tmp_path / "set"
+    command = [
+        sys.executable, "-m", "preprocess.cli", "--dataset-path", str(dataset.root), "--output-dir", str(out),
+        "--workers", "2", "--no-progress", *CLI_OPTIONS,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        victims: list[int] = []
+        while time.monotonic() < deadline and process.poll() is None:
+            victims = _pool_workers(process.pid)
+            if victims and (out / ".work").is_dir():
+                break
+            time.sleep(0.05)
+        assert victims, "no pool worker seen"
+        os.kill(victims[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if process.returncode == 0:  # the worker had already finished all its work: nothing to prove
+        pytest.skip("the run finished before the worker was killed")
+    assert process.returncode == 1, stderr
+    assert "a worker process died while processing episode" in stderr and "--resume" in stderr
+    assert not (out / "manifest.json").exists()
