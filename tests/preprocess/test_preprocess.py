@@ -294,3 +294,25 @@ def test_manifest_is_canonical_json(v21_set):
     _, out, manifest, _, _ = v21_set
     text = (Path(out) / "manifest.json").read_text()
     assert json.loads(text) == manifest
+
+
+def test_default_image_size_at_native_resolution(synthetic_dataset, tmp_path):
+    """Real sizes: head 720 -> 512 (Pillow bilinear), wrists stay 480; images still match the source."""
+    ds = synthetic_dataset(layout="v2.1", lengths=(3,), tasks=(6,), head_size=720, wrist_size=480, depth=False)
+    manifest = preprocess(ds.root, tmp_path / "set", horizon=4, jpeg_quality=95)
+    _, splits = read_set(tmp_path / "set")
+    sizes = {name: (c["height"], c["width"], c["resize"]) for name, c in manifest["cameras"].items()}
+    assert sizes == {
+        "head": (512, 512, "pillow-bilinear"),
+        "left_wrist": (480, 480, "none"),
+        "right_wrist": (480, 480, "none"),
+    }
+    ep = ds.episodes[0]
+    for key, sample in splits["train"].items():
+        _, frame = parse_sample_key(key)
+        for camera in CAMERAS:
+            height, width, _ = sizes[camera.name]
+            image = sample[f"{camera.name}.jpg"]
+            assert decode_frame_id(image) == (ep.episode_index, frame)
+            source = direct_frame(ds.root / ep.video_files[camera.video_key], frame / 30)
+            assert psnr(image, resized(source, height, width)) >= 35.0
