@@ -27,7 +27,7 @@ from preprocess.images import encode_rgb_jpeg
 from preprocess.source import EpisodeDataError, SourceDataset, SourceError, first_non_finite
 from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_DIM, STATE_KEY
-from schemas.sample import image_member, progress, sample_key, temporal_weight
+from schemas.sample import progress, sample_key, temporal_weight
 from shards.codec import encode_sample
 from shards.writer import write_tar
 
@@ -251,7 +251,3 @@ def process_episode(
     _atomic_bytes(paths["json"], lambda f: f.write(json.dumps(result.to_json()).encode()))
     os.replace(part, paths["tar"])
     return result
-
-
-def image_members(options: EpisodeOptions) -> list[str]:
-    return [image_member(c.name) for c in options.cameras]

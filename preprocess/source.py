@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -393,7 +392,3 @@ def first_non_finite(values: np.ndarray) -> tuple[int, int] | None:
         return None
     row, col = np.argwhere(bad)[0]
     return int(row), int(col)
-
-
-def is_finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
