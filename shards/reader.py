@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,28 @@ from typing import Any
 import webdataset as wds
 
 from schemas.manifest import MANIFEST_NAME, ManifestError, parse_manifest, shards_of
-from shards.codec import decode_sample
+from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
+from shards.errors import ShardCorruptError, ShardSetError, verify_hint
+from shards.guard import (
+    CorruptShardLog,
+    checked_decode,
+    checked_tar_samples,
+    decode_checked,
+    iter_checked_shard,
+)
 
-
-class ShardSetError(RuntimeError):
-    """A shard set or one of its files cannot be read."""
+__all__ = [
+    "CorruptShardLog",
+    "ShardCorruptError",
+    "ShardSet",
+    "ShardSetError",
+    "decode_checked",
+    "iter_checked_shard",
+    "iter_tar_samples",
+    "open_shard_set",
+    "sample_pipeline",
+    "verify_hint",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,32 @@ class ShardSet:
 
     def read_bytes(self, name: str) -> bytes:
         return read_location(self.url(name))
+
+    @property
+    def members(self) -> list[str]:
+        """Every member a sample of this set must carry (image members follow each camera's encoding)."""
+        cameras = self.manifest["cameras"]
+        images = [image_member(name, camera["encoding"]) for name, camera in cameras.items()]
+        return [*images, STATE_MEMBER, ACTION_MEMBER, ACTION_IS_PAD_MEMBER, JSON_MEMBER]
+
+    def expected(self, split: str) -> dict[str, dict]:
+        """Shard URL -> its manifest entry (`name`, `samples`, `bytes`, `sha256`), for in-stream checks."""
+        return {self.url(shard["name"]): shard for shard in shards_of(self.manifest, split)}
+
+    def pipeline(self, split: str = "train", *, seed: int, skip_corrupt: CorruptShardLog | None = None, **kwargs: Any):
+        """`sample_pipeline` over one split, with every shard checked against the manifest as it streams
+        (size, sample count, sha256, schema members, decodability). A corrupt shard raises
+        `ShardCorruptError` naming it and suggesting `b1k-shards verify`; with `skip_corrupt` it is
+        skipped and recorded in that log instead."""
+        return sample_pipeline(
+            self.urls(split),
+            seed=seed,
+            expected=self.expected(split),
+            members=self.members,
+            skip_corrupt=skip_corrupt,
+            location=self.location,
+            **kwargs,
+        )
 
 
 def location_kind(location: str) -> str:
@@ -116,9 +159,20 @@ def sample_pipeline(
     split_by_worker: bool = True,
     decode: bool = True,
     handler: Callable = wds.reraise_exception,
+    expected: Mapping[str, dict] | None = None,
+    members: Sequence[str] | None = None,
+    skip_corrupt: CorruptShardLog | None = None,
+    location: str | None = None,
 ) -> wds.DataPipeline:
     """A webdataset pipeline over `urls`: shard shuffle (seeded by seed+epoch, identical on every
-    rank so the node split stays disjoint), node and worker split, sample shuffle buffer, decode."""
+    rank so the node split stays disjoint), node and worker split, sample shuffle buffer, decode.
+
+    Every shard is read with checks (see shards.guard): with `expected` (URL -> manifest entry) a
+    shard's size, sample count and sha256 are compared with the manifest, with `members` every
+    sample must carry them. A problem raises `ShardCorruptError` naming the shard (through
+    `handler`, which re-raises by default; a handler returning True skips the rest of the shard)
+    unless `skip_corrupt` is given: then the shard is skipped and recorded there. `location` is
+    the set's location, used in the `b1k-shards verify` hint."""
     stages: list[Any] = [wds.SimpleShardList(urls)]
     if shuffle_shards:
         stages.append(wds.detshuffle(bufsize=len(urls) or 1, initial=len(urls) or 1, seed=seed, epoch=epoch - 1))
@@ -126,11 +180,11 @@ def sample_pipeline(
         stages.append(wds.split_by_node)
     if split_by_worker:
         stages.append(wds.split_by_worker)
-    stages.append(wds.tarfile_to_samples(handler=handler))
+    stages.append(checked_tar_samples(expected, members, skip_corrupt, handler, location))
     if shuffle_buffer > 1:
         stages.append(_seeded_shuffle(shuffle_buffer, seed, epoch))
     if decode:
-        stages.append(wds.map(decode_sample))
+        stages.append(checked_decode(skip_corrupt, handler, location))
     return wds.DataPipeline(*stages)
 
 

@@ -53,10 +53,20 @@ def file_sha256(path: Path, block: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def write_stats_values(root: Path, key: str, chunks: Iterable[np.ndarray], total: int, dim: int) -> dict:
+def write_stats_values(
+    root: Path,
+    key: str,
+    chunks: Iterable[np.ndarray],
+    total: int,
+    dim: int,
+    episodes: Iterable[tuple[int, int]] | None = None,
+) -> dict:
     """Write the sidecar of `key` from (N_i, dim) chunks in column order; returns its manifest entry.
 
-    Written under a temporary name and renamed when complete.
+    Written under a temporary name and renamed when complete. `episodes`, optional: the
+    (episode_index, columns) of each episode in column order; recorded in the entry as
+    `episodes` so that merging sets can put columns in (episode, frame) order without reading
+    the shards (`b1k-shards merge` falls back to reading episode lengths from the shards).
     """
     name = values_name(key)
     path = Path(root) / name
@@ -75,7 +85,19 @@ def write_stats_values(root: Path, key: str, chunks: Iterable[np.ndarray], total
     out.flush()
     del out
     os.replace(tmp, path)
-    return {"name": name, "shape": [dim, total], "dtype": "float64", "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    entry = {"name": name, "shape": [dim, total], "dtype": "float64", "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    if episodes is not None:
+        index = [[int(e), int(n)] for e, n in episodes]
+        if sum(n for _, n in index) != total:
+            raise ValueError(f"{name}: the episodes' columns add up to {sum(n for _, n in index)}, expected {total}")
+        entry["episodes"] = index
+    return entry
+
+
+def episode_columns(entry: dict) -> list[tuple[int, int]] | None:
+    """The (episode_index, columns) index of a sidecar's manifest entry, when it was recorded."""
+    index = entry.get("episodes")
+    return None if index is None else [(int(e), int(n)) for e, n in index]
 
 
 def load_stats_values(path: Path) -> np.ndarray:

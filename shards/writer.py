@@ -3,6 +3,7 @@ written, and renamed when complete, so a shard file is either complete or absent
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable
@@ -132,6 +133,13 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop the shard being written (its temporary file is removed)."""
+        tar = getattr(self._writer, "tarstream", None) if self._writer is not None else None
+        if tar is not None:
+            # Let tarfile flush into the doomed file now, not into a closed one when it is collected.
+            with contextlib.suppress(Exception):
+                tar.close()
+            self._writer.tarstream = None
+        self._writer = None
         if self._open is not None:
             self._open.close()
             self._open.path.unlink(missing_ok=True)

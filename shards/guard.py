@@ -1,0 +1,227 @@
+"""Corrupt shards while streaming: fail loudly by default, or skip and count (`--skip-corrupt`).
+
+For a trainer with its own stream: `iter_checked_shard(url, entry=..., members=..., location=...,
+skip=None|CorruptShardLog)` in place of `iter_tar_samples(url)`, and `decode_checked(raw, location)`
+in place of `decode_sample(raw)`. For webdataset pipelines (`sample_pipeline`, `ShardSet.pipeline`),
+two stages replace webdataset's `tarfile_to_samples` and the decode map:
+
+- `checked_tar_samples(expected, members, skip, ...)` reads each shard with `ShardScan`: a local
+  shard of the wrong size is refused before any sample is read; a tar read error, a sample that
+  lacks a schema member, or (at the end of the shard) a sample count, size or sha256 that differs
+  from the manifest becomes a `ShardCorruptError` naming the shard and suggesting
+  `b1k-shards verify`.
+- `checked_decode(skip, ...)` turns a member that fails to decode into the same error.
+
+With `skip=None` the error is raised (the default: training stops and says why). With a
+`CorruptShardLog` the rest of that shard is skipped, a warning is logged in the worker, and the
+event is appended to the log's file, so the training process can count and report the skipped
+shards (`log.count`, `log.summary()`). A corruption found only at the end of a shard (a flipped
+byte in image data shows up only in the sha256) is reported with how many of its samples were
+already read: nothing is skipped silently, but those samples have been used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import webdataset as wds
+
+from shards.codec import decode_sample
+from shards.errors import ShardCorruptError
+from shards.scan import ShardScan, end_problems, local_size_problem
+
+logger = logging.getLogger("shards")
+
+
+class CorruptShardLog:
+    """Records shards skipped because they are corrupt; shared by DataLoader workers via a file.
+
+    Create it once in the training process, before the DataLoader starts its workers (the object
+    pickles as its path; each worker appends one JSON line per skip). With several ranks, give
+    each rank its own path. `count` is the number of distinct shards skipped so far.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        if path is None:
+            fd, path = tempfile.mkstemp(prefix="b1k-corrupt-shards-", suffix=".jsonl")
+            os.close(fd)
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).write_text("")
+
+    def record(self, error: ShardCorruptError) -> None:
+        event = {
+            "url": error.url,
+            "reason": error.reason,
+            "samples_read": error.samples_read,
+            "pid": os.getpid(),
+            "time": time.time(),
+        }
+        line = json.dumps(event, sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))  # one short O_APPEND write: lines never interleave
+        finally:
+            os.close(fd)
+        used = f"; {error.samples_read} of its samples were already read" if error.samples_read else ""
+        logger.warning("skipping corrupt shard %s: %s%s (--skip-corrupt)", error.url, error.reason, used)
+
+    def events(self) -> list[dict]:
+        try:
+            text = Path(self.path).read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def shards(self) -> dict[str, str]:
+        """Each skipped shard's URL and the first reason recorded for it."""
+        out: dict[str, str] = {}
+        for event in self.events():
+            out.setdefault(event["url"], event["reason"])
+        return out
+
+    @property
+    def count(self) -> int:
+        return len(self.shards())
+
+    def summary(self) -> str:
+        shards = self.shards()
+        if not shards:
+            return "no corrupt shards skipped"
+        listed = "; ".join(f"{url}: {reason}" for url, reason in shards.items())
+        return (
+            f"skipped {len(shards)} corrupt shard{'s' if len(shards) != 1 else ''} (--skip-corrupt), "
+            f"so this run trained on fewer samples than the manifest lists: {listed}. "
+            "Run `b1k-shards verify` on the set to see every problem."
+        )
+
+    def __repr__(self) -> str:
+        return f"CorruptShardLog({self.path!r})"
+
+
+def _dispatch(error: ShardCorruptError, skip: CorruptShardLog | None, handler: Callable) -> bool:
+    """True to go on with the next shard/sample, False to stop; raises by default."""
+    if skip is not None:
+        skip.record(error)
+        return True
+    return bool(handler(error))
+
+
+def _checked_shard(
+    url: str, entry: dict | None, required: Sequence[str], location: str | None
+) -> Iterator[dict]:
+    scan = ShardScan(url, digest=entry is not None)
+    try:
+        if entry is not None and (problem := local_size_problem(url, entry)):
+            raise ShardCorruptError.of(url, problem, location=location)
+        for sample in scan:
+            missing = [m for m in required if m not in sample]
+            if missing:
+                plural = "s" if len(missing) > 1 else ""
+                reason = f"sample {sample['__key__']} lacks member{plural} {', '.join(missing)}"
+                raise ShardCorruptError.of(url, reason, scan.samples - 1, location)
+            yield sample
+        if entry is not None and (problems := end_problems(scan, entry)):
+            raise ShardCorruptError.of(url, "; ".join(problems), scan.samples, location)
+    except ShardCorruptError as error:
+        if location is not None:  # ShardScan does not know the set's location for the hint
+            raise ShardCorruptError.of(url, error.reason, error.samples_read, location) from error.__cause__
+        raise
+
+
+def iter_checked_shard(
+    url: str,
+    *,
+    entry: dict | None = None,
+    members: Sequence[str] | None = None,
+    location: str | None = None,
+    skip: CorruptShardLog | None = None,
+) -> Iterator[dict]:
+    """The raw samples of one shard (like `iter_tar_samples`), checked as they stream.
+
+    `entry` is the shard's manifest entry (`ShardSet.expected(split)[url]`): a local file of the
+    wrong size is refused before the first sample; at the end, size, sample count and sha256 must
+    match. `members` (`ShardSet.members`) must be in every sample. A problem raises
+    `ShardCorruptError` naming the shard and suggesting `b1k-shards verify <location>`; with `skip`
+    it is recorded there (a warning is logged) and the shard simply ends.
+    """
+    try:
+        yield from _checked_shard(url, entry, tuple(members or ()), location)
+    except ShardCorruptError as error:
+        if skip is None:
+            raise
+        skip.record(error)
+
+
+def decode_checked(
+    raw: dict, location: str | None = None, decoder: Callable[[dict], dict] = decode_sample
+) -> dict:
+    """`decode_sample`, with a member that fails to decode reported as `ShardCorruptError` naming the
+    sample's shard (`__url__`)."""
+    try:
+        return decoder(raw)
+    except Exception as exc:
+        reason = f"sample {raw.get('__key__')} does not decode ({type(exc).__name__}: {exc})"
+        raise ShardCorruptError.of(str(raw.get("__url__", "?")), reason, location=location) from exc
+
+
+def checked_tar_samples(
+    expected: Mapping[str, dict] | None = None,
+    members: Sequence[str] | None = None,
+    skip: CorruptShardLog | None = None,
+    handler: Callable = wds.reraise_exception,
+    location: str | None = None,
+) -> Callable[[Iterator[dict]], Iterator[dict]]:
+    """Pipeline stage: `{"url": ...}` items in, raw samples out, each shard checked as it is read.
+
+    `expected` maps a shard URL to its manifest entry (`samples`, `bytes`, `sha256`); shards not in
+    it are read without the end-of-shard checks. `members` are the members every sample must have.
+    """
+    required = tuple(members or ())
+
+    def stage(src: Iterator[dict]) -> Iterator[dict]:
+        for item in src:
+            url = item["url"]
+            entry = expected.get(url) if expected else None
+            try:
+                yield from _checked_shard(url, entry, required, location)
+            except ShardCorruptError as error:
+                if not _dispatch(error, skip, handler):
+                    return
+
+    return stage
+
+
+def checked_decode(
+    skip: CorruptShardLog | None = None,
+    handler: Callable = wds.reraise_exception,
+    location: str | None = None,
+    decoder: Callable[[dict], dict] = decode_sample,
+) -> Callable[[Iterator[dict]], Iterator[dict]]:
+    """Pipeline stage: decode each sample; a member that fails to decode names its shard. When
+    skipping, the shard's remaining samples are dropped too."""
+
+    def stage(src: Iterator[dict]) -> Iterator[dict]:
+        bad: set[str] = set()
+        for sample in src:
+            url = sample.get("__url__", "?")
+            if url in bad:
+                continue
+            try:
+                decoded: Any = decode_checked(sample, location, decoder)
+            except ShardCorruptError as error:
+                if skip is not None:
+                    bad.add(url)
+                if not _dispatch(error, skip, handler):
+                    return
+                continue
+            yield decoded
+
+    return stage

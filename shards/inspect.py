@@ -1,0 +1,403 @@
+"""`b1k-shards inspect`: what a shard set holds, in words and (with `--sheet`) in a picture.
+
+`summarize(manifest)` reads only the manifest (so it is instant, also for a remote set):
+schema version, creator, source, episodes and samples per split, tasks, cameras and their stored
+sizes, state preset and names, horizon, alpha, bytes and bytes per frame, and the stats table.
+
+`contact_sheet(shard_set, ...)` draws a few samples, one row each: the three camera images side
+by side (each scaled to the same height), the state as bars and the action chunk as curves
+(each dim scaled by the set's q01..q99, padded steps shaded), and a caption with the key, task,
+progress and weight, so a person can see at a glance that the right frames and numbers went
+together. Pillow only (ImageDraw); the tile boxes are returned so tests can check the pixels.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import textwrap
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from schemas.manifest import SPLITS, STAT_KEYS, shards_of
+from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
+from shards.codec import decode_sample
+from shards.reader import ShardSet
+from shards.scan import ShardScan
+
+STAT_COLUMNS = ("mean", "std", "min", "max", "q01", "q99")
+RESAMPLE = Image.Resampling.BILINEAR
+
+
+# ------------------------------------------------------------------ text summary
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def compress_indices(indices: list[int]) -> str:
+    """[158, 159, 160, 179] -> '158:161,179' (half-open ranges, the --state-indices syntax)."""
+    parts, i = [], 0
+    while i < len(indices):
+        j = i
+        while j + 1 < len(indices) and indices[j + 1] == indices[j] + 1:
+            j += 1
+        parts.append(str(indices[i]) if j == i else f"{indices[i]}:{indices[j] + 1}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def summary_dict(manifest: dict) -> dict:
+    """The numbers `inspect` prints, as a JSON-friendly dict."""
+    splits = {}
+    total_bytes = total_samples = 0
+    for split in SPLITS:
+        shards = shards_of(manifest, split)
+        samples = sum(s["samples"] for s in shards)
+        size = sum(s["bytes"] for s in shards)
+        total_bytes += size
+        total_samples += samples
+        splits[split] = {
+            "episodes": len(manifest["splits"][split]["episodes"]),
+            "samples": samples,
+            "shards": len(shards),
+            "bytes": size,
+            "frames": manifest["splits"][split].get("frames"),
+        }
+    stats_bytes = sum(int(v.get("bytes", 0)) for v in (manifest.get("stats_values") or {}).values())
+    return {
+        "schema_version": manifest["schema_version"],
+        "created_by": manifest["created_by"],
+        "source": manifest["source"],
+        "partition": manifest.get("partition"),
+        "splits": splits,
+        "tasks": manifest["tasks"],
+        "cameras": manifest["cameras"],
+        "state": {
+            "preset": manifest["state"]["preset"],
+            "dim": len(manifest["state"]["indices"]),
+            "indices": compress_indices(manifest["state"]["indices"]),
+            "names": manifest["state"]["names"],
+        },
+        "action_dim": manifest["action"]["dim"],
+        "horizon": manifest["horizon"],
+        "fps": manifest["fps"],
+        "frame_stride": manifest["frame_stride"],
+        "temporal": manifest["temporal"],
+        "bytes": total_bytes,
+        "stats_bytes": stats_bytes,
+        "samples": total_samples,
+        "bytes_per_frame": total_bytes / total_samples if total_samples else 0.0,
+    }
+
+
+def _stats_table(manifest: dict, key: str, names: list[str]) -> list[str]:
+    stats = manifest["stats"][key]
+    width = max([len(n) for n in names] + [len(key), 4])
+    header = f"  {key:<{width + 5}}" + "".join(f"{c:>11}" for c in STAT_COLUMNS)
+    lines = [header + f"   (count {stats['count']})"]
+    for d, name in enumerate(names):
+        values = "".join(f"{stats[c][d]:>11.4g}" for c in STAT_COLUMNS)
+        lines.append(f"  {d:>3}  {name:<{width}}{values}")
+    return lines
+
+
+def summarize(manifest: dict, location: str = "", stats: bool = True) -> str:
+    """The readable summary `b1k-shards inspect` prints."""
+    info = summary_dict(manifest)
+    created = manifest["created_by"]
+    source = manifest["source"]
+    lines = [f"shard set   {location}" if location else "shard set"]
+    lines.append(
+        f"schema      v{info['schema_version']}; created by {created.get('tool', '?')} {created.get('version', '')} "
+        f"at {created.get('time', '?')}"
+    )
+    if created.get("command"):
+        lines.append(f"command     {created['command']}")
+    if source.get("kind") == "merged":
+        lines.append(f"source      merged from {len(source.get('sets', []))} sets:")
+        lines.extend(f"              {_source_line(s)}" for s in source.get("sets", []))
+    else:
+        lines.append(f"source      {_source_line(source)}")
+    if manifest.get("merged_from"):
+        lines.append(
+            f"merged from {len(manifest['merged_from'])} inputs: {', '.join(m['location'] for m in manifest['merged_from'])}"
+        )
+    part = info["partition"]
+    if isinstance(part, dict):
+        lines.append(
+            f"partition   {part.get('index')}/{part.get('count')} (merge all {part.get('count')} with `b1k-shards merge`)"
+        )
+    for split in SPLITS:
+        s = info["splits"][split]
+        frames = f", {s['frames']} source frames" if s.get("frames") is not None else ""
+        lines.append(
+            f"{split:<11} {s['episodes']} episodes, {s['samples']} samples{frames} in {s['shards']} shards "
+            f"({_human_bytes(s['bytes'])})"
+        )
+    tasks = manifest["tasks"]
+    lines.append(f"tasks       {len(tasks)}: " + "; ".join(f"{k}: {v}" for k, v in list(tasks.items())[:8]))
+    if len(tasks) > 8:
+        lines[-1] += f"; ... ({len(tasks) - 8} more)"
+    for i, (name, camera) in enumerate(manifest["cameras"].items()):
+        quality = f" q{camera['quality']}" if "quality" in camera else ""
+        native = ""
+        if "source_height" in camera and "source_width" in camera:
+            native = f" (source {camera['source_height']}x{camera['source_width']})"
+        lines.append(
+            f"{'cameras' if i == 0 else '':<11} {name:<12} {camera['height']}x{camera['width']} "
+            f"{camera['encoding']}{quality}{native}  <- {camera['video_key']}"
+        )
+    state = info["state"]
+    lines.append(f"state       {state['preset']}, {state['dim']} dims, indices {state['indices']}")
+    lines.extend(_wrapped(", ".join(state["names"]), "            "))
+    lines.extend(
+        _wrapped(
+            f"{info['action_dim']} dims: {', '.join(manifest['action']['names'])}",
+            "action      ",
+            "            ",
+        )
+    )
+    seconds = info["horizon"] / info["fps"] if info["fps"] else float("nan")
+    lines.append(
+        f"horizon     {info['horizon']} frames ({seconds:.2f} s at {info['fps']:g} fps); frame stride {info['frame_stride']}"
+    )
+    temporal = manifest["temporal"]
+    lines.append(
+        f"temporal    alpha {temporal['alpha']:g}; {temporal.get('formula', 'weight = 1 + alpha * progress**2')}"
+    )
+    lines.append(
+        f"bytes       {_human_bytes(info['bytes'])} in shards ({info['bytes']} B) + {_human_bytes(info['stats_bytes'])} stats "
+        f"sidecars; {_human_bytes(info['bytes_per_frame'])}/frame over {info['samples']} samples"
+    )
+    if stats:
+        lines.append("stats       (train split; q01/q99 exact)")
+        lines.extend(_stats_table(manifest, "observation.state", manifest["state"]["names"]))
+        lines.extend(_stats_table(manifest, "action", manifest["action"]["names"]))
+    return "\n".join(lines)
+
+
+def _wrapped(text: str, first: str, rest: str | None = None, width: int = 110) -> list[str]:
+    return textwrap.wrap(
+        text, width=width, initial_indent=first, subsequent_indent=first if rest is None else rest
+    )
+
+
+def _source_line(source: dict) -> str:
+    parts = [str(source.get("path", "?"))]
+    if source.get("codebase_version"):
+        parts.append(f"LeRobot {source['codebase_version']}")
+    if source.get("fingerprint"):
+        parts.append(f"fingerprint {str(source['fingerprint'])[:12]}")
+    if source.get("robot_type"):
+        parts.append(f"robot {source['robot_type']}")
+    return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+# ------------------------------------------------------------------ contact sheet
+@dataclass
+class SheetLayout:
+    """Where each sample's pieces are on the sheet: boxes are (left, top, right, bottom)."""
+
+    size: tuple[int, int]
+    rows: list[dict] = field(
+        default_factory=list
+    )  # {"key", "tiles": {camera: box}, "state": box, "action": box}
+
+
+def choose_samples(
+    shard_set: ShardSet, count: int = 4, split: str = "train", keys: list[str] | None = None
+) -> list[dict]:
+    """Decoded samples to show: `keys` if given (searched in the split's shards, in order), else
+    `count` samples from shards spread over the split (the first sample of each chosen shard, or
+    samples spread over a shard when there are fewer shards than samples wanted)."""
+    shards = shards_of(shard_set.manifest, split)
+    if not shards:
+        raise ValueError(f"the {split} split of this set has no shards")
+    if keys:
+        return _find_keys(shard_set, shards, list(keys), split)
+    total = sum(s["samples"] for s in shards)
+    count = min(count, total)
+    wanted: dict[int, set[int]] = {}
+    if count <= len(shards):  # the first sample of shards spread over the split: reads little
+        for i in range(count):
+            wanted.setdefault(round(i * (len(shards) - 1) / max(count - 1, 1)), set()).add(0)
+    else:  # samples spread evenly over the whole split
+        starts = np.cumsum([0] + [s["samples"] for s in shards])
+        for i in range(count):
+            position = round(i * (total - 1) / max(count - 1, 1))
+            index = int(np.searchsorted(starts, position, side="right") - 1)
+            wanted.setdefault(index, set()).add(position - int(starts[index]))
+    chosen: list[dict] = []
+    for index, positions in wanted.items():
+        last = max(positions)
+        for position, raw in enumerate(ShardScan(shard_set.url(shards[index]["name"]), digest=False)):
+            if position in positions:
+                chosen.append(decode_sample(raw))
+            if position >= last:
+                break
+    return chosen
+
+
+def _find_keys(shard_set: ShardSet, shards: list[dict], keys: list[str], split: str) -> list[dict]:
+    wanted = set(keys)
+    found: dict[str, dict] = {}
+    for entry in shards:
+        for raw in ShardScan(shard_set.url(entry["name"]), digest=False):
+            if raw["__key__"] in wanted:
+                found[raw["__key__"]] = decode_sample(raw)
+                wanted.discard(raw["__key__"])
+                if not wanted:
+                    break
+        if not wanted:
+            break
+    if wanted:
+        raise ValueError(f"samples {sorted(wanted)} are not in the {split} split")
+    return [found[k] for k in keys]
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _colour(i: int, n: int) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb((i / max(n, 1)) * 0.85, 0.75, 0.8)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _scale(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    span = np.where(high - low > 1e-12, high - low, 1.0)
+    return np.clip((values - low) / span, -0.1, 1.1)
+
+
+def _draw_state(
+    draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], state: np.ndarray, stats: dict
+) -> None:
+    left, top, right, bottom = box
+    draw.rectangle(box, outline=(160, 160, 160))
+    scaled = _scale(state.astype(np.float64), np.asarray(stats["q01"]), np.asarray(stats["q99"]))
+    n = len(scaled)
+    inner = (right - left - 4) / max(n, 1)
+    base = bottom - 2 - 0.1 / 1.2 * (bottom - top - 4)
+    for d, value in enumerate(scaled):
+        x0 = left + 2 + d * inner
+        y = bottom - 2 - (value + 0.1) / 1.2 * (bottom - top - 4)
+        draw.rectangle((x0, min(y, base), x0 + max(inner - 1, 1), max(y, base)), fill=_colour(d, n))
+
+
+def _draw_action(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    action: np.ndarray,
+    is_pad: np.ndarray,
+    stats: dict,
+) -> None:
+    left, top, right, bottom = box
+    horizon, dims = action.shape
+    step = (right - left - 4) / max(horizon - 1, 1)
+    if is_pad.any():
+        first = int(np.argmax(is_pad))
+        draw.rectangle(
+            (left + 2 + (first - 0.5) * step, top + 1, right - 1, bottom - 1), fill=(225, 225, 225)
+        )
+    draw.rectangle(box, outline=(160, 160, 160))
+    scaled = _scale(action.astype(np.float64), np.asarray(stats["q01"]), np.asarray(stats["q99"]))
+    height = bottom - top - 4
+    for d in range(dims):
+        points = [
+            (left + 2 + t * step, bottom - 2 - (scaled[t, d] + 0.1) / 1.2 * height) for t in range(horizon)
+        ]
+        if len(points) == 1:
+            x, y = points[0]
+            draw.ellipse((x - 1, y - 1, x + 1, y + 1), fill=_colour(d, dims))
+        else:
+            draw.line(points, fill=_colour(d, dims), width=1)
+
+
+def render_contact_sheet(
+    manifest: dict, samples: list[dict], tile_height: int = 160
+) -> tuple[Image.Image, SheetLayout]:
+    """Draw `samples` (decoded) one per row; returns the image and where everything is."""
+    cameras = list(manifest["cameras"].items())
+    members = [image_member(name, camera["encoding"]) for name, camera in cameras]
+    widths = [max(1, round(camera["width"] * tile_height / camera["height"])) for _, camera in cameras]
+    gap, caption, margin = 6, 16, 8
+    state_width, action_width = 200, 260
+    row_height = caption + tile_height + gap
+    width = margin * 2 + sum(widths) + gap * len(widths) + state_width + gap + action_width
+    height = margin * 2 + 18 + row_height * len(samples)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    small, label = _font(11), _font(12)
+    layout = SheetLayout(size=(width, height))
+    x = margin
+    for (name, camera), w in zip(cameras, widths, strict=True):
+        draw.text((x, margin), f"{name} {camera['height']}x{camera['width']}", fill=(0, 0, 0), font=label)
+        x += w + gap
+    draw.text(
+        (x, margin), f"state ({len(manifest['state']['indices'])}, q01..q99)", fill=(0, 0, 0), font=label
+    )
+    draw.text(
+        (x + state_width + gap, margin),
+        f"action chunk ({manifest['horizon']} x {manifest['action']['dim']}, q01..q99; grey = pad)",
+        fill=(0, 0, 0),
+        font=label,
+    )
+    state_stats, action_stats = manifest["stats"][STAT_KEYS[0]], manifest["stats"][STAT_KEYS[1]]
+    for r, sample in enumerate(samples):
+        top = margin + 18 + r * row_height
+        meta = sample.get(JSON_MEMBER) or {}
+        text = (
+            f"{sample.get('__key__', '?')}   episode {meta.get('episode_index')}   frame {meta.get('frame_index')}"
+            f" of {meta.get('episode_length')}   progress {meta.get('progress', float('nan')):.3f}   "
+            f"weight {meta.get('weight', float('nan')):.3f}   task {meta.get('task_index')}: {meta.get('task', '')}"
+        )
+        draw.text((margin, top), text, fill=(40, 40, 40), font=small)
+        y = top + caption
+        row: dict = {"key": sample.get("__key__"), "tiles": {}}
+        x = margin
+        for (name, _), member, w in zip(cameras, members, widths, strict=True):
+            box = (x, y, x + w, y + tile_height)
+            image = sample.get(member)
+            if isinstance(image, np.ndarray):
+                sheet.paste(Image.fromarray(image).resize((w, tile_height), RESAMPLE), (x, y))
+            else:
+                draw.rectangle(box, outline=(200, 0, 0))
+                draw.text((x + 4, y + 4), f"no {member}", fill=(200, 0, 0), font=small)
+            row["tiles"][name] = box
+            x += w + gap
+        row["state"] = (x, y, x + state_width, y + tile_height)
+        state = sample.get(STATE_MEMBER)
+        if isinstance(state, np.ndarray):
+            _draw_state(draw, row["state"], state, state_stats)
+        x += state_width + gap
+        row["action"] = (x, y, x + action_width, y + tile_height)
+        action, is_pad = sample.get(ACTION_MEMBER), sample.get(ACTION_IS_PAD_MEMBER)
+        if isinstance(action, np.ndarray) and action.ndim == 2:
+            pad = is_pad if isinstance(is_pad, np.ndarray) else np.zeros(len(action), bool)
+            _draw_action(draw, row["action"], action, pad, action_stats)
+        layout.rows.append(row)
+    return sheet, layout
+
+
+def contact_sheet(
+    shard_set: ShardSet,
+    path: str,
+    *,
+    count: int = 4,
+    split: str = "train",
+    keys: list[str] | None = None,
+    tile_height: int = 160,
+) -> SheetLayout:
+    """Write the contact sheet PNG of a few samples of `shard_set` to `path`."""
+    samples = choose_samples(shard_set, count, split, keys)
+    sheet, layout = render_contact_sheet(shard_set.manifest, samples, tile_height)
+    sheet.save(path, format="PNG")
+    return layout

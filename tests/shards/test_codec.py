@@ -1,0 +1,113 @@
+"""shards.codec: a v1 sample survives encode -> tar -> decode exactly (npy, json) or within JPEG
+error (images; PNG exactly)."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from schemas.sample import member_names, sample_problems
+from shards.codec import (
+    decode_image,
+    decode_npy,
+    decode_sample,
+    encode_jpeg,
+    encode_png,
+    encode_sample,
+)
+from shards.reader import iter_tar_samples
+from shards.writer import write_tar
+
+
+def _sample(encoding="jpeg"):
+    rng = np.random.default_rng(0)
+    image = np.zeros((12, 20, 3), np.uint8)
+    image[:, :10] = (200, 30, 60)
+    image[:, 10:] = (10, 220, 90)
+    encode = (lambda a: encode_jpeg(a, 95)) if encoding == "jpeg" else encode_png
+    images = {c: encode(image) for c in ("head", "left_wrist", "right_wrist")}
+    state = rng.normal(size=32).astype(np.float32)
+    action = rng.normal(size=(5, 23)).astype(np.float32)
+    is_pad = np.array([False, False, False, True, True])
+    meta = {
+        "episode_index": 7,
+        "frame_index": 3,
+        "episode_length": 6,
+        "timestamp": 0.1,
+        "progress": 0.6,
+        "weight": 1.18,
+        "task_index": 1,
+        "task": "hide the eggs",
+    }
+    return (
+        image,
+        state,
+        action,
+        is_pad,
+        meta,
+        encode_sample("e00000007_f000003", images, state, action, is_pad, meta, encoding),
+    )
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "png"])
+def test_round_trip_through_a_tar(tmp_path, encoding):
+    image, state, action, is_pad, meta, raw = _sample(encoding)
+    ext = "jpg" if encoding == "jpeg" else "png"
+    assert set(raw) == {"__key__", *member_names(["head", "left_wrist", "right_wrist"], encoding)}
+    assert f"head.{ext}" in raw
+    info = write_tar(tmp_path / "one.tar", [raw])
+    assert info.samples == 1
+    (read,) = list(iter_tar_samples(str(tmp_path / "one.tar")))
+    decoded = decode_sample(read)
+    assert decoded["__key__"] == "e00000007_f000003"
+    assert decoded["__url__"] == str(tmp_path / "one.tar")
+    np.testing.assert_array_equal(decoded["state.npy"], state)
+    np.testing.assert_array_equal(decoded["action.npy"], action)
+    np.testing.assert_array_equal(decoded["action_is_pad.npy"], is_pad)
+    assert decoded["action_is_pad.npy"].dtype == np.bool_
+    assert decoded["json"] == meta
+    assert sample_problems(decoded, 32, 23, 5) == []
+    for camera in ("head", "left_wrist", "right_wrist"):
+        got = decoded[f"{camera}.{ext}"]
+        assert got.shape == image.shape and got.dtype == np.uint8
+        if encoding == "png":
+            np.testing.assert_array_equal(got, image)
+        else:
+            assert np.abs(got.astype(int) - image.astype(int)).mean() < 8  # a sharp colour edge, 4:2:0 chroma
+
+
+def test_encode_sample_casts_dtypes_and_sorts_json():
+    raw = encode_sample(
+        "e00000000_f000000",
+        {},
+        np.arange(3, dtype=np.float64),
+        np.zeros((2, 23), np.int64),
+        np.array([0, 1]),
+        {"b": 1, "a": 2},
+    )
+    assert decode_npy(raw["state.npy"]).dtype == np.float32
+    assert decode_npy(raw["action.npy"]).dtype == np.float32
+    assert decode_npy(raw["action_is_pad.npy"]).tolist() == [False, True]
+    assert raw["json"] == json.dumps({"a": 2, "b": 1}).encode()
+
+
+def test_skip_images_leaves_bytes():
+    *_, raw = _sample()
+    decoded = decode_sample(raw, skip_images=True)
+    assert decoded["head.jpg"] == raw["head.jpg"]
+    assert isinstance(decoded["state.npy"], np.ndarray)
+
+
+def test_npy_refuses_pickles():
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError):
+        decode_npy(buffer.getvalue())
+
+
+def test_decode_image_converts_to_rgb():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 6), 128, np.uint8)).save(buffer, format="PNG")
+    assert decode_image(buffer.getvalue()).shape == (4, 6, 3)

@@ -1,0 +1,128 @@
+"""`b1k-shards inspect`: the summary names what the set holds; `--sheet` writes a real PNG whose
+camera tiles are the chosen samples' decoded images (issue 4, acceptance 4)."""
+
+import json
+import shutil
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from shards.cli import main
+from shards.codec import decode_sample
+from shards.inspect import RESAMPLE, choose_samples, compress_indices, render_contact_sheet
+from shards.reader import iter_tar_samples, open_shard_set
+from tests.shards.setbuilder import CAMERAS, colour_of
+
+
+def inspect(*args):
+    return CliRunner().invoke(main, ["inspect", *map(str, args)], catch_exceptions=False)
+
+
+def test_summary(shard_set):
+    result = inspect(shard_set)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for text in [
+        "schema      v1",
+        "source      /data/synthetic (LeRobot v3.0, fingerprint synthetic-fi",
+        "train       4 episodes, 25 samples, 25 source frames in 4 shards",
+        "val         1 episodes, 5 samples, 5 source frames in 1 shards",
+        "tasks       1: 0: pick up the egg",
+        "head         24x32 jpeg q95  <- observation.images.rgb.head",
+        "left_wrist   16x16 jpeg q95",
+        "state       top32, 32 dims, indices 158:165,179:181,186:189,193:195,197:204,218:220,225:228,232:234,236:240",
+        "arm_left_qpos_0",
+        "horizon     4 frames (0.13 s at 30 fps); frame stride 1",
+        "temporal    alpha 0.5; weight = 1 + alpha * progress**2",
+        "stats       (train split; q01/q99 exact)",
+        "(count 25)",
+        "right_gripper",
+    ]:
+        assert text in out, text
+    size = sum(p.stat().st_size for p in shard_set.glob("*.tar"))
+    assert f"({size} B)" in out and "/frame over 30 samples" in out
+    info = json.loads(inspect(shard_set, "--json").output)
+    assert info["bytes"] == size and info["samples"] == 30
+    assert info["bytes_per_frame"] == size / 30
+    assert info["splits"]["train"] == {
+        "episodes": 4,
+        "samples": 25,
+        "shards": 4,
+        "bytes": info["splits"]["train"]["bytes"],
+        "frames": 25,
+    }
+    assert "(train split; q01/q99 exact)" not in inspect(shard_set, "--no-stats").output
+
+
+def test_summary_of_remote_and_partition_sets(make_set, http_server):
+    www, base = http_server
+    part = make_set("p1", partition=(1, 3))
+    shutil.copytree(part, www / "p1")
+    result = inspect(f"{base}/p1")
+    assert result.exit_code == 0
+    assert "partition   1/3" in result.output
+
+
+def test_compress_indices():
+    assert compress_indices([158, 159, 160, 179, 186, 187]) == "158:161,179,186:188"
+    assert compress_indices([]) == ""
+
+
+def test_contact_sheet_is_a_png_of_the_samples(shard_set, tmp_path):
+    sheet = tmp_path / "sheet.png"
+    result = inspect(shard_set, "--sheet", sheet, "--samples", 3, "--tile-height", 48, "--no-stats")
+    assert result.exit_code == 0, result.output
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keys = result.output.split("samples: ")[-1].strip().rstrip(")").split(", ")
+    assert len(keys) == 3 and len(set(keys)) == 3
+    s = open_shard_set(shard_set)
+    decoded = {x["__key__"]: decode_sample(x) for url in s.urls("train") for x in iter_tar_samples(url)}
+    samples = [decoded[k] for k in keys]
+    assert len({x["json"]["episode_index"] for x in samples}) > 1  # spread over the set, not one episode
+
+    _, layout = render_contact_sheet(s.manifest, samples, tile_height=48)
+    with Image.open(sheet) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+        assert image.size == layout.size
+        pixels = image.copy()
+    assert [row["key"] for row in layout.rows] == keys
+    for row, sample in zip(layout.rows, samples, strict=True):
+        assert list(row["tiles"]) == list(CAMERAS)
+        for camera, (left, top, right, bottom) in row["tiles"].items():
+            assert bottom - top == 48
+            tile = np.asarray(pixels.crop((left, top, right, bottom)))
+            expected = np.asarray(
+                Image.fromarray(sample[f"{camera}.jpg"]).resize((right - left, 48), RESAMPLE)
+            )
+            np.testing.assert_array_equal(tile, expected)
+            # and it is this sample's frame: the flat colour that encodes (episode, frame, camera)
+            centre = tile[tile.shape[0] * 3 // 4, tile.shape[1] * 3 // 4].astype(int)
+            meta = sample["json"]
+            assert np.abs(centre - colour_of(meta["episode_index"], meta["frame_index"], camera)).max() <= 6
+        # the state and action panels are drawn (not blank)
+        for panel in ("state", "action"):
+            area = np.asarray(pixels.crop(row[panel]))
+            assert (area != 255).any(axis=2).mean() > 0.005
+
+
+def test_contact_sheet_with_chosen_keys(shard_set, tmp_path):
+    sheet = tmp_path / "keys.png"
+    keys = ["e00000003_f000004", "e00000003_f000000"]
+    result = inspect(
+        shard_set, "--sheet", sheet, "--split", "val", "--key", keys[0], "--key", keys[1], "--no-stats"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"2 samples: {keys[0]}, {keys[1]}" in result.output
+    with Image.open(sheet) as image:
+        assert image.size[1] > 2 * 160
+    result = inspect(shard_set, "--sheet", sheet, "--key", "e00000099_f000000", "--no-stats")
+    assert result.exit_code == 1 and "e00000099_f000000" in result.output
+
+
+def test_choose_samples_spreads_over_shards(shard_set):
+    s = open_shard_set(shard_set)
+    chosen = choose_samples(s, 4)
+    urls = {x["__url__"] for x in chosen}
+    assert len(chosen) == 4 and len(urls) == 4
+    assert len(choose_samples(s, 40)) == 25  # no more than the split holds

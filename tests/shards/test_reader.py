@@ -1,0 +1,274 @@
+"""shards.reader: one shard set, four ways to address it (directory, manifest path, http(s) URL
+prefix on a local server, `pipe:` command), the same samples every way; and corrupt shards in
+the training stream: a clear error naming the shard, or (skip_corrupt) skipped and counted."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from schemas.manifest import ManifestError
+from shards.reader import (
+    CorruptShardLog,
+    ShardCorruptError,
+    ShardSetError,
+    decode_checked,
+    iter_checked_shard,
+    iter_tar_samples,
+    open_shard_set,
+    sample_pipeline,
+)
+from shards.writer import write_tar
+from tests.shards.setbuilder import image_of, read_manifest, state_of
+
+
+def _keys(shard_set, split="train"):
+    return [s["__key__"] for url in shard_set.urls(split) for s in iter_tar_samples(url)]
+
+
+def _raw(shard_set, split="train"):
+    return {
+        s["__key__"]: {k: v for k, v in s.items() if not k.startswith("__")}
+        for url in shard_set.urls(split)
+        for s in iter_tar_samples(url)
+    }
+
+
+def test_local_dir_and_manifest_path(shard_set):
+    by_dir = open_shard_set(shard_set)
+    by_manifest = open_shard_set(shard_set / "manifest.json")
+    assert by_dir.kind == by_manifest.kind == "local"
+    assert by_dir.manifest == by_manifest.manifest == read_manifest(shard_set)
+    assert (
+        by_dir.urls("train")
+        == by_manifest.urls("train")
+        == [str(shard_set / s["name"]) for s in read_manifest(shard_set)["splits"]["train"]["shards"]]
+    )
+    assert len(_keys(by_dir)) == 25 and len(_keys(by_dir, "val")) == 5
+
+
+def test_http_prefix_reads_the_same_samples(shard_set, http_server, http_log):
+    www, base = http_server
+    shutil.copytree(shard_set, www / "sets" / "a")
+    local = open_shard_set(shard_set)
+    for location in (f"{base}/sets/a", f"{base}/sets/a/", f"{base}/sets/a/manifest.json"):
+        remote = open_shard_set(location)
+        assert remote.kind == "http"
+        assert remote.manifest == local.manifest
+        assert remote.url("train-000000.tar") == f"{base}/sets/a/train-000000.tar"
+        assert _raw(remote) == _raw(local)
+        assert remote.read_bytes("stats/action.npy") == (shard_set / "stats/action.npy").read_bytes()
+    assert "/sets/a/train-000000.tar" in http_log
+
+
+def test_pipe_template_reads_the_same_samples(shard_set):
+    local = open_shard_set(shard_set)
+    piped = open_shard_set(f"pipe:cat {shard_set}/{{name}}")
+    assert piped.kind == "pipe"
+    assert piped.url("train-000001.tar") == f"pipe:cat {shard_set}/train-000001.tar"
+    assert piped.manifest == local.manifest
+    assert _raw(piped) == _raw(local)
+
+
+def test_bad_locations_are_named(tmp_path, http_server):
+    with pytest.raises(ManifestError, match=r"no manifest\.json here"):
+        open_shard_set(tmp_path)
+    with pytest.raises(ShardSetError, match=r"needs a \{name\} placeholder"):
+        open_shard_set("pipe:cat /nowhere/manifest.json")
+    _, base = http_server
+    with pytest.raises(ManifestError, match=r"/missing/manifest.json: cannot read the manifest"):
+        open_shard_set(f"{base}/missing")
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1}')
+    with pytest.raises(ManifestError, match="missing key 'created_by'"):
+        open_shard_set(tmp_path)
+
+
+def test_members_and_expected(shard_set):
+    s = open_shard_set(shard_set)
+    assert s.members == [
+        "head.jpg",
+        "left_wrist.jpg",
+        "right_wrist.jpg",
+        "state.npy",
+        "action.npy",
+        "action_is_pad.npy",
+        "json",
+    ]
+    expected = s.expected("val")
+    assert list(expected) == [str(shard_set / "val-000000.tar")]
+    assert expected[str(shard_set / "val-000000.tar")]["samples"] == 5
+
+
+def test_pipeline_decodes_and_is_deterministic_by_seed(shard_set):
+    s = open_shard_set(shard_set)
+
+    def run(seed):
+        return [x["__key__"] for x in s.pipeline("train", seed=seed, shuffle_buffer=8)]
+
+    first = run(3)
+    assert first == run(3)
+    assert sorted(first) == sorted(_keys(s))
+    assert run(4) != first
+    sample = next(iter(s.pipeline("train", seed=0, shuffle_shards=False)))
+    episode, frame = sample["json"]["episode_index"], sample["json"]["frame_index"]
+    np.testing.assert_array_equal(sample["state.npy"], state_of(episode, frame))
+    assert np.abs(sample["head.jpg"].astype(int) - image_of(episode, frame, "head").astype(int)).mean() < 3
+
+
+def test_plain_sample_pipeline_still_works(shard_set):
+    s = open_shard_set(shard_set)
+    got = list(sample_pipeline(s.urls("train"), seed=0, decode=False))
+    assert len(got) == 25 and isinstance(got[0]["state.npy"], bytes)
+
+
+# ------------------------------------------------------------------ corrupt shards while streaming
+def _flip_image_byte(path):
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\xff\xd8") + 300  # inside the first JPEG's entropy-coded data
+    data[at] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_corrupt_shard_error_names_it_and_suggests_verify(shard_set, damage):
+    bad = shard_set / "train-000001.tar"
+    {"truncate": _truncate, "flip": _flip_image_byte, "delete": lambda p: p.unlink()}[damage](bad)
+    s = open_shard_set(shard_set)
+    with pytest.raises(ShardCorruptError) as caught:
+        for _ in s.pipeline("train", seed=0, shuffle_shards=False):
+            pass
+    message = str(caught.value)
+    assert str(bad) in message
+    assert f"b1k-shards verify {shard_set}" in message
+    assert "--skip-corrupt" in message
+    assert caught.value.url == str(bad)
+
+
+def test_shard_silently_shorter_than_manifest_is_caught(shard_set):
+    """A tar cut at a member boundary reads as a valid, shorter tar: the manifest's count catches it
+    (here size and sha256 are made to match, so only the count can)."""
+    s = open_shard_set(shard_set)
+    path = shard_set / "train-000000.tar"
+    samples = [{k: v for k, v in x.items() if k != "__url__"} for x in iter_tar_samples(str(path))]
+    info = write_tar(path, samples[:-1])
+    expected = s.expected("train")
+    expected[str(path)] = {**expected[str(path)], "bytes": info.bytes, "sha256": info.sha256}
+    pipeline = sample_pipeline(s.urls("train"), seed=0, shuffle_shards=False, expected=expected)
+    with pytest.raises(
+        ShardCorruptError, match=r"train-000000.tar: 6 samples, manifest says 7 \(after 6 samples\)"
+    ):
+        list(pipeline)
+
+
+def test_sample_missing_a_member_is_an_error(shard_set):
+    path = shard_set / "train-000002.tar"
+    samples = [{k: v for k, v in x.items() if k != "__url__"} for x in iter_tar_samples(str(path))]
+    del samples[3]["action.npy"]
+    write_tar(path, samples)
+    s = open_shard_set(shard_set)
+    pipeline = sample_pipeline(
+        s.urls("train"), seed=0, shuffle_shards=False, members=s.members, location=str(shard_set)
+    )
+    with pytest.raises(ShardCorruptError, match=r"train-000002.tar: sample \S+ lacks member action.npy"):
+        list(pipeline)
+
+
+def test_skip_corrupt_skips_counts_and_says_so(shard_set, tmp_path, caplog):
+    _flip_image_byte(shard_set / "train-000001.tar")
+    _truncate(shard_set / "train-000003.tar")
+    s = open_shard_set(shard_set)
+    log = CorruptShardLog(tmp_path / "skipped.jsonl")
+    with caplog.at_level("WARNING", logger="shards"):
+        keys = [x["__key__"] for x in s.pipeline("train", seed=0, shuffle_shards=False, skip_corrupt=log)]
+    assert log.count == 2
+    assert set(log.shards()) == {str(shard_set / "train-000001.tar"), str(shard_set / "train-000003.tar")}
+    assert "skipped 2 corrupt shards" in log.summary() and "fewer samples" in log.summary()
+    assert any(
+        "skipping corrupt shard" in r.getMessage() and "train-000003.tar" in r.getMessage()
+        for r in caplog.records
+    )
+    good = {
+        k
+        for url in s.urls("train")[:1] + s.urls("train")[2:3]
+        for k in (x["__key__"] for x in iter_tar_samples(url))
+    }
+    assert good <= set(keys) and len(keys) < 25
+
+
+def test_corrupt_shard_in_dataloader_workers(shard_set, tmp_path):
+    torch = pytest.importorskip("torch")
+    _truncate(shard_set / "train-000002.tar")
+    s = open_shard_set(shard_set)
+    loader = torch.utils.data.DataLoader(
+        s.pipeline("train", seed=0, decode=False), batch_size=None, num_workers=2
+    )
+    with pytest.raises(Exception, match=r"corrupt shard .*train-000002\.tar") as caught:
+        list(loader)
+    assert "b1k-shards verify" in str(caught.value)
+
+    log = CorruptShardLog(tmp_path / "skipped.jsonl")
+    loader = torch.utils.data.DataLoader(
+        s.pipeline("train", seed=0, decode=False, skip_corrupt=log), batch_size=None, num_workers=2
+    )
+    keys = [x["__key__"] for x in loader]
+    assert log.count == 1 and list(log.shards()) == [str(shard_set / "train-000002.tar")]
+    assert 18 <= len(keys) < 25
+
+
+def test_http_stream_matches_local_for_the_same_seed(shard_set, http_server):
+    """What b1k-train --shards http://... builds on: the checked pipeline over http yields the same
+    samples in the same order as over the local directory, in DataLoader workers too."""
+    torch = pytest.importorskip("torch")
+    www, base = http_server
+    shutil.copytree(shard_set, www / "set")
+    local, remote = open_shard_set(shard_set), open_shard_set(f"{base}/set")
+
+    def stream(s, workers):
+        pipeline = s.pipeline("train", seed=11, shuffle_buffer=6)
+        loader = torch.utils.data.DataLoader(
+            pipeline, batch_size=None, num_workers=workers, collate_fn=lambda x: x
+        )
+        return [
+            (x["__key__"], np.asarray(x["state.npy"]).tobytes(), np.asarray(x["head.jpg"]).tobytes())
+            for x in loader
+        ]
+
+    for workers in (0, 2):
+        assert stream(remote, workers) == stream(local, workers)
+    (www / "set" / "train-000003.tar").write_bytes(b"not a tar")
+    with pytest.raises(
+        ShardCorruptError, match=rf"{base}/set/train-000003\.tar.*b1k-shards verify {base}/set"
+    ):
+        list(remote.pipeline("train", seed=0))
+
+
+def test_iter_checked_shard_and_decode_checked(shard_set, tmp_path):
+    """The pieces for a trainer with its own stream (train/data.py reads shard by shard)."""
+    s = open_shard_set(shard_set)
+    expected = s.expected("train")
+    url = s.urls("train")[1]
+    raws = list(iter_checked_shard(url, entry=expected[url], members=s.members, location=str(shard_set)))
+    assert [r["__key__"] for r in raws] == [r["__key__"] for r in iter_tar_samples(url)]
+    assert decode_checked(raws[0])["state.npy"].dtype == np.float32
+
+    _truncate(shard_set / "train-000001.tar", keep=0.7)
+    with pytest.raises(
+        ShardCorruptError, match=rf"corrupt shard {url}: size .* \(truncated\).*b1k-shards verify"
+    ):
+        next(iter_checked_shard(url, entry=expected[url], location=str(shard_set)))
+    log = CorruptShardLog(tmp_path / "log.jsonl")
+    assert list(iter_checked_shard(url, entry=expected[url], skip=log)) == []
+    assert log.count == 1 and "truncated" in log.shards()[url]
+    # without the entry, the tar error itself is caught (after the samples before the cut)
+    with pytest.raises(ShardCorruptError, match="truncated or not a tar file") as caught:
+        list(iter_checked_shard(url))
+    assert caught.value.samples_read >= 1
+
+    broken = dict(raws[0], **{"state.npy": b"\x93NUMPY garbage"})
+    with pytest.raises(ShardCorruptError, match=rf"{raws[0]['__key__']} does not decode"):
+        decode_checked(broken, str(shard_set))
