@@ -338,11 +338,11 @@ def _plan_raw(plan: SlotPlan) -> Iterator[dict]:
 
 
 class StratifiedBuffer:
-    """A shuffle buffer (like webdataset's) whose picks can ask for a given episode.
+    """A shuffle buffer (like webdataset's) whose picks can ask for given episodes.
 
-    `pick(rng, episode)` returns a random buffered sample of `episode` when there is one, else a
-    random buffered sample. Over an epoch every sample still comes out exactly once; only the order
-    changes.
+    `pick(rng, candidates)` returns a random buffered sample of the first candidate episode that is
+    buffered, else a random buffered sample. Over an epoch every sample still comes out exactly once;
+    only the order changes.
     """
 
     def __init__(self):
@@ -359,20 +359,12 @@ class StratifiedBuffer:
         self.items.append(raw)
         self.episodes.append(episode)
 
-    def pick(
-        self, rng: random.Random, episode: int | None, avoid: frozenset[int] = frozenset(), tries: int = 8
-    ) -> dict:
-        """A random sample of `episode` if buffered; else a random one, preferring episodes not in `avoid`
-        (the other episodes of the batch, which other workers are likely to provide)."""
-        positions = self.where.get(episode) if episode is not None else None
-        if positions:
-            return self._take(positions[rng.randrange(len(positions))])
-        k = rng.randrange(len(self.items))
-        for _ in range(tries - 1):
-            if self.episodes[k] not in avoid:
-                break
-            k = rng.randrange(len(self.items))
-        return self._take(k)
+    def pick(self, rng: random.Random, candidates: tuple[int, ...] = ()) -> dict:
+        for episode in candidates:
+            positions = self.where.get(episode)
+            if positions:
+                return self._take(positions[rng.randrange(len(positions))])
+        return self._take(rng.randrange(len(self.items)))
 
     def _take(self, k: int) -> dict:
         item, episode = self.items[k], self.episodes[k]
@@ -392,51 +384,56 @@ class StratifiedBuffer:
 
 
 class EpisodeSchedule:
-    """Which episode each position of a batch asks for: the first positions of a random permutation
-    of the train episodes, drawn per (rank, batch), so a batch's samples come from distinct episodes
-    when the workers' buffers hold them (the same for every worker: no communication needed)."""
+    """Which episodes each position of a batch asks for, so a batch's samples come from distinct episodes.
 
-    def __init__(self, episodes: list[int], batch_size: int, seed: int, rank: int):
+    Per (rank, batch) a random permutation of the train episodes is drawn; position p of the batch asks
+    for perm[p], then perm[p + B], perm[p + 2B], ... (B = batch size): the positions' candidate lists
+    are disjoint, so two workers never fall back on the same episode. Every worker computes the same
+    schedule from the seed: no communication is needed.
+    """
+
+    def __init__(self, episodes: list[int], batch_size: int, seed: int, rank: int, candidates: int = 8):
         self.episodes = np.asarray(sorted(episodes), dtype=np.int64)
         self.batch_size = max(1, batch_size)
         self.seed = seed
         self.rank = rank
+        self.candidates = candidates
         self._batch = -1
-        self._wanted: list[int] = []
-        self._wanted_set: frozenset[int] = frozenset()
+        self._order: list[int] = []
 
-    def wanted(self, item: int) -> tuple[int | None, frozenset[int]]:
-        """The episode asked for at this rank's `item`-th sample, and all those its batch asks for."""
+    def wanted(self, item: int) -> tuple[int, ...]:
+        """The episodes asked for, in order of preference, at this rank's `item`-th sample."""
         if len(self.episodes) == 0:
-            return None, frozenset()
+            return ()
         batch, position = divmod(item, self.batch_size)
         if batch != self._batch:
             rng = np.random.default_rng(_seed(self.seed, self.rank, batch, 0xE915))
-            count = min(self.batch_size, len(self.episodes))
-            self._wanted = self.episodes[rng.choice(len(self.episodes), size=count, replace=False)].tolist()
-            self._wanted_set = frozenset(self._wanted)
+            count = min(len(self.episodes), self.batch_size * self.candidates)
+            self._order = self.episodes[rng.choice(len(self.episodes), size=count, replace=False)].tolist()
             self._batch = batch
-        return self._wanted[position % len(self._wanted)], self._wanted_set
+        if position >= len(self._order):  # fewer episodes than positions: share them round-robin
+            position %= len(self._order)
+        return tuple(self._order[position :: self.batch_size])
 
 
 def stratified_shuffle(
     stream: Iterator[dict],
     bufsize: int,
     rng: random.Random,
-    wanted: Callable[[int], tuple[int | None, frozenset[int]]],
+    wanted: Callable[[int], tuple[int, ...]],
     start: int,
 ) -> Iterator[dict]:
     """Buffer `bufsize` samples, then yield one pick per new sample (draining at the end); pick number
-    `start + n` asks for `wanted(start + n)` = (episode, the batch's other episodes to avoid)."""
+    `start + n` asks for the episodes `wanted(start + n)`."""
     buffer = StratifiedBuffer()
     index = start
     for raw in stream:
         buffer.add(raw)
         if len(buffer) >= bufsize:
-            yield buffer.pick(rng, *wanted(index))
+            yield buffer.pick(rng, wanted(index))
             index += 1
     while len(buffer):
-        yield buffer.pick(rng, *wanted(index))
+        yield buffer.pick(rng, wanted(index))
         index += 1
 
 

@@ -258,14 +258,18 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
 
 def format_action(label: str, values: list[float], width: int = 100) -> list[str]:
     """`label  base [..] torso [..] ...`, wrapped at `width`, groups as in BEHAVIOR's R1Pro action layout."""
-    groups = [f"{name} [" + " ".join(f"{v:.3g}" for v in values[a:b]) + "]" for name, a, b in ACTION_GROUPS]
-    return textwrap.wrap(
+    nbsp = "\u00a0"  # textwrap breaks only at ASCII whitespace: keep each group on one line
+    groups = [
+        f"{name}{nbsp}[" + nbsp.join(f"{v:.3g}" for v in values[a:b]) + "]" for name, a, b in ACTION_GROUPS
+    ]
+    lines = textwrap.wrap(
         " ".join(groups),
         width=width,
         initial_indent=f"  {label:<10}",
         subsequent_indent=" " * 12,
         break_long_words=False,
     )
+    return [line.replace(nbsp, " ") for line in lines]
 
 
 def train_numbers(run_dir: Path, batch_size: int) -> dict:

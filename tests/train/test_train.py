@@ -125,7 +125,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, t
     """Acceptance 3: SIGKILL after a checkpoint, --resume: losses after it and final weights are equal."""
     common = (
         "--max-steps",
-        14,
+        12,
         "--save-every",
         3,
         "--num-workers",
