@@ -138,6 +138,14 @@ def _last_line(text: str) -> str:
     "whenever the buffers hold them (same data per epoch, only the order changes).",
 )
 @opt(
+    "--skip-corrupt",
+    "skip_corrupt",
+    is_flag=True,
+    default=False,
+    help="Skip corrupt shards (checked against the manifest as they stream) instead of stopping; they are "
+    "counted in the log and listed in corrupt_shards_rank<R>.jsonl.",
+)
+@opt(
     "--gpu-id",
     "gpu_id",
     type=click.IntRange(min=0),

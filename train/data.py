@@ -46,7 +46,8 @@ from schemas.sample import (
     image_member,
     parse_sample_key,
 )
-from shards.codec import decode_sample
+from shards.errors import ShardCorruptError, ShardSetError
+from shards.guard import CorruptShardLog, decode_checked, iter_checked_shard
 from shards.reader import ShardSet, iter_tar_samples, open_shard_set
 
 IMAGE_PREFIX = "observation.images."
@@ -56,7 +57,7 @@ PAD_KEY = "action_is_pad"
 STAT_FIELDS = ("mean", "std", "min", "max", "q01", "q99")
 
 
-class ShardReadError(RuntimeError):
+class ShardReadError(ShardSetError):
     """A shard cannot be read or decoded; the message names it."""
 
 
@@ -76,10 +77,15 @@ class CameraSpec:
         return IMAGE_PREFIX + self.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ShardRef:
+    """A shard of a split: its URL, sample count and (for in-stream checks) manifest entry and set."""
+
     url: str
     samples: int
+    entry: dict | None = None  # name, samples, bytes, sha256: checked as the shard streams
+    members: tuple[str, ...] = ()  # members every sample must carry
+    location: str | None = None  # the set's location, for the `b1k-shards verify` hint
 
 
 @dataclass
@@ -204,8 +210,10 @@ def _merge_stats(manifests: list[dict]) -> dict[str, dict[str, list[float]]]:
 
 
 def _refs(shard_set: ShardSet, split: str) -> list[ShardRef]:
+    members = tuple(shard_set.members)
     return [
-        ShardRef(shard_set.url(s["name"]), int(s["samples"])) for s in shards_of(shard_set.manifest, split)
+        ShardRef(shard_set.url(s["name"]), int(s["samples"]), dict(s), members, shard_set.location)
+        for s in shards_of(shard_set.manifest, split)
     ]
 
 
@@ -323,15 +331,26 @@ def epoch_order(n_shards: int, seed: int, epoch: int) -> list[int]:
     return np.random.default_rng(_seed(seed, epoch, 0x5A4D)).permutation(n_shards).tolist()
 
 
-def _read_shard(url: str) -> Iterator[dict]:
+def _read_shard(ref: ShardRef | str, corrupt: CorruptShardLog | None = None) -> Iterator[dict]:
+    """Raw samples of one shard. With a `ShardRef`, `shards.guard` checks it as it streams (size, sample
+    count, sha256, members) and a problem raises `ShardCorruptError` naming it, or, with a `corrupt`
+    log (`--skip-corrupt`), is recorded there and ends the shard."""
+    url = ref if isinstance(ref, str) else ref.url
     try:
-        yield from iter_tar_samples(url)
+        if isinstance(ref, str):
+            yield from iter_tar_samples(url)
+        else:
+            yield from iter_checked_shard(
+                url, entry=ref.entry, members=ref.members, location=ref.location, skip=corrupt
+            )
+    except ShardSetError:
+        raise
     except Exception as exc:
         raise ShardReadError(f"cannot read shard {url}: {type(exc).__name__}: {exc}") from exc
 
 
-def _plan_raw(plan: SlotPlan) -> Iterator[dict]:
-    stream: Iterator[dict] = itertools.chain.from_iterable(_read_shard(s.url) for s in plan.shards)
+def _plan_raw(plan: SlotPlan, corrupt: CorruptShardLog | None = None) -> Iterator[dict]:
+    stream: Iterator[dict] = itertools.chain.from_iterable(_read_shard(s, corrupt) for s in plan.shards)
     for stride, offset in plan.strides:
         stream = itertools.islice(stream, offset, None, stride)
     return stream
@@ -448,6 +467,7 @@ def slot_stream(
     shuffle_buffer: int,
     skip: int = 0,
     schedule: EpisodeSchedule | None = None,
+    corrupt: CorruptShardLog | None = None,
 ) -> Iterator[dict]:
     """The infinite raw-sample stream of one slot (epoch after epoch), skipping its first `skip` samples.
 
@@ -468,7 +488,7 @@ def slot_stream(
             skip -= size
             position += size
             continue
-        stream = _plan_raw(plan)
+        stream = _plan_raw(plan, corrupt)
         if shuffle_buffer > 1:
             rng = random.Random(_seed(seed, epoch, rank, worker, 0x5EED))
             if schedule is not None:
@@ -477,11 +497,17 @@ def slot_stream(
                 )
             else:
                 stream = wds.filters._shuffle(stream, bufsize=shuffle_buffer, initial=shuffle_buffer, rng=rng)
+        read = 0
         for index, raw in enumerate(stream):
+            read += 1
             if index < skip:
                 continue
             raw["__epoch__"] = epoch
             yield raw
+        if read == 0:  # every shard of this slot was skipped as corrupt: do not spin forever
+            raise DataSpecError(
+                f"worker {worker} of rank {rank}: no readable shard left (all skipped as corrupt)"
+            )
         skip = 0
         position += size
 
@@ -508,7 +534,7 @@ def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, 
     """Decode one raw sample into tensors: images uint8 HWC (made float CHW in the main process)."""
     url = raw.get("__url__", "?")
     try:
-        sample = decode_sample(raw)
+        sample = decode_checked(raw)
         item: dict[str, Any] = {}
         for cam in cameras:
             image = sample[cam.member]
@@ -531,7 +557,7 @@ def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, 
         item["frame_index"] = int(meta["frame_index"])
         item["key"] = str(sample["__key__"])
         item["epoch"] = int(raw.get("__epoch__", 0))
-    except ShardReadError:
+    except ShardSetError:
         raise
     except Exception as exc:
         raise ShardReadError(
@@ -575,8 +601,10 @@ class TrainStream(IterableDataset):
         start_items: int = 0,
         batch_size: int = 8,
         stratify: bool = True,
+        corrupt: CorruptShardLog | None = None,
     ):
         super().__init__()
+        self.corrupt = corrupt
         self.sources = [src.train for src in spec.sources]
         self.episodes = [src.episodes for src in spec.sources]
         self.batch_size = batch_size
@@ -619,18 +647,40 @@ class TrainStream(IterableDataset):
                 )
                 if self.stratify
                 else None,
+                corrupt=self.corrupt,
             )
             for index, shards in enumerate(self.sources)
         ]
         for choice in choices:
-            yield to_item(next(streams[choice]), self.cameras, self.chunk_size)
+            item = _decode_or_skip(next(streams[choice]), self.cameras, self.chunk_size, self.corrupt)
+            if item is not None:
+                yield item
+
+
+def _decode_or_skip(raw: dict, cameras: list[CameraSpec], chunk_size: int, corrupt: CorruptShardLog | None):
+    try:
+        return to_item(raw, cameras, chunk_size)
+    except ShardCorruptError as error:
+        if corrupt is None:
+            raise
+        corrupt.record(error)
+        return None
 
 
 class ValStream(IterableDataset):
     """One deterministic pass over the val splits (no shuffle), split by node and worker."""
 
-    def __init__(self, spec: DataSpec, *, chunk_size: int, rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        spec: DataSpec,
+        *,
+        chunk_size: int,
+        rank: int = 0,
+        world: int = 1,
+        corrupt: CorruptShardLog | None = None,
+    ):
         super().__init__()
+        self.corrupt = corrupt
         self.shards = [ref for src in spec.sources for ref in src.val]
         self.cameras = spec.cameras
         self.chunk_size = chunk_size
@@ -643,8 +693,10 @@ class ValStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = _worker()
         plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
-        for raw in _plan_raw(plan):
-            yield to_item(raw, self.cameras, self.chunk_size)
+        for raw in _plan_raw(plan, self.corrupt):
+            item = _decode_or_skip(raw, self.cameras, self.chunk_size, self.corrupt)
+            if item is not None:
+                yield item
 
 
 def make_loader(dataset: IterableDataset, *, num_workers: int, batch_size: int, persistent: bool = False):

@@ -93,6 +93,7 @@ class TrainConfig:
     augment: bool = False
     shuffle_buffer: int = 1000
     stratify: bool = True  # episode-stratified picks from the shuffle buffer
+    skip_corrupt: bool = False  # skip (and count) corrupt shards instead of stopping
     progress: bool = True
     log_sample_keys: bool = False
 
@@ -563,10 +564,13 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
             ("num_workers", cfg.num_workers),
             ("seed", cfg.seed),
             ("shuffle_buffer", cfg.shuffle_buffer),
+            ("stratify", cfg.stratify),
+            ("manifests", [data_mod.manifest_fingerprint(src.manifest) for src in spec.sources]),
         ):
             if position.get(key) != now and dist_info.main:
                 logger.warning(
-                    f"--resume: {key} was {position.get(key)} and is now {now}: the data order will differ from an uninterrupted run"
+                    f"--resume: {key} was {position.get(key)} and is now {now}: "
+                    "the data order will differ from an uninterrupted run"
                 )
         if dist_info.main:
             logger.info(f"resumed from {resume_dir} at step {step}")
@@ -581,6 +585,11 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
 
     amp_dtype = autocast_dtype(cfg.precision, device)
     pin = device.type == "cuda"
+    corrupt = None
+    if cfg.skip_corrupt:  # created before the DataLoader forks its workers; one file per rank
+        from shards.guard import CorruptShardLog
+
+        corrupt = CorruptShardLog(output_dir / f"corrupt_shards_rank{rank}.jsonl")
     train_stream = data_mod.TrainStream(
         spec,
         chunk_size=cfg.chunk_size,
@@ -591,11 +600,14 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
         start_items=step * cfg.batch_size,
         batch_size=cfg.batch_size,
         stratify=cfg.stratify,
+        corrupt=corrupt,
     )
     train_loader = data_mod.make_loader(train_stream, num_workers=cfg.num_workers, batch_size=cfg.batch_size)
     val_loader = None
     if cfg.val_every > 0 and any(src.val for src in spec.sources):
-        val_stream = data_mod.ValStream(spec, chunk_size=cfg.chunk_size, rank=rank, world=world)
+        val_stream = data_mod.ValStream(
+            spec, chunk_size=cfg.chunk_size, rank=rank, world=world, corrupt=corrupt
+        )
         val_loader = data_mod.make_loader(
             val_stream,
             num_workers=min(cfg.num_workers, 2),
@@ -698,6 +710,8 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                     "data_wait_share": window["wait"] / max(window["time"], 1e-9),
                     "epoch": max(raw["epoch"]),
                 }
+                if corrupt is not None:
+                    record["skipped_shards"] = corrupt.count
                 run_log.write(record)
                 if progress is not None:
                     progress.set_postfix(
@@ -762,6 +776,8 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
             if progress is not None:
                 progress.update(1)
         result.step = step
+        if corrupt is not None and corrupt.count:
+            logger.warning(corrupt.summary())
         return result
     finally:
         if progress is not None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from schemas.manifest import ManifestError
+from shards.errors import ShardCorruptError
 from tests.train.shardset import write_shard_set
 from train import data as D
 from train.loop import TrainConfig
@@ -168,7 +169,9 @@ def test_missing_and_unreadable_shards_are_named(small_set, tmp_path):
         f.write(b"\xff" * 3000)
     spec = D.open_data([str(broken)])
     stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0)
-    with pytest.raises(D.ShardReadError, match=r"train-000003\.tar"):
+    with pytest.raises(
+        ShardCorruptError, match=r"corrupt shard .*/broken/train-000003\.tar.*b1k-shards verify"
+    ):
         for _ in itertools.islice(iter(stream), 400):
             pass
 

@@ -249,7 +249,24 @@ def test_unreadable_shard_is_named(small_set, tiny_backbone, tmp_path):
     )
     result = _invoke(args)
     assert result.exit_code == 2
-    assert "error: cannot read shard" in result.output and "/broken/train-00000" in result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert error.startswith("error: corrupt shard ") and "/broken/train-00000" in error
+    assert "b1k-shards verify" in error
+
+
+def test_skip_corrupt_counts_and_goes_on(small_set, tiny_backbone, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(small_set, broken)
+    tar = broken / "train-000003.tar"
+    data = bytearray(tar.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: only the sha256 at the end of the shard sees it
+    tar.write_bytes(bytes(data))
+    out = tmp_path / "run"
+    args = _args(broken, tiny_backbone, out, "--max-steps", 60, "--save-every", 0, "--log-every", 20)
+    result = _invoke([*args, "--num-workers", 0, "--val-every", 0, "--skip-corrupt"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 corrupt shard" in result.output and "train-000003.tar" in result.output
+    assert _log(out)[60]["skipped_shards"] == 1
 
 
 @pytest.mark.parametrize(
