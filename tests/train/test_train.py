@@ -377,3 +377,37 @@ def test_augmentations_stay_in_range_and_touch_only_gripper_state(small_set):
     assert grippers == [12, 13, 26, 27]  # gripper_left_qpos, gripper_right_qpos in the top32 order
     changed = (noisy != 0).any(dim=0).nonzero().flatten().tolist()
     assert changed == grippers
+
+
+def test_streams_a_shard_set_over_http(small_set, tiny_backbone, tmp_path):
+    """--shards http://... : the manifest and the shards come over HTTP (2 workers)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(small_set))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = tmp_path / "run"
+        args = _args(url, tiny_backbone, out, "--max-steps", 2, "--num-workers", 2, "--val-every", 2)
+        result = _invoke([*args, "--val-batches", 1])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert sorted(_log(out)) == [1, 2] and sorted(_log(out, "val")) == [2]
+    provenance = json.loads((out / "checkpoints/000002/pretrained_model/b1k_provenance.json").read_text())
+    assert provenance["sets"][0]["location"] == url
+
+
+def test_offline_default_pretrained_model_says_to_pass_a_local_path(small_set, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = _invoke(["--shards", str(small_set), "--output-dir", str(tmp_path / "run"), "--chunk-size", "8"])
+    assert result.exit_code == 2
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert (
+        "'lerobot/smolvla_base' is a Hugging Face Hub id" in error and "pass --pretrained-model DIR" in error
+    )
