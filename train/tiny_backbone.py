@@ -102,6 +102,11 @@ def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = 
     from transformers import SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor, SmolVLMVideoProcessor
 
     spec = spec or TinyBackboneSpec()
+    tile = spec.patch_size * spec.scale_factor
+    if spec.image_size < tile or spec.image_size % tile:
+        raise ValueError(
+            f"image_size must be a multiple of patch_size x scale_factor = {tile}, got {spec.image_size}"
+        )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -178,11 +183,15 @@ def backbone_image_size(vlm_dir: str | Path) -> int:
     "image_size",
     default=TinyBackboneSpec.image_size,
     show_default=True,
-    help="Vision tower input size in pixels (SmolVLA resizes images to it).",
+    type=click.IntRange(min=16),
+    help="Vision tower input size in pixels, a multiple of 16 (SmolVLA resizes images to it).",
 )
 def main(output_dir: Path, image_size: int) -> None:
     """Build a tiny random-weight SmolVLM backbone (config + processor + tokenizer) offline."""
-    path = build_tiny_backbone(output_dir, TinyBackboneSpec(image_size=image_size))
+    try:
+        path = build_tiny_backbone(output_dir, TinyBackboneSpec(image_size=image_size))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--image-size") from None
     click.echo(f"tiny SmolVLM backbone written to {path} (vision image_size {image_size})")
 
 
