@@ -572,6 +572,14 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                     f"--resume: {key} was {position.get(key)} and is now {now}: "
                     "the data order will differ from an uninterrupted run"
                 )
+        saved_config = resume_dir / "pretrained_model" / TRAIN_CONFIG_FILE
+        if saved_config.is_file() and dist_info.main:
+            before = json.loads(saved_config.read_text())
+            for key in ("max_steps", "lr", "warmup_steps", "decay_steps", "decay_lr"):
+                if before.get(key) != getattr(cfg, key):
+                    logger.warning(
+                        f"--resume: {key} was {before.get(key)} and is now {getattr(cfg, key)}: the LR schedule changes"
+                    )
         if dist_info.main:
             logger.info(f"resumed from {resume_dir} at step {step}")
 

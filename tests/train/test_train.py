@@ -122,19 +122,12 @@ def test_eight_workers_train_and_lerobot_loads_the_checkpoint(synthetic_shards, 
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, tmp_path):
-    """Acceptance 3: SIGKILL after a checkpoint, --resume: losses after it and final weights are equal."""
+    """Acceptance 3: SIGKILL after a checkpoint, --resume: losses after it and final weights are equal
+    (with validation and augmentation on, which must not disturb the order of random numbers)."""
     common = (
-        "--max-steps",
-        12,
-        "--save-every",
-        3,
-        "--num-workers",
-        2,
-        "--shuffle-buffer",
-        40,
-        "--val-every",
-        0,
-    )
+        "--max-steps", 12, "--save-every", 3, "--num-workers", 2, "--shuffle-buffer", 40,
+        "--val-every", 4, "--val-batches", 2, "--augment",
+    )  # fmt: skip
     ref = tmp_path / "ref"
     done = _train(_args(small_set, tiny_backbone, ref, *common))
     assert done.returncode == 0, done.stderr[-4000:]
@@ -162,6 +155,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, t
         in done.stderr
     )
     ref_log, resumed_log = _log(ref), _log(out)
+    assert _log(out, "val")[12]["val_loss"] == pytest.approx(_log(ref, "val")[12]["val_loss"], abs=1e-6)
     assert sorted(resumed_log) == list(range(1, 13))
     for step in range(killed_at + 1, 13):
         assert resumed_log[step]["weighted_loss"] == pytest.approx(
