@@ -38,6 +38,7 @@ def _open(location: str):
 
 
 @click.group(context_settings=CONTEXT)
+@click.version_option(package_name="b1k-smolvla", prog_name="b1k-shards")
 def main() -> None:
     """Inspect, verify and merge WebDataset shard sets written by b1k-preprocess.
 

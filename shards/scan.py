@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,15 +61,49 @@ def open_stream(url: str) -> BinaryIO:
     return wds_gopen(url, "rb")
 
 
+_CURL_EXITS = {
+    6: "cannot resolve the host",
+    7: "cannot connect to the server",
+    18: "the transfer ended early (partial file)",
+    22: "the server answered with an HTTP error (e.g. 404 not found)",
+    28: "timed out",
+    35: "TLS handshake failed",
+    52: "the server sent nothing",
+    56: "the connection broke while receiving",
+}
+_PIPE_EXIT = re.compile(r"exit (-?\d+) \(read\)")
+
+
+def _failure(exc: BaseException, stream: BinaryIO) -> str:
+    """What went wrong; when reading a download or command broke the tar, the process's own exit
+    status (a 404, a failed command) says more than the tar error it caused."""
+    if not isinstance(exc, OSError) and not isinstance(stream, io.IOBase):
+        try:
+            stream.close()
+        except OSError as closing:
+            match = _PIPE_EXIT.search(str(closing))
+            if match and int(match.group(1)) not in (23, 141, -13):  # not just "we stopped reading"
+                return _describe(closing)
+        except Exception:
+            pass
+    return _describe(exc)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "missing (no such file)"
+    text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
+    match = _PIPE_EXIT.search(str(exc))
+    if isinstance(exc, OSError) and match:  # webdataset's Pipe: curl for http(s), a shell command for pipe:
+        status = int(match.group(1))
+        if "'curl'" in text or "curl" in text.split(",")[0]:
+            return f"download failed: curl exit {status}, {_CURL_EXITS.get(status, 'see `man curl`')}"
+        return f"the pipe: command failed (exit {status})"
     if isinstance(exc, tarfile.ReadError):
         text = str(exc)
         if "unexpected end of data" in text or "empty header" in text or "truncated" in text:
             return f"truncated or not a tar file ({text})"
         return f"not a readable tar file ({text})"
-    text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
     return f"{type(exc).__name__}: {text}"
 
 
@@ -96,7 +132,7 @@ class ShardScan:
         except ShardCorruptError:
             raise
         except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
-            raise ShardCorruptError.of(self.url, _describe(exc), self.samples) from exc
+            raise ShardCorruptError.of(self.url, _failure(exc, stream), self.samples) from exc
         finally:
             self.bytes = reader.bytes
             with contextlib.suppress(Exception):  # already reported, or the consumer stopped early

@@ -248,7 +248,7 @@ def _check_shard(shard_set: ShardSet, split: str, entry: dict, quick: bool, ctx:
 def _extra_files(shard_set: ShardSet, report: VerifyReport) -> None:
     if shard_set.kind != "local":
         report.warnings.append(
-            f"files of a {shard_set.kind} set cannot be listed: shards not in the manifest are not looked for"
+            f"files of {'an http' if shard_set.kind == 'http' else 'a pipe:'} set cannot be listed: shards not in the manifest are not looked for"
         )
         return
     root = Path(shard_set.root)

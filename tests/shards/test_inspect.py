@@ -126,3 +126,10 @@ def test_choose_samples_spreads_over_shards(shard_set):
     urls = {x["__url__"] for x in chosen}
     assert len(chosen) == 4 and len(urls) == 4
     assert len(choose_samples(s, 40)) == 25  # no more than the split holds
+
+
+def test_cli_lists_its_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("inspect", "verify", "merge"):
+        assert command in result.output

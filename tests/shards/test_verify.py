@@ -142,7 +142,9 @@ def test_remote_set_over_http(shard_set, http_server):
     result = run(f"{base}/set")
     assert result.exit_code == 1
     assert "train-000001.tar" in result.output and "val-000000.tar" in result.output
-    assert "cannot be listed" in result.output
+    assert "download failed: curl exit 22, the server answered with an HTTP error" in result.output
+    assert "truncated" in result.output
+    assert "files of an http set cannot be listed" in result.output
 
 
 def test_pipe_set(shard_set):
