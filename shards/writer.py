@@ -1,21 +1,25 @@
 """Write tar shards atomically: each shard is written under a temporary name, hashed as it is
-written, and renamed when complete, so a shard file is either complete or absent."""
+written, and renamed when complete, so a shard file is either complete or absent.
+
+Samples are laid out exactly as webdataset's `TarWriter` lays them out (`<key>.<member>`, members
+in sorted order, USTAR), but written with `tarfile` directly: importing webdataset imports torch,
+which would cost every preprocess worker process ~280 MB for nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
+import tarfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import webdataset as wds
-
 TMP_SUFFIX = ".tmp"
-# Fixed tar metadata so the same samples always give byte-identical shards (and equal sha256).
-_TAR_OPTIONS = {"mtime": 0.0, "user": "b1k", "group": "b1k", "mode": 0o444}
+_BLOCK = tarfile.BLOCKSIZE
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,51 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+class _TarSamples:
+    """A tar stream of webdataset samples with fixed metadata, so the same samples always give
+    byte-identical files (and equal sha256). An integer mtime keeps headers plain USTAR: a float
+    one makes tarfile add a PAX header (~1 KB) to every member."""
+
+    def __init__(self, handle: _HashingFile):
+        self.handle = handle
+        self.tar = tarfile.open(fileobj=handle, mode="w|", format=tarfile.USTAR_FORMAT)  # noqa: SIM115 (closed by close())
+        self.samples = 0
+        self.size = 0  # bytes of headers and padded payloads written so far
+
+    def write(self, sample: dict) -> None:
+        key = sample.get("__key__")
+        if not isinstance(key, str):
+            raise ValueError(f"a sample needs a string __key__, got {key!r}")
+        for name in sorted(sample):
+            if name.startswith("_"):
+                continue
+            data = sample[name]
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ValueError(f"sample {key}: member {name} is {type(data).__name__}, expected bytes")
+            info = tarfile.TarInfo(f"{key}.{name}")
+            info.size, info.mtime, info.mode = len(data), 0, 0o444
+            info.uname = info.gname = "b1k"
+            self.tar.addfile(info, io.BytesIO(data))
+            self.size += _BLOCK + -(-len(data) // _BLOCK) * _BLOCK
+        self.samples += 1
+
+    def close(self) -> None:
+        self.tar.close()
+        self.handle.close()
+
+    def discard(self) -> None:
+        """Close and delete the temporary file (tarfile would otherwise flush into it when collected)."""
+        with contextlib.suppress(Exception):
+            self.tar.close()
+        self.handle.close()
+        self.handle.path.unlink(missing_ok=True)
+
+
 class ShardWriter:
     """Write samples into `<prefix>-<index:06d>.tar` shards under `root`, starting a new shard when
-    the current one reaches `max_samples` samples or `max_bytes` bytes.
-
-    Built on webdataset's ShardWriter; adds temporary names, sha256 and the manifest entries.
-    """
+    the current one holds `max_samples` samples or would grow past `max_bytes` bytes."""
 
     def __init__(
         self,
@@ -89,61 +132,48 @@ class ShardWriter:
     ):
         self.root = Path(root)
         self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.max_samples = max_samples
         self.root.mkdir(parents=True, exist_ok=True)
         self.shards: list[ShardInfo] = []
-        self._open: _HashingFile | None = None
-        self._samples = 0
-        self._writer = wds.ShardWriter(
-            str(self.root / f"{prefix}-%06d.tar"),
-            maxcount=max_samples,
-            maxsize=max_bytes,
-            start_shard=start_index,
-            verbose=0,
-            opener=self._open_tmp,
-            post=self._finish_shard,
-            **_TAR_OPTIONS,
-        )
+        self._index = start_index
+        self._open: _TarSamples | None = None
 
-    def _open_tmp(self, final_name: str) -> _HashingFile:
-        self._open = _HashingFile(Path(final_name + TMP_SUFFIX))
-        self._samples = 0
-        return self._open
+    def _final_path(self) -> Path:
+        return self.root / f"{self.prefix}-{self._index:06d}.tar"
 
-    def _finish_shard(self, final_name: str) -> None:
-        handle, self._open = self._open, None
-        assert handle is not None
-        handle.close()
-        if self._samples == 0:  # webdataset opens a shard eagerly; an empty one is not a shard
-            handle.path.unlink()
+    def _finish_shard(self) -> None:
+        current, self._open = self._open, None
+        if current is None:
             return
-        os.replace(handle.path, final_name)
-        name = Path(final_name).relative_to(self.root).as_posix()
-        self.shards.append(ShardInfo(name, self._samples, handle.size, handle.hexdigest()))
+        current.close()
+        final = self._final_path()
+        os.replace(current.handle.path, final)
+        name = final.relative_to(self.root).as_posix()
+        self.shards.append(ShardInfo(name, current.samples, current.handle.size, current.handle.hexdigest()))
+        self._index += 1
 
     def write(self, sample: dict) -> None:
-        self._writer.write(sample)
-        self._samples += 1
+        current = self._open
+        if current is not None:
+            incoming = sum(len(v) for k, v in sample.items() if not k.startswith("_"))
+            if current.samples >= self.max_samples or current.size + incoming > self.max_bytes:
+                self._finish_shard()
+        if self._open is None:
+            final = self._final_path()
+            self._open = _TarSamples(_HashingFile(final.with_name(final.name + TMP_SUFFIX)))
+        self._open.write(sample)
 
     def close(self) -> list[ShardInfo]:
         """Finish the last shard; returns every complete shard written."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._finish_shard()
         return self.shards
 
     def abort(self) -> None:
         """Drop the shard being written (its temporary file is removed)."""
-        tar = getattr(self._writer, "tarstream", None) if self._writer is not None else None
-        if tar is not None:
-            # Let tarfile flush into the doomed file now, not into a closed one when it is collected.
-            with contextlib.suppress(Exception):
-                tar.close()
-            self._writer.tarstream = None
-        self._writer = None
-        if self._open is not None:
-            self._open.close()
-            self._open.path.unlink(missing_ok=True)
-            self._open = None
+        current, self._open = self._open, None
+        if current is not None:
+            current.discard()
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -159,16 +189,13 @@ def write_tar(path: Path, samples: Iterable[dict]) -> ShardInfo:
     """Write one tar with all `samples` (temporary name, then rename); `name` is the file name."""
     path = Path(path)
     handle = _HashingFile(path.with_name(path.name + TMP_SUFFIX))
-    count = 0
+    tar = _TarSamples(handle)
     try:
-        with wds.TarWriter(handle, **_TAR_OPTIONS) as tar:
-            for sample in samples:
-                tar.write(sample)
-                count += 1
+        for sample in samples:
+            tar.write(sample)
+        tar.close()
     except BaseException:
-        handle.close()
-        handle.path.unlink(missing_ok=True)
+        tar.discard()
         raise
-    handle.close()
     os.replace(handle.path, path)
-    return ShardInfo(path.name, count, handle.size, handle.hexdigest())
+    return ShardInfo(path.name, tar.samples, handle.size, handle.hexdigest())
