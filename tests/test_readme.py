@@ -1,0 +1,413 @@
+"""The README cannot rot: its commands exist, its flags exist, its CLI reference is `--help`, and its
+quick start runs (on synthetic data, small sizes, a few steps). `make demo` runs too, small.
+
+* Every `b1k-*` command and flag in README.md (code blocks and inline code; `torchrun -m train.cli` and
+  `python -m <module>` forms too) is checked against the command's click definition, i.e. its `--help`.
+* The original script's flags table: where the README says a flag kept its name, the command accepts the
+  original `--x_y` spelling.
+* The "CLI reference" section equals what `python -m tests.readme_cli` generates from `--help`.
+* The quick-start block runs as written with HOME pointing at a temporary folder (its `~/...` paths land
+  there; the dataset path is a link to the synthetic v3.0 fixture). Only these are changed for a CPU
+  test: b1k-train's --max-steps/--batch-size/--num-workers are made small, and --vlm-model (a tiny local
+  backbone) stands in for the unreachable lerobot/smolvla_base. Then the README's Python block loads the
+  checkpoint with lerobot and runs select_action.
+* `train.demo` prints the same real-data commands as the README's quick start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import click
+import pytest
+
+from tests import readme_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+MAKEFILE = ROOT / "Makefile"
+BIN = Path(sys.executable).parent
+
+# The original train_smolvla_lerobot.py's argparse options (the README's side-by-side table names them).
+ORIGINAL_FLAGS = {
+    "--dataset_path",
+    "--repo_id",
+    "--batch_size",
+    "--max_steps",
+    "--save_steps",
+    "--lr",
+    "--num_workers",
+    "--chunk_size",
+    "--pretrained_model",
+    "--freeze_vision",
+    "--filter_state",
+    "--temporal_alpha",
+    "--video_tolerance",
+    "--output_dir",
+    "--keep_last_n_checkpoints",
+    "--device",
+    "--gpu_id",
+    "--wandb_project",
+    "--wandb_disable",
+    "-h",
+    "--help",
+}
+# `python -m MODULE` / `torchrun -m MODULE` forms of our commands.
+MODULES = {"train.cli": "b1k-train", "preprocess.cli": "b1k-preprocess", "shards.cli": "b1k-shards"}
+# Words that look like commands but name the project.
+NOT_COMMANDS = {"b1k-smolvla"}
+SEPARATORS = {"&&", "||", "|", ";"}
+
+
+# ----------------------------------------------------------------------------- parsing the README
+
+
+def readme_text() -> str:
+    return README.read_text()
+
+
+def without_generated(text: str) -> str:
+    """The README minus the generated CLI reference (checked separately, by equality)."""
+    return text.replace(readme_cli.current(text), "")
+
+
+def code_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(language, body, the line just before the opening fence) of each fenced code block."""
+    blocks = []
+    for match in re.finditer(r"^```(\w*)\n(.*?)^```\s*$", text, flags=re.M | re.S):
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        blocks.append((match.group(1), match.group(2), before))
+    return blocks
+
+
+def inline_spans(text: str) -> list[str]:
+    prose = re.sub(r"^```.*?^```\s*$", "", text, flags=re.M | re.S)
+    return re.findall(r"`([^`\n]+)`", prose)
+
+
+def shell_commands(body: str) -> list[list[str]]:
+    """Each simple command of a shell snippet as tokens (continuations joined, comments dropped)."""
+    commands = []
+    for line in body.replace("\\\n", " ").splitlines():
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        current: list[str] = []
+        for token in tokens:
+            if token in SEPARATORS:
+                if current:
+                    commands.append(current)
+                current = []
+            else:
+                current.append(token)
+        if current:
+            commands.append(current)
+    return commands
+
+
+def quickstart_block() -> str:
+    blocks = [
+        body for lang, body, before in code_blocks(readme_text()) if before.startswith("<!-- quickstart:")
+    ]
+    assert len(blocks) == 1, "README.md must hold exactly one block marked <!-- quickstart: ... -->"
+    return blocks[0]
+
+
+def quickstart_python() -> str:
+    blocks = [
+        body
+        for lang, body, before in code_blocks(readme_text())
+        if before.startswith("<!-- quickstart-python:")
+    ]
+    assert len(blocks) == 1, "README.md must hold exactly one block marked <!-- quickstart-python: ... -->"
+    return blocks[0]
+
+
+# ----------------------------------------------------------------------------- the commands' options
+
+
+@cache
+def our_commands() -> dict[str, click.Command]:
+    return readme_cli.commands()
+
+
+def option_names(command: click.Command) -> set[str]:
+    names = {"-h", "--help"}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names.update(param.opts)
+            names.update(param.secondary_opts)
+    return names
+
+
+def resolve(tokens: list[str]) -> tuple[str, click.Command, list[str]] | None:
+    """(display name, click command, its arguments) for a command line that runs one of ours."""
+    head = Path(tokens[0]).name
+    if head in ("torchrun", "python", "python3") and "-m" in tokens:
+        module = tokens[tokens.index("-m") + 1]
+        if module not in MODULES:
+            return None
+        head, args = MODULES[module], tokens[tokens.index("-m") + 2 :]
+    elif head.startswith("b1k-"):
+        args = tokens[1:]
+    else:
+        return None
+    commands = our_commands()
+    assert head in commands, (
+        f"README runs `{head}`, which is not one of the project's commands {sorted(commands)}"
+    )
+    command = commands[head]
+    name = head
+    if isinstance(command, click.Group):
+        positional = [a for a in args if not a.startswith("-")]
+        if positional:
+            sub = positional[0]
+            assert sub in command.commands, (
+                f"README runs `{head} {sub}`: no such subcommand ({sorted(command.commands)})"
+            )
+            command, name = command.commands[sub], f"{head} {sub}"
+            args = args[args.index(sub) + 1 :]
+    return name, command, args
+
+
+def flags_of(args: list[str]) -> list[str]:
+    return [
+        a.split("=", 1)[0] for a in args if a.startswith("-") and a != "-" and not re.fullmatch(r"-?\d.*", a)
+    ]
+
+
+# ----------------------------------------------------------------------------- static checks
+
+
+def test_cli_reference_matches_help():
+    delta = readme_cli.diff(README)
+    assert not delta, (
+        "README.md's CLI reference differs from the commands' --help; run `python -m tests.readme_cli --write`\n"
+        + delta
+    )
+
+
+def test_every_command_and_flag_in_the_readme_exists():
+    text = without_generated(readme_text())
+    problems = []
+    checked = 0
+    snippets = [body for lang, body, _ in code_blocks(text) if lang in ("bash", "sh", "")]
+    snippets += [span for span in inline_spans(text) if re.match(r"(b1k-|torchrun|python -m)", span)]
+    for snippet in snippets:
+        for tokens in shell_commands(snippet):
+            if (
+                Path(tokens[0]).name == "python"
+                and len(tokens) > 1
+                and tokens[1].endswith("train_smolvla_lerobot.py")
+            ):
+                unknown = sorted(set(flags_of(tokens[2:])) - ORIGINAL_FLAGS)
+                if unknown:
+                    problems.append(f"`{shlex.join(tokens)}`: not flags of the original script: {unknown}")
+                continue
+            resolved = resolve(tokens)
+            if resolved is None:
+                continue
+            name, command, args = resolved
+            valid = option_names(command)
+            for flag in flags_of(args):
+                checked += 1
+                if flag not in valid:
+                    problems.append(f"`{name}` has no option {flag} (README: `{shlex.join(tokens)}`)")
+    # Bare flags in prose: an option of one of our commands, or one of the original script's.
+    every = set().union(*(option_names(c) for c in all_commands()))
+    for span in inline_spans(text):
+        if re.fullmatch(r"--?[A-Za-z][\w-]*(?:[ =].*)?", span):
+            flag = span.split()[0].split("=")[0]
+            checked += 1
+            if flag not in every and flag not in ORIGINAL_FLAGS:
+                problems.append(f"`{span}`: {flag} is no option of any b1k-* command")
+    # Every b1k-* word names a command.
+    for word in sorted(set(re.findall(r"\bb1k-[a-z][a-z-]*[a-z]", text)) - NOT_COMMANDS):
+        if word not in our_commands():
+            problems.append(f"README mentions `{word}`, which is not one of the project's commands")
+    assert checked > 50, f"only {checked} flags found: is the README parsed right?"
+    assert not problems, "\n".join(problems)
+
+
+def all_commands() -> list[click.Command]:
+    out = []
+    for command in our_commands().values():
+        out.append(command)
+        if isinstance(command, click.Group):
+            out.extend(command.commands.values())
+    return out
+
+
+def test_make_targets_in_the_readme_exist():
+    targets = set(re.findall(r"^([\w-]+):", MAKEFILE.read_text(), flags=re.M))
+    mentioned = set(re.findall(r"\bmake ([a-z][\w-]*)", without_generated(readme_text())))
+    assert mentioned >= {"demo", "test", "setup", "clean", "bench"}
+    assert mentioned <= targets, (
+        f"README mentions make targets the Makefile lacks: {sorted(mentioned - targets)}"
+    )
+
+
+def test_original_flags_table_both_spellings():
+    """Rows `| `--x_y` | `b1k-cmd --x-y` ... |`: a flag that kept its name accepts the original spelling."""
+    rows = re.findall(r"^\| `(--[a-z_]+)`[^|]*\| `(b1k-[a-z-]+) (--[a-z-]+)`", readme_text(), flags=re.M)
+    assert len(rows) >= 12, rows
+    for original, command_name, new in rows:
+        command = our_commands()[command_name]
+        names = option_names(command)
+        assert new in names, f"{command_name} has no {new}"
+        if original.replace("_", "-") == new:
+            assert original in names, (
+                f"README says {command_name} keeps {original}, but it does not accept it"
+            )
+
+
+def test_demo_prints_the_readme_quickstart():
+    from train.demo import REAL_DATA_COMMANDS
+
+    assert REAL_DATA_COMMANDS.strip() == quickstart_block().strip(), (
+        "train/demo.py's REAL_DATA_COMMANDS and the README's quick-start block differ: keep them equal"
+    )
+
+
+# ----------------------------------------------------------------------------- running the quick start
+
+
+@pytest.fixture(scope="module")
+def readme_backbone(tmp_path_factory) -> Path:
+    from train.tiny_backbone import TinyBackboneSpec, build_tiny_backbone
+
+    return build_tiny_backbone(
+        tmp_path_factory.mktemp("readme-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
+    )
+
+
+def small(tokens: list[str], backbone: Path) -> list[str]:
+    """The quick-start command with CPU-test sizes (see the module docstring)."""
+    if Path(tokens[0]).name != "b1k-train":
+        return tokens
+    overrides = {"--max-steps": "2", "--batch-size": "2", "--num-workers": "2"}
+    out = list(tokens)
+    for flag, value in overrides.items():
+        assert flag in out, f"the quick-start b1k-train line no longer sets {flag}; update this test"
+        out[out.index(flag) + 1] = value
+    assert "--pretrained-model" not in out and "--vlm-model" not in out
+    return [*out, "--vlm-model", str(backbone), "--no-progress", "--log-every", "1"]
+
+
+def test_quickstart_runs_as_written(synthetic_v30, readme_backbone, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore::UserWarning",
+    }
+    commands = shell_commands(quickstart_block())
+    skipped = [c for c in commands if c[0] in ("make", "source")]
+    assert [shlex.join(c) for c in skipped] == ["make setup", "source .venv/bin/activate"]
+    runs = [c for c in commands if c[0] not in ("make", "source")]
+    assert [c[0] for c in runs] == ["b1k-preprocess", "b1k-shards", "b1k-shards", "b1k-train"]
+
+    dataset = runs[0][runs[0].index("--dataset-path") + 1]
+    assert dataset.startswith("~/")
+    link = home / dataset[2:]
+    link.parent.mkdir(parents=True)
+    link.symlink_to(synthetic_v30.root, target_is_directory=True)
+
+    for tokens in runs:
+        argv = [str(home / t[2:]) if t.startswith("~/") else t for t in small(tokens, readme_backbone)]
+        argv[0] = str(BIN / argv[0])
+        proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (
+            f"{shlex.join(tokens)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+
+    shards = home / "shards" / "task-0006"
+    assert (shards / "manifest.json").is_file()
+    assert (home / "shards" / "task-0006-sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checkpoint = home / "runs" / "smolvla-task-0006" / "checkpoints" / "last" / "pretrained_model"
+    assert (checkpoint / "config.json").is_file()
+
+    # The README's Python block, as written, against that checkpoint and shard set.
+    proc = subprocess.run(
+        [sys.executable, "-c", quickstart_python()],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "torch.Size([1, 23])" in proc.stdout, proc.stdout
+
+
+# ----------------------------------------------------------------------------- the demo, small
+
+
+@pytest.mark.slow
+def test_demo_runs_small(tmp_path):
+    out = tmp_path / "demo-output"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.demo",
+            "--out",
+            str(out),
+            "--episodes",
+            "3",
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--num-workers",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, f"--- stdout\n{proc.stdout[-8000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    summary = (out / "summary.txt").read_text()
+    assert "SmolVLAPolicy.from_pretrained + make_pre_post_processors" in summary
+    assert "select_action -> 23-dim action in data units" in summary
+    assert re.search(r"preprocess\s+[\d.]+ frames/s", summary)
+    assert re.search(r"train\s+[\d.]+ samples/s", summary)
+    assert re.search(r"loss\s+[\d.]+ \(steps? [\d-]+\) -> [\d.]+", summary)
+    for name in (
+        "dataset/meta/info.json",
+        "shards/manifest.json",
+        "contact-sheet.png",
+        "select_action.json",
+        "train/checkpoints/last/pretrained_model/config.json",
+        "demo.log",
+        ".b1k-demo",
+    ):
+        assert (out / name).exists(), name
+    # A second run replaces the previous demo's folder; a foreign folder is refused.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.demo", "--out", str(foreign)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "was not made by the demo" in proc.stderr
+    assert (foreign / "keep.txt").exists()
