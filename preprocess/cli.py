@@ -54,14 +54,26 @@ class ByteSize(click.ParamType):
         return size
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the record (not the one at set-up)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _setup_logging(level: int) -> None:
-    """Our log lines go to the current stderr, prefixed with the tool's name (not through the root logger)."""
-    logger = logging.getLogger("b1k")
-    for handler in [h for h in logger.handlers if getattr(h, "_b1k_preprocess", False)]:
+    """This package's log lines go to stderr prefixed with the tool's name (not through the root
+    logger, so libraries' records keep their own handling)."""
+    logger = logging.getLogger("preprocess")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("b1k-preprocess: %(message)s"))
-    handler._b1k_preprocess = True
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

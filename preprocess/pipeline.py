@@ -50,7 +50,7 @@ from shards.reader import iter_tar_samples
 from shards.stats import compute_stats, load_stats_values, write_stats_values
 from shards.writer import ShardInfo, ShardWriter, atomic_write_text
 
-log = logging.getLogger("b1k.preprocess")
+log = logging.getLogger(__name__)
 
 TOOL = "b1k-preprocess"
 WORK_DIR = ".work"

@@ -37,7 +37,7 @@ from shards.codec import decode_sample
 from shards.errors import ShardCorruptError
 from shards.scan import ShardScan, end_problems, local_size_problem
 
-logger = logging.getLogger("shards")
+logger = logging.getLogger(__name__)
 
 
 class CorruptShardLog:

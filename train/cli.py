@@ -177,19 +177,22 @@ def _last_line(text: str) -> str:
 )
 @opt(
     "--save-every",
+    "--save-steps",
     "save_every",
     type=click.IntRange(min=0),
     default=_default("save_every"),
     show_default=True,
-    help="Save a checkpoint every N steps (and always at the last step); 0 = only at the end.",
+    help="Save a checkpoint every N steps (and always at the last step); 0 = only at the end. "
+    "--save_steps is the original script's name for it.",
 )
 @opt(
     "--keep-last",
+    "--keep-last-n-checkpoints",
     "keep_last",
     type=click.IntRange(min=0),
     default=_default("keep_last"),
     show_default=True,
-    help="Keep the newest N checkpoints (0 = keep all).",
+    help="Keep the newest N checkpoints (0 = keep all). --keep_last_n_checkpoints is the original script's name for it.",
 )
 @opt(
     "--log-every",
