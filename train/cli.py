@@ -287,7 +287,8 @@ def main(**kwargs) -> None:
     """Fine-tune lerobot's SmolVLA on WebDataset shard sets written by b1k-preprocess.
 
     Runs on one device as is, on several with `torchrun --nproc_per_node N -m train.cli ...` (DDP).
-    Checkpoints are in lerobot's format: SmolVLAPolicy.from_pretrained(<output-dir>/checkpoints/last/pretrained_model).
+    Checkpoints are in lerobot's format: SmolVLAPolicy.from_pretrained(<output-dir>/checkpoints/last) loads one
+    (so does .../last/pretrained_model, lerobot's own layout), and so do lerobot's processor pipelines.
     """
     from schemas.manifest import ManifestError
     from shards.reader import ShardSetError

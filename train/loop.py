@@ -251,6 +251,18 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _link_files(source: Path, target: Path) -> None:
+    """Make the policy loadable from the step dir itself as well as from lerobot's
+    `<step>/pretrained_model` layout: hard links, so no second copy of the weights (copies where
+    the filesystem has no hard links)."""
+    for path in source.iterdir():
+        if path.is_file():
+            try:
+                os.link(path, target / path.name)
+            except OSError:
+                shutil.copy2(path, target / path.name)
+
+
 def save_checkpoint(
     output_dir: Path,
     step: int,
@@ -269,7 +281,11 @@ def save_checkpoint(
     batch_size: int,
 ) -> Path:
     """Write checkpoint `step` (temporary dir, then rename: complete or absent), point `last` at it,
-    keep the newest `keep_last`."""
+    keep the newest `keep_last`.
+
+    Layout: lerobot's (`pretrained_model/` + `training_state/`), with the policy and processor files
+    also at the top of the step dir, so `SmolVLAPolicy.from_pretrained(<output>/checkpoints/last)` and
+    `.../last/pretrained_model` both load it."""
     from lerobot.common.train_utils import get_step_checkpoint_dir, save_training_state
 
     final = get_step_checkpoint_dir(Path(output_dir), max_steps, step)
@@ -283,6 +299,7 @@ def save_checkpoint(
     postprocessor.save_pretrained(pretrained)
     _write_json(pretrained / PROVENANCE_FILE, {**provenance, "step": step})
     _write_json(pretrained / TRAIN_CONFIG_FILE, train_config)
+    _link_files(pretrained, tmp)
     save_training_state(tmp, step, optimizer, scheduler, num_processes=world, batch_size=batch_size)
     _write_json(tmp / "training_state" / DATA_POSITION_FILE, data_position)
     if final.exists():

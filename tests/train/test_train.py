@@ -109,9 +109,13 @@ def test_eight_workers_train_and_lerobot_loads_the_checkpoint(synthetic_shards, 
         provenance["state"]["indices"][:3] == [158, 159, 160]
         and len(provenance["sets"][0]["manifest_sha256"]) == 64
     )
+    # lerobot's layout (<step>/pretrained_model) and the step dir itself hold the same files (hard links)
+    for name in ("config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json"):
+        assert (checkpoint / name).samefile(checkpoint.parent / name), name
     shard = sorted(synthetic_shards.glob("val-*.tar"))[0]
     loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_ACT, str(checkpoint), str(shard), str(synthetic_shards / "manifest.json")],
+        [sys.executable, "-c", LOAD_AND_ACT, str(out / "checkpoints" / "last"), str(shard),
+         str(synthetic_shards / "manifest.json")],
         capture_output=True, text=True, env=ENV,
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-4000:]
