@@ -12,7 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.shards.setbuilder import build_shard_set
+from tests.shardsets import WIDE_CAMERAS, write_shard_set
+
+# The shards/ tests' set: episodes 0..4 (9, 6, 3, 5, 7 frames), episode 3 held out, a wide head
+# camera, 7 samples per shard (so shards mix episodes and split sets have several), stats sidecars.
+SHARD_SET = {
+    "episodes": {0: 9, 1: 6, 2: 3, 3: 5, 4: 7},
+    "val_episodes": (3,),
+    "cameras": WIDE_CAMERAS,
+    "horizon": 4,
+    "alpha": 0.5,
+    "tasks": {0: "pick up the egg"},
+    "samples_per_shard": 7,
+    "stats_sidecar": True,
+}
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -43,7 +56,7 @@ def _built_sets(tmp_path_factory) -> Callable[..., Path]:
         key = repr(sorted(kwargs.items()))
         if key not in cache:
             root = tmp_path_factory.mktemp("shardset") / "set"
-            build_shard_set(root, **kwargs)
+            write_shard_set(root, **{**SHARD_SET, **kwargs})
             cache[key] = root
         return cache[key]
 
@@ -52,7 +65,7 @@ def _built_sets(tmp_path_factory) -> Callable[..., Path]:
 
 @pytest.fixture
 def make_set(_built_sets, tmp_path) -> Callable[..., Path]:
-    """make_set(name, **build_shard_set kwargs) -> a fresh copy of that set at tmp_path/name."""
+    """make_set(name, **write_shard_set kwargs over SHARD_SET) -> a fresh copy of that set at tmp_path/name."""
 
     def make(name: str = "set", **kwargs) -> Path:
         dst = tmp_path / name

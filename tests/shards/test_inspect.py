@@ -12,7 +12,7 @@ from shards.cli import main
 from shards.codec import decode_sample
 from shards.inspect import RESAMPLE, choose_samples, compress_indices, render_contact_sheet
 from shards.reader import iter_tar_samples, open_shard_set
-from tests.shards.setbuilder import CAMERAS, colour_of
+from tests.shardsets import CAMERAS, colour_of
 
 
 def inspect(*args):

@@ -14,7 +14,7 @@ from shards.cli import main
 from shards.merge import MergeError, merge_sets
 from shards.reader import iter_tar_samples, open_shard_set
 from shards.verify import verify_set
-from tests.shards.setbuilder import read_manifest, write_manifest
+from tests.shardsets import read_manifest, write_manifest
 
 EPISODES = {0: 9, 1: 6, 2: 3, 3: 5, 4: 7, 5: 4, 6: 8}
 
@@ -71,9 +71,7 @@ def test_merged_set_merges_again_with_its_episode_index(partitions, tmp_path, ma
     task's set without reading shards."""
     _, parts = partitions
     merge_sets(tmp_path / "a", [str(p) for p in parts], log=lambda m: None)
-    other = make_set(
-        "other", episodes={10: 4, 11: 6}, val_episodes=(), tasks={3: "open the door"}, task_of={10: 3, 11: 3}
-    )
+    other = make_set("other", episodes={10: 4, 11: 6}, val_episodes=(), tasks={3: "open the door"})
     manifest = merge_sets(tmp_path / "b", [str(tmp_path / "a"), str(other)], log=lambda m: None)
     assert manifest["splits"]["train"]["episodes"] == [0, 1, 2, 4, 6, 10, 11]
     assert manifest["tasks"] == {"0": "pick up the egg", "3": "open the door"}
@@ -166,7 +164,7 @@ def test_multi_task_merge(make_set, tmp_path):
     assert [s["fingerprint"] for s in merged["source"]["sets"]] == ["eggs", "trash"]
     assert "options" not in merged and "options" in merged["merged_from"][0]
     # stats recomputed from the sidecars: numpy over all train values, in (episode, frame) order
-    from tests.shards.setbuilder import action_of, state_of
+    from tests.shardsets import action_of, state_of
 
     train = {10000: 6, 10010: 4, 60000: 9, 60020: 7}
     for key, fn in (("observation.state", state_of), ("action", action_of)):

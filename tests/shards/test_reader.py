@@ -19,7 +19,7 @@ from shards.reader import (
     sample_pipeline,
 )
 from shards.writer import write_tar
-from tests.shards.setbuilder import image_of, read_manifest, state_of
+from tests.shardsets import WIDE_CAMERAS, image_of, read_manifest, state_of
 
 
 def _keys(shard_set, split="train"):
@@ -112,7 +112,8 @@ def test_pipeline_decodes_and_is_deterministic_by_seed(shard_set):
     sample = next(iter(s.pipeline("train", seed=0, shuffle_shards=False)))
     episode, frame = sample["json"]["episode_index"], sample["json"]["frame_index"]
     np.testing.assert_array_equal(sample["state.npy"], state_of(episode, frame))
-    assert np.abs(sample["head.jpg"].astype(int) - image_of(episode, frame, "head").astype(int)).mean() < 3
+    expected = image_of(episode, frame, "head", WIDE_CAMERAS["head"]).astype(int)
+    assert np.abs(sample["head.jpg"].astype(int) - expected).mean() < 3
 
 
 def test_plain_sample_pipeline_still_works(shard_set):

@@ -14,7 +14,7 @@ from shards.codec import encode_npy
 from shards.reader import iter_tar_samples
 from shards.verify import verify_set
 from shards.writer import write_tar
-from tests.shards.setbuilder import read_manifest, write_manifest
+from tests.shardsets import read_manifest, write_manifest
 
 
 def run(*args):

@@ -1,7 +1,7 @@
 """Fixtures of the trainer tests: a tiny SmolVLM backbone and small real tar shard sets.
 
 * `tiny_backbone` -- `train.tiny_backbone.build_tiny_backbone` once per session (vision image_size 32).
-* `make_shards` -- factory: `make_shards(name, **tests.train.shardset.write_shard_set kwargs)` -> set
+* `make_shards` -- factory: `make_shards(name, **tests.shardsets.write_shard_set kwargs)` -> set
   dir, cached per session by name.
 * `small_set` -- 12 episodes of 20 frames (episodes 10, 11 in val), 3 cameras 16x16, horizon 8, alpha 2,
   30 samples per shard (7 train shards, 2 val shards).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.train.shardset import write_shard_set
+from tests.shardsets import write_shard_set
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -10,7 +10,7 @@ import torch
 
 from schemas.manifest import ManifestError
 from shards.errors import ShardCorruptError
-from tests.train.shardset import write_shard_set
+from tests.shardsets import write_shard_set
 from train import data as D
 from train.loop import TrainConfig
 
@@ -120,8 +120,8 @@ def test_batch_diversity_with_default_settings(make_shards, interleave):
 
 
 def test_mixture_follows_the_weights(make_shards):
-    a = make_shards("mix-a", episodes=4, length=20, seed=1)
-    b = make_shards("mix-b", episodes=4, length=20, seed=2, first_episode=100)
+    a = make_shards("mix-a", episodes=4, length=20)
+    b = make_shards("mix-b", episodes=4, length=20, first_episode=100)
     spec = D.open_data([f"{a}@3", f"{b}@1"])
     stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0)
     from_a = sum(item["episode_index"] < 100 for item in itertools.islice(iter(stream), 400))
@@ -140,8 +140,8 @@ def test_sets_with_other_features_cannot_be_mixed(make_shards):
 def test_stats_of_a_mixture_are_exact_for_mean_and_std(make_shards):
     import numpy as np
 
-    a = make_shards("mix-a", episodes=4, length=20, seed=1)
-    c = make_shards("stats-c", episodes=6, length=10, seed=3)
+    a = make_shards("mix-a", episodes=4, length=20)
+    c = make_shards("stats-c", episodes=6, length=10)
     spec = D.open_data([str(a), str(c)])
     values = np.concatenate(
         [np.stack([item["observation.state"].numpy() for item in _all_items(root)]) for root in (a, c)]

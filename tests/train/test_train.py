@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from tests.train.shardset import write_shard_set
+from tests.shardsets import write_shard_set
 from train import cli
 from train import loop as loop_mod
 
