@@ -8,7 +8,10 @@
 * `synthetic_dataset` -- factory: `synthetic_dataset(layout="v2.1", lengths=(5, 7), ...)` builds (and
   caches per session) a dataset for any `SyntheticConfig` fields.
 
-Each returns a `preprocess.synthetic.SyntheticDatasetInfo` (`.root`, `.episodes`, `.camera_sizes`, ...).
+* `tiny_backbone` -- `train.tiny_backbone.build_tiny_backbone` once per session (vision image_size 32,
+  patch 8): the offline stand-in for SmolVLM that every training test loads.
+
+Each dataset fixture returns a `preprocess.synthetic.SyntheticDatasetInfo` (`.root`, `.episodes`, `.camera_sizes`, ...).
 Treat the built datasets as read-only: tests that corrupt files copy the dataset first
 (`shutil.copytree(info.root, tmp_path / "ds")`).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +62,12 @@ def synthetic_v30(synthetic_dataset) -> SyntheticDatasetInfo:
 @pytest.fixture(scope="session")
 def synthetic_v21(synthetic_dataset) -> SyntheticDatasetInfo:
     return synthetic_dataset(layout="v2.1", **FIXTURE_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    from train.tiny_backbone import TinyBackboneSpec, build_tiny_backbone
+
+    return build_tiny_backbone(
+        tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
+    )

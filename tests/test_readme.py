@@ -279,15 +279,6 @@ def test_demo_prints_the_readme_quickstart():
 # ----------------------------------------------------------------------------- running the quick start
 
 
-@pytest.fixture(scope="module")
-def readme_backbone(tmp_path_factory) -> Path:
-    from train.tiny_backbone import TinyBackboneSpec, build_tiny_backbone
-
-    return build_tiny_backbone(
-        tmp_path_factory.mktemp("readme-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
-    )
-
-
 def small(tokens: list[str], backbone: Path) -> list[str]:
     """The quick-start command with CPU-test sizes (see the module docstring)."""
     if Path(tokens[0]).name != "b1k-train":
@@ -301,7 +292,7 @@ def small(tokens: list[str], backbone: Path) -> list[str]:
     return [*out, "--vlm-model", str(backbone), "--no-progress", "--log-every", "1"]
 
 
-def test_quickstart_runs_as_written(synthetic_v30, readme_backbone, tmp_path):
+def test_quickstart_runs_as_written(synthetic_v30, tiny_backbone, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -325,7 +316,7 @@ def test_quickstart_runs_as_written(synthetic_v30, readme_backbone, tmp_path):
     link.symlink_to(synthetic_v30.root, target_is_directory=True)
 
     for tokens in runs:
-        argv = [str(home / t[2:]) if t.startswith("~/") else t for t in small(tokens, readme_backbone)]
+        argv = [str(home / t[2:]) if t.startswith("~/") else t for t in small(tokens, tiny_backbone)]
         argv[0] = str(BIN / argv[0])
         proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (

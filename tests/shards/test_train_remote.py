@@ -23,15 +23,6 @@ ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory) -> Path:
-    from train.tiny_backbone import TinyBackboneSpec, build_tiny_backbone
-
-    return build_tiny_backbone(
-        tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
-    )
-
-
 def _train(shards: str, backbone: Path, out: Path) -> subprocess.CompletedProcess:
     args = [
         "--shards",
@@ -74,14 +65,14 @@ def _losses(out: Path) -> dict[int, tuple[float, float]]:
     return {r["step"]: (r["loss"], r["weighted_loss"]) for r in lines if r["kind"] == "train"}
 
 
-def test_training_from_http_matches_local(shard_set, http_server, http_log, backbone, tmp_path):
+def test_training_from_http_matches_local(shard_set, http_server, http_log, tiny_backbone, tmp_path):
     from safetensors.torch import load_file
 
     www, base = http_server
     shutil.copytree(shard_set, www / "set")
-    local = _train(str(shard_set), backbone, tmp_path / "local")
+    local = _train(str(shard_set), tiny_backbone, tmp_path / "local")
     assert local.returncode == 0, local.stderr[-4000:]
-    remote = _train(f"{base}/set", backbone, tmp_path / "remote")
+    remote = _train(f"{base}/set", tiny_backbone, tmp_path / "remote")
     assert remote.returncode == 0, remote.stderr[-4000:]
     assert "/set/manifest.json" in http_log
     assert {f"/set/train-{i:06d}.tar" for i in range(4)} <= set(http_log)  # the shards came over http

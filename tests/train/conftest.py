@@ -1,6 +1,6 @@
-"""Fixtures of the trainer tests: a tiny SmolVLM backbone and small real tar shard sets.
+"""Fixtures of the trainer tests: small real tar shard sets (the tiny SmolVLM backbone,
+`tiny_backbone`, is in tests/conftest.py).
 
-* `tiny_backbone` -- `train.tiny_backbone.build_tiny_backbone` once per session (vision image_size 32).
 * `make_shards` -- factory: `make_shards(name, **tests.shardsets.write_shard_set kwargs)` -> set
   dir, cached per session by name.
 * `small_set` -- 12 episodes of 20 frames (episodes 10, 11 in val), 3 cameras 16x16, horizon 8, alpha 2,
@@ -17,15 +17,6 @@ import pytest
 from tests.shardsets import write_shard_set
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def tiny_backbone(tmp_path_factory) -> Path:
-    from train.tiny_backbone import TinyBackboneSpec, build_tiny_backbone
-
-    return build_tiny_backbone(
-        tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
-    )
 
 
 @pytest.fixture(scope="session")
