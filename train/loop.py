@@ -341,7 +341,7 @@ def to_policy_batch(
     """The batch keys SmolVLA expects: images float [0,1] (B,3,H,W), state, action, action_is_pad, task."""
     batch: dict[str, Any] = {}
     for key in spec.image_keys:
-        images = raw[key].to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        images = raw[key].to(device, non_blocking=True).float().div_(255.0)
         if augment:
             images = color_jitter(images)
         batch[key] = images

@@ -67,11 +67,8 @@ def test_items_are_decoded_and_chunk_sliced(small_set):
     stream = D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0)
     item = next(iter(stream))
     assert set(spec.image_keys) <= set(item)
-    assert item["observation.images.head"].dtype == torch.uint8 and item["observation.images.head"].shape == (
-        16,
-        16,
-        3,
-    )
+    head = item["observation.images.head"]
+    assert head.dtype == torch.uint8 and head.shape == (3, 16, 16)  # channel-first, as SmolVLA takes it
     assert item["action"].shape == (5, 23) and item["action_is_pad"].shape == (5,)
     assert item["observation.state"].shape == (32,)
     assert 0.0 <= item["progress"] <= 1.0 and item["task"] in ("pick up the radio", "put the dishes away")
