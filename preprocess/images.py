@@ -3,18 +3,19 @@
 Resize: Pillow `Image.resize((w, h), Image.Resampling.BILINEAR)` on the decoded RGB24 frame, only
 when the size changes (recorded in the manifest as `resize: "pillow-bilinear"`, or `"none"`).
 Pillow's bilinear filter is antialiased when shrinking (its support scales with the factor),
-so 720 -> 512 does not alias. JPEG: Pillow (libjpeg-turbo), 4:2:0 chroma subsampling
-(Pillow's default), quality `--jpeg-quality` (default 90).
+so 720 -> 512 does not alias. JPEG: `shards.codec.encode_jpeg` (Pillow, libjpeg-turbo), 4:2:0 chroma
+subsampling (Pillow's default), quality `--jpeg-quality` (default 90).
 """
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from shards.codec import encode_jpeg
 
 DEFAULT_MAX_SIDE = 512
 DEFAULT_JPEG_QUALITY = 90
@@ -85,10 +86,5 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def encode_rgb_jpeg(rgb: np.ndarray, height: int, width: int, quality: int) -> bytes:
-    """Resize (if needed) and JPEG-encode one RGB frame."""
-    image = Image.fromarray(rgb)
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    """Resize (if needed) and JPEG-encode one RGB frame: `resize_rgb`, then the shard codec's JPEG."""
+    return encode_jpeg(resize_rgb(rgb, height, width), quality)
