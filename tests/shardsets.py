@@ -25,6 +25,7 @@ from schemas.presets import TOP32_INDICES
 from schemas.r1pro import ACTION_DIM, action_names, state_names
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, progress, sample_key, temporal_weight
 from shards.codec import encode_jpeg, encode_sample
+from shards.reader import iter_tar_samples, open_shard_set
 from shards.stats import compute_stats, load_stats_values, write_stats_values
 from shards.writer import ShardWriter, atomic_write_text
 
@@ -260,3 +261,14 @@ def read_manifest(root: Path) -> dict:
 
 def write_manifest(root: Path, manifest: dict) -> None:
     atomic_write_text(Path(root) / MANIFEST_NAME, dump_manifest(copy.deepcopy(manifest)))
+
+
+def samples_of(location: str | Path) -> dict:
+    """{(split, key): members} of every sample of a shard set: equal sets hold equal samples."""
+    s = open_shard_set(location)
+    return {
+        (split, x["__key__"]): {k: v for k, v in x.items() if not k.startswith("__")}
+        for split in ("train", "val")
+        for url in s.urls(split)
+        for x in iter_tar_samples(url)
+    }

@@ -12,25 +12,14 @@ from click.testing import CliRunner
 
 from shards.cli import main
 from shards.merge import MergeError, merge_sets
-from shards.reader import iter_tar_samples, open_shard_set
 from shards.verify import verify_set
-from tests.shardsets import read_manifest, write_manifest
+from tests.shardsets import read_manifest, samples_of, write_manifest
 
 EPISODES = {0: 9, 1: 6, 2: 3, 3: 5, 4: 7, 5: 4, 6: 8}
 
 
 def merge(*args):
     return CliRunner().invoke(main, ["merge", *map(str, args)], catch_exceptions=False)
-
-
-def samples_of(location):
-    s = open_shard_set(location)
-    return {
-        (split, x["__key__"]): {k: v for k, v in x.items() if not k.startswith("__")}
-        for split in ("train", "val")
-        for url in s.urls(split)
-        for x in iter_tar_samples(url)
-    }
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from shards.reader import iter_tar_samples, open_shard_set
+from tests.shardsets import samples_of
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +31,6 @@ def _wait(process: subprocess.Popen) -> subprocess.CompletedProcess:
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, f"{process.args}:\n{stdout}\n{stderr}"
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def _samples(location) -> dict:
-    s = open_shard_set(location)
-    return {
-        (split, x["__key__"]): {k: v for k, v in x.items() if not k.startswith("__")}
-        for split in ("train", "val")
-        for url in s.urls(split)
-        for x in iter_tar_samples(url)
-    }
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -88,7 +78,7 @@ def test_three_partitions_merged_equal_one_run(synthetic_dataset, tmp_path, stri
         assert result["splits"][split]["samples"] == whole["splits"][split]["samples"]
     assert whole["splits"]["val"]["episodes"]  # the val split is exercised too
     # same samples: every member of every sample, byte for byte
-    assert _samples(tmp_path / "merged") == _samples(tmp_path / "whole")
+    assert samples_of(tmp_path / "merged") == samples_of(tmp_path / "whole")
     # same stats
     for key, stats in whole["stats"].items():
         for name, value in stats.items():
