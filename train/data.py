@@ -573,11 +573,48 @@ def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, 
     return item
 
 
+PACKED_KEY = "__packed__"
+
+
+def pack_item(item: dict[str, Any]) -> dict[str, Any]:
+    """Put every tensor of an item into one shared-memory byte buffer.
+
+    A DataLoader worker hands each tensor to the main process through its own shared-memory
+    segment; with six tensors per sample that handover, not decoding, capped throughput (~200
+    samples/s measured here with no decoding at all, ~550 with one buffer per sample)."""
+    tensors = {k: v for k, v in item.items() if isinstance(v, torch.Tensor)}
+    layout, offset = [], 0
+    for key, tensor in tensors.items():
+        offset = -(-offset // 8) * 8  # keep every view aligned for its dtype
+        layout.append((key, tensor.dtype, tuple(tensor.shape), offset))
+        offset += tensor.numel() * tensor.element_size()
+    buffer = torch.empty(offset, dtype=torch.uint8).share_memory_()
+    for (_, dtype, shape, start), tensor in zip(layout, tensors.values(), strict=True):
+        size = tensor.numel() * tensor.element_size()
+        buffer[start : start + size].view(dtype).view(shape).copy_(tensor)
+    packed = {k: v for k, v in item.items() if k not in tensors}
+    packed[PACKED_KEY] = (buffer, layout)
+    return packed
+
+
+def unpack_item(item: dict[str, Any]) -> dict[str, Any]:
+    """The item `pack_item` packed, its tensors as views of the buffer."""
+    if PACKED_KEY not in item:
+        return item
+    buffer, layout = item[PACKED_KEY]
+    out = {k: v for k, v in item.items() if k != PACKED_KEY}
+    for key, dtype, shape, start in layout:
+        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        out[key] = buffer[start : start + size].view(dtype).view(shape)
+    return out
+
+
 def collate(items: list[dict[str, Any]], pin_memory: bool = False) -> dict[str, Any]:
     """Stack items into a batch (into pinned memory for fast host-to-GPU copies); strings and ints stay lists.
 
     Stacks with numpy into the batch tensor's memory: torch.stack of uint8 images measured 4-9x slower
     here (and much worse while other processes compete for the cores)."""
+    items = [unpack_item(item) for item in items]
     batch: dict[str, Any] = {}
     for key, value in items[0].items():
         values = [item[key] for item in items]
@@ -668,7 +705,8 @@ class TrainStream(IterableDataset):
 
 def _decode_or_skip(raw: dict, cameras: list[CameraSpec], chunk_size: int, corrupt: CorruptShardLog | None):
     try:
-        return to_item(raw, cameras, chunk_size)
+        item = to_item(raw, cameras, chunk_size)
+        return pack_item(item) if get_worker_info() is not None else item
     except ShardCorruptError as error:
         if corrupt is None:
             raise

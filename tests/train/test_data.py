@@ -215,3 +215,20 @@ def test_batch_diversity_on_preprocessed_shards(synthetic_shards):
         f"preprocessed shards: distinct episodes per 16-sample batch: avg {average:.2f}, min {min(distinct)}"
     )
     assert average >= 12
+
+
+def test_packed_items_unpack_to_the_same_tensors(small_set):
+    """Workers ship each sample as one shared buffer; the main process gets identical tensors back."""
+    spec = D.open_data([str(small_set)])
+    item = next(iter(D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0)))
+    packed = D.pack_item(item)
+    assert [k for k, v in packed.items() if isinstance(v, torch.Tensor)] == []
+    unpacked = D.unpack_item(packed)
+    assert unpacked.keys() == item.keys()
+    for key, value in item.items():
+        if isinstance(value, torch.Tensor):
+            assert unpacked[key].dtype == value.dtype and torch.equal(unpacked[key], value), key
+        else:
+            assert unpacked[key] == value, key
+    batch = D.collate([packed, item])
+    assert torch.equal(batch["observation.state"][0], batch["observation.state"][1])
