@@ -53,6 +53,7 @@ class EpisodeOptions:
     frame_stride: int
     jpeg_quality: int
     cameras: tuple[CameraPlan, ...]
+    decoder_threads: int = 0  # per video decoder; 0 = one per core (see preprocess.video)
 
 
 @dataclass
@@ -197,6 +198,7 @@ def process_episode(
                 length=length,
                 fps=source.fps,
                 from_timestamp=videos[c.name].from_timestamp,
+                threads=options.decoder_threads,
             )
             for c in options.cameras
         ]

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -566,7 +567,10 @@ def run_episodes(
                 else:
                     on_done(result)
         else:
-            _run_pool(todo, plan.options, work, workers, on_done, on_error, progress)
+            # Cores are shared by the workers: more decoder threads than that only contend.
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            options = dataclasses.replace(plan.options, decoder_threads=threads)
+            _run_pool(todo, options, work, workers, on_done, on_error, progress)
     finally:
         progress.close()
     frames_this_run = sum(lengths[i] for i in todo if i in results)

@@ -29,9 +29,12 @@ def iter_episode_frames(
     length: int,
     fps: float,
     from_timestamp: float = 0.0,
-    threads: bool = True,
+    threads: int = 0,
 ) -> Iterator[av.VideoFrame]:
-    """Yield the episode's `length` frames of this video, in order (frame 0, 1, ..., length-1)."""
+    """Yield the episode's `length` frames of this video, in order (frame 0, 1, ..., length-1).
+
+    `threads`: decoder threads, 0 = FFmpeg's choice (one per core), 1 = single-threaded (best when
+    every core already runs a worker process: threads would only contend)."""
     path = Path(path)
     if not path.is_file():
         raise EpisodeDataError(f"{path}: missing camera video for episode {episode_index}", episode_index)
@@ -45,8 +48,9 @@ def iter_episode_frames(
         if not container.streams.video:
             raise EpisodeDataError(f"{path}: no video stream (episode {episode_index})", episode_index)
         stream = container.streams.video[0]
-        if threads:
+        if threads != 1:
             stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
         time_base = stream.time_base
         if from_timestamp > 0:
             # Land on the keyframe at or before the episode's first frame (half a frame of margin
