@@ -1,0 +1,141 @@
+"""Run a command and measure it: wall time, CPU time of it and all its descendants, peak RSS.
+
+Run in a fresh helper process (`python -m tests.benchmarks.measure -- CMD ...`) so that
+`getrusage(RUSAGE_CHILDREN)` covers exactly this command:
+  - `maxrss_kb`: ru_maxrss of RUSAGE_CHILDREN = the peak RSS of the largest single process of the
+    tree (the main process or one worker);
+  - `peak_tree_rss_kb`: the peak of the sum of RSS over the whole process tree, polled from /proc
+    every 20 ms (catches workers running at the same time);
+  - `cpu_s`: user + system CPU seconds of the whole tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces/parens, split after the last ')'
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def tree_rss_kb(pid: int) -> int:
+    children = _children_map()
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * _PAGE_KB
+        except OSError:
+            pass
+        todo.extend(children.get(p, []))
+    return total
+
+
+def run_and_measure(cmd: list[str], log_path: str | None = None, poll_s: float = 0.02) -> dict:
+    """Run cmd (in this process's child) and measure it; only meaningful once per process."""
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    peak = 0
+    done = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_kb(proc.pid))
+            done.wait(poll_s)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    rc = proc.wait()
+    wall = time.perf_counter() - start
+    done.set()
+    thread.join()
+    if log_path:
+        out.close()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "cmd": cmd,
+        "rc": rc,
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "cpu_user_s": usage.ru_utime,
+        "cpu_sys_s": usage.ru_stime,
+        "maxrss_kb": usage.ru_maxrss,
+        "peak_tree_rss_kb": peak,
+        "log": log_path,
+    }
+
+
+def measure_subprocess(cmd: list[str], log_path: str | Path | None = None, env: dict | None = None) -> dict:
+    """Measure `cmd` in a fresh helper process (clean RUSAGE_CHILDREN); returns the measurement."""
+    helper = [sys.executable, "-m", "tests.benchmarks.measure"]
+    if log_path:
+        helper += ["--log", str(log_path)]
+    result = subprocess.run(
+        [*helper, "--", *cmd],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise RuntimeError(f"measure helper failed for {cmd}: {result.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def run_json(cmd: list[str], timeout: float | None = None, env: dict | None = None) -> dict:
+    """Run a bench helper (`python -m tests.benchmarks.X ...`) that prints one `RESULT {json}` line."""
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd)} failed (rc {result.returncode}): {result.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    log = None
+    if argv[:1] == ["--log"]:
+        log, argv = argv[1], argv[2:]
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    result = run_and_measure(argv, log)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
