@@ -47,7 +47,6 @@ from schemas.manifest import MANIFEST_NAME, dump_manifest, validate_manifest
 from schemas.presets import DEFAULT_PRESET, StateSelection, resolve_state_selection
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, CAMERAS, STATE_DIM, STATE_KEY, action_names
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, image_member
-from shards.reader import iter_tar_samples
 from shards.stats import compute_stats, load_stats_values, write_stats_values
 from shards.writer import ShardInfo, ShardWriter, atomic_write_text
 
@@ -629,6 +628,10 @@ def interleave(
     next sample comes from an open episode drawn with probability proportional to its remaining
     samples. Within an episode samples keep their frame order.
     """
+    # Imported here: shards.reader pulls in webdataset and torch (~575 MB), which the spawned
+    # episode workers, importing this module, must not pay for.
+    from shards.reader import iter_tar_samples
+
     rng = np.random.default_rng(seed)
     order = [tars[i] for i in rng.permutation(len(tars))]
     open_iters: list[Iterator[dict]] = []
