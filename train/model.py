@@ -29,7 +29,6 @@ from train.data import ACTION_KEY, STATE_KEY, DataSpec
 logger = logging.getLogger(__name__)
 
 DEFAULT_PRETRAINED = "lerobot/smolvla_base"
-SMOLVLA_MAX_DIM = 32  # SmolVLA pads state and action to 32 dims
 
 
 class ModelLoadError(RuntimeError):
@@ -208,11 +207,9 @@ def build_policy_from_backbone(
         vlm_model_name=location,
         load_vlm_weights=backbone_has_weights(location),
         resize_imgs_with_padding=(size, size),
-        max_state_dim=max(SMOLVLA_MAX_DIM, spec.state_dim),
-        max_action_dim=max(SMOLVLA_MAX_DIM, spec.action_dim),
+        # Set here too: the config checks n_action_steps <= chunk_size as it is made.
         chunk_size=chunk_size,
         n_action_steps=chunk_size,
-        device=device,
     )
     _apply_common(
         config,
