@@ -25,6 +25,7 @@ from shards.guard import (
     decode_checked,
     iter_checked_shard,
 )
+from shards.scan import ShardScan
 
 __all__ = [
     "CorruptShardLog",
@@ -143,9 +144,10 @@ def open_shard_set(location: str | Path) -> ShardSet:
     return ShardSet(location, root, parse_manifest(text, where=manifest_url))
 
 
-def iter_tar_samples(url: str, handler: Callable = wds.reraise_exception) -> Iterator[dict[str, Any]]:
-    """The raw samples (member name -> bytes, plus `__key__`/`__url__`) of one tar, in file order."""
-    yield from wds.tarfile_to_samples(handler=handler)(iter([{"url": url}]))
+def iter_tar_samples(url: str) -> Iterator[dict[str, Any]]:
+    """The raw samples (member name -> bytes, plus `__key__`/`__url__`) of one tar, in file order,
+    grouped like webdataset's `tarfile_to_samples`; a read failure raises `ShardCorruptError`."""
+    yield from ShardScan(url, digest=False)
 
 
 def sample_pipeline(

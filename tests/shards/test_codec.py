@@ -14,6 +14,7 @@ from shards.codec import (
     decode_npy,
     decode_sample,
     encode_jpeg,
+    encode_npy,
     encode_png,
     encode_sample,
 )
@@ -111,3 +112,29 @@ def test_decode_image_converts_to_rgb():
     buffer = io.BytesIO()
     Image.fromarray(np.full((4, 6), 128, np.uint8)).save(buffer, format="PNG")
     assert decode_image(buffer.getvalue()).shape == (4, 6, 3)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(32, dtype=np.float32),
+        np.linspace(0, 1, 50 * 23, dtype=np.float32).reshape(50, 23),
+        np.array([False, True, True]),
+        np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
+        np.array(3.5, dtype=np.float32),
+        np.arange(6, dtype=">i4").reshape(2, 3),
+    ],
+)
+def test_npy_members_decode_as_np_load_reads_them(array):
+    data = encode_npy(array)
+    decoded = decode_npy(data)
+    reference = np.load(io.BytesIO(data))
+    assert decoded.dtype == reference.dtype and decoded.shape == reference.shape
+    np.testing.assert_array_equal(decoded, reference)
+    decoded[...] = 0  # a writable array of its own, like np.load's
+    np.testing.assert_array_equal(decode_npy(data), reference)
+
+
+def test_npy_bytes_that_are_not_npy_are_refused():
+    with pytest.raises(ValueError):
+        decode_npy(b"not an npy member")

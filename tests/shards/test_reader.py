@@ -2,10 +2,13 @@
 prefix on a local server, `pipe:` command), the same samples every way; and corrupt shards in
 the training stream: a clear error naming the shard, or (skip_corrupt) skipped and counted."""
 
+import io
 import shutil
+import tarfile
 
 import numpy as np
 import pytest
+import webdataset as wds
 
 from schemas.manifest import ManifestError
 from shards.reader import (
@@ -273,3 +276,38 @@ def test_iter_checked_shard_and_decode_checked(shard_set, tmp_path):
     broken = dict(raws[0], **{"state.npy": b"\x93NUMPY garbage"})
     with pytest.raises(ShardCorruptError, match=rf"{raws[0]['__key__']} does not decode"):
         decode_checked(broken, str(shard_set))
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_tars_of_other_writers_read_like_tarfile_reads_them(tmp_path, tar_format):
+    """Shards need not come from our writer: long names (GNU and pax records), ustar name prefixes
+    and directory entries read as Python's tarfile reads them."""
+    long_dir = "d" * 120 if tar_format != tarfile.USTAR_FORMAT else "nested/dir"
+    members = {
+        f"{long_dir}/e00000001_f000000.state.npy": b"\x93NUMPY fake",
+        f"{long_dir}/e00000001_f000000.json": b'{"a": 1}',
+        f"{long_dir}/e00000001_f000001.json": b"x" * 1000,
+    }
+    path = tmp_path / "other.tar"
+    with tarfile.open(path, "w", format=tar_format) as tar:
+        info = tarfile.TarInfo(long_dir + "/sub")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    ours = list(iter_tar_samples(str(path)))
+    reference = list(wds.tarfile_to_samples()(iter([{"url": str(path)}])))
+    assert [s["__key__"] for s in ours] == [f"{long_dir}/e00000001_f000000", f"{long_dir}/e00000001_f000001"]
+    assert [{k: v for k, v in s.items() if k != "__local_path__"} for s in reference] == ours
+
+
+def test_a_garbled_tar_header_is_an_error_naming_the_shard(tmp_path):
+    path = tmp_path / "garbled.tar"
+    write_tar(path, [{"__key__": "e00000000_f000000", "json": b"{}"}])
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0x20  # a byte of the first member's name: the header checksum no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShardCorruptError, match=r"garbled.tar.*bad checksum"):
+        list(iter_tar_samples(str(path)))
