@@ -14,18 +14,25 @@ describe the same features. Each DataLoader worker of each rank (a *slot*) build
    episodes whenever the buffers hold them (`--no-stratify`: webdataset's plain buffer shuffle);
 4. decode (`shards.codec.decode_sample`), slice the action chunk to `chunk_size`.
 
-Workers yield single samples; the main process takes `batch_size` consecutive ones, which the
-DataLoader hands out round-robin over the workers, so a batch mixes samples of every worker.
-Because each slot's stream is a pure function of (seed, epoch, slot) and the number of samples a
-slot yields per epoch is known from the manifest, the *data position* is just the number of batches
-consumed: on resume every worker skips, without decoding, exactly the samples it had delivered.
+Each worker collates `batch_size` consecutive samples of its stream into one batch, written into
+one shared-memory buffer (images channels-last, as the JPEG decoder writes them) that it reuses
+(`BatchRing`): the main process receives one buffer per batch and copies it out (`batches`).
+Handing over single samples, each in fresh shared memory, had cost more than decoding them. The
+DataLoader hands the batches out round-robin over the workers, so batch k comes from worker
+k % workers; the episode-stratified picks still give a batch distinct episodes, from the ~1000
+samples of that worker's buffer. Because each slot's stream is a pure function of (seed, epoch,
+slot) and the number of samples a slot yields per epoch is known from the manifest, the *data
+position* is just the number of batches consumed: on resume every worker skips, without decoding,
+exactly the samples it had delivered.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
 import math
+import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -468,13 +475,14 @@ def slot_stream(
     shuffle_buffer: int,
     skip: int = 0,
     schedule: EpisodeSchedule | None = None,
+    batch_size: int = 1,
     corrupt: CorruptShardLog | None = None,
 ) -> Iterator[dict]:
     """The infinite raw-sample stream of one slot (epoch after epoch), skipping its first `skip` samples.
 
     Whole epochs are skipped by arithmetic; inside an epoch the skipped samples are read but not decoded.
-    With a `schedule`, the shuffle buffer's n-th pick asks for the episode the schedule wants at this
-    rank's item n * workers + worker (the DataLoader's round-robin position of that sample).
+    With a `schedule`, the shuffle buffer's n-th pick asks for the episode the schedule wants at the
+    rank's item this sample becomes (`rank_item`: workers fill whole batches of `batch_size`).
     """
     position = 0  # samples of this slot before the current epoch (skipped ones included)
     for epoch in itertools.count():
@@ -494,7 +502,11 @@ def slot_stream(
             rng = random.Random(_seed(seed, epoch, rank, worker, 0x5EED))
             if schedule is not None:
                 stream = stratified_shuffle(
-                    stream, shuffle_buffer, rng, lambda n: schedule.wanted(n * workers + worker), position
+                    stream,
+                    shuffle_buffer,
+                    rng,
+                    lambda n: schedule.wanted(rank_item(n, worker, workers, batch_size)),
+                    position,
                 )
             else:
                 stream = wds.filters._shuffle(stream, bufsize=shuffle_buffer, initial=shuffle_buffer, rng=rng)
@@ -573,58 +585,182 @@ def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, 
     return item
 
 
+# ---------------------------------------------------------------------------------------------
+# Batches: collated where the samples are decoded, handed over as one shared-memory buffer
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    """Where one batch tensor lives in a batch buffer: byte offset, dtype and logical shape.
+
+    A 4-D (B, C, H, W) image tensor is stored channels-last (B, H, W, C): JPEG decoders write
+    pixels interleaved, so copying a decoded image in is a plain memcpy, while a channel-first
+    copy is a strided gather that measured ~1 ms per 512x512 image here. SmolVLA gets the
+    (B, C, H, W) view; every torch op takes it, and `.to(device)` keeps the layout."""
+
+    key: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+
+    def view(self, buffer: torch.Tensor) -> torch.Tensor:
+        flat = buffer[self.offset : self.offset + self.nbytes].view(self.dtype)
+        if len(self.shape) == 4:
+            b, c, h, w = self.shape
+            return flat.view(b, h, w, c).permute(0, 3, 1, 2)
+        return flat.view(self.shape)
+
+
+BatchLayout = tuple[TensorSlot, ...]
+
+
+def batch_layout(item: dict[str, Any], batch_size: int) -> BatchLayout:
+    """The layout of a batch of `batch_size` items shaped like `item` (its tensors, in order)."""
+    slots, offset = [], 0
+    for key, value in item.items():
+        if isinstance(value, torch.Tensor):
+            offset = -(-offset // 64) * 64  # aligned for every dtype (and cache lines)
+            slot = TensorSlot(key, value.dtype, (batch_size, *value.shape), offset)
+            slots.append(slot)
+            offset += slot.nbytes
+    return tuple(slots)
+
+
+def _layout_bytes(layout: BatchLayout) -> int:
+    return max((s.offset + s.nbytes for s in layout), default=0)
+
+
+def allocate_batch(layout: BatchLayout, *, shared: bool = False, pin_memory: bool = False) -> torch.Tensor:
+    """One byte buffer for a whole batch (in shared memory for a hand-over between processes)."""
+    buffer = torch.empty(_layout_bytes(layout), dtype=torch.uint8, pin_memory=pin_memory)
+    return buffer.share_memory_() if shared else buffer
+
+
 PACKED_KEY = "__packed__"
 
 
-def pack_item(item: dict[str, Any]) -> dict[str, Any]:
-    """Put every tensor of an item into one shared-memory byte buffer.
+class BatchBuilder:
+    """Fills a batch row by row, copying each item in as it comes (its decoded images are then
+    still in the CPU cache, and freed before the next item is decoded).
 
-    A DataLoader worker hands each tensor to the main process through its own shared-memory
-    segment; with six tensors per sample that handover, not decoding, capped throughput (~200
-    samples/s measured here with no decoding at all, ~550 with one buffer per sample)."""
-    tensors = {k: v for k, v in item.items() if isinstance(v, torch.Tensor)}
-    layout, offset = [], 0
-    for key, tensor in tensors.items():
-        offset = -(-offset // 8) * 8  # keep every view aligned for its dtype
-        layout.append((key, tensor.dtype, tuple(tensor.shape), offset))
-        offset += tensor.numel() * tensor.element_size()
-    buffer = torch.empty(offset, dtype=torch.uint8).share_memory_()
-    for (_, dtype, shape, start), tensor in zip(layout, tensors.values(), strict=True):
-        size = tensor.numel() * tensor.element_size()
-        buffer[start : start + size].view(dtype).view(shape).copy_(tensor)
-    packed = {k: v for k, v in item.items() if k not in tensors}
-    packed[PACKED_KEY] = (buffer, layout)
-    return packed
+    Into `buffer` (a worker's shared buffer) the batch is built *packed*: {PACKED_KEY: (buffer,
+    layout, ring_key), lists...}, one object to hand over (`unpack_batch` makes the tensors);
+    without one, into a new buffer, as plain tensors."""
+
+    def __init__(self, layout: BatchLayout, buffer: torch.Tensor | None = None, ring_key=None):
+        self.layout = layout
+        self.packed = buffer is not None
+        self.buffer = buffer if buffer is not None else allocate_batch(layout)
+        self.ring_key = ring_key
+        # numpy copies: torch's copy_ runs on its thread pool, which measured 10-100x slower when
+        # other processes hold the cores
+        self.rows = [slot.view(self.buffer).numpy() for slot in layout]
+        self.lists: dict[str, list] = {}
+        self.count = 0
+
+    @property
+    def full(self) -> bool:
+        return self.count == self.layout[0].shape[0] if self.layout else False
+
+    def add(self, item: dict[str, Any]) -> None:
+        for slot, rows in zip(self.layout, self.rows, strict=True):
+            np.copyto(rows[self.count], item[slot.key].numpy())
+        for key, value in item.items():
+            if not isinstance(value, torch.Tensor):
+                self.lists.setdefault(key, []).append(value)
+        self.count += 1
+
+    def finish(self) -> dict[str, Any]:
+        layout = tuple(  # a short last batch: the first rows of each tensor
+            TensorSlot(s.key, s.dtype, (self.count, *s.shape[1:]), s.offset) for s in self.layout
+        )
+        batch: dict[str, Any] = dict(self.lists)
+        if self.packed:
+            batch[PACKED_KEY] = (self.buffer, layout, self.ring_key)
+        else:
+            batch.update({slot.key: slot.view(self.buffer) for slot in layout})
+        return batch
 
 
-def unpack_item(item: dict[str, Any]) -> dict[str, Any]:
-    """The item `pack_item` packed, its tensors as views of the buffer."""
-    if PACKED_KEY not in item:
-        return item
-    buffer, layout = item[PACKED_KEY]
-    out = {k: v for k, v in item.items() if k != PACKED_KEY}
-    for key, dtype, shape, start in layout:
-        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        out[key] = buffer[start : start + size].view(dtype).view(shape)
+def collate(items: list[dict[str, Any]], buffer: torch.Tensor | None = None) -> dict[str, Any]:
+    """Stack items into a batch: tensors into one buffer (images channels-last), strings and ints
+    stay lists; with a `buffer`, packed (see `BatchBuilder`)."""
+    builder = BatchBuilder(batch_layout(items[0], len(items)), buffer)
+    for item in items:
+        builder.add(item)
+    return builder.finish()
+
+
+def unpack_batch(
+    batch: dict[str, Any], *, copy: bool = True, pin_memory: bool = False, keep: dict | None = None
+) -> dict[str, Any]:
+    """The tensors of a packed batch as views of its buffer; with `copy`, of a private copy of it
+    (one memcpy), so the worker may refill its buffer. `keep` holds on to the workers' reused
+    buffers: torch then maps each one into this process once (every new mapping is page-faulted
+    in again, which cost more than the copy)."""
+    if PACKED_KEY not in batch:
+        return batch
+    buffer, layout, ring_key = batch[PACKED_KEY]
+    if keep is not None and ring_key is not None:
+        keep[ring_key] = buffer
+    if copy:
+        size = max((s.offset + s.nbytes for s in layout), default=0)
+        own = torch.empty(size, dtype=torch.uint8, pin_memory=pin_memory)
+        np.copyto(own.numpy(), buffer[:size].numpy())
+        buffer = own
+    out = {k: v for k, v in batch.items() if k != PACKED_KEY}
+    for slot in layout:
+        out[slot.key] = slot.view(buffer)
     return out
 
 
-def collate(items: list[dict[str, Any]], pin_memory: bool = False) -> dict[str, Any]:
-    """Stack items into a batch (into pinned memory for fast host-to-GPU copies); strings and ints stay lists.
+class BatchRing:
+    """Shared-memory batch buffers a DataLoader worker fills in turn.
 
-    Stacks with numpy into the batch tensor's memory: torch.stack of uint8 images measured 4-9x slower
-    here (and much worse while other processes compete for the cores)."""
-    items = [unpack_item(item) for item in items]
-    batch: dict[str, Any] = {}
-    for key, value in items[0].items():
-        values = [item[key] for item in items]
-        if isinstance(value, torch.Tensor):
-            out = torch.empty((len(values), *value.shape), dtype=value.dtype, pin_memory=pin_memory)
-            np.stack([v.numpy() for v in values], out=out.numpy())
-            batch[key] = out
-        else:
-            batch[key] = values
-    return batch
+    A fresh shared-memory buffer per batch is cheap to create but every page of it is faulted in
+    when first written: that measured ~1.2 ms per MB here, more than decoding the JPEGs. Reused
+    buffers are faulted in once. Reuse is safe because a DataLoader worker is asked for its batch
+    n + prefetch_factor only once its batch n has been handed to the consumer, and `batches` copies
+    a batch out before it asks for the next one: `slots` = prefetch_factor + 2 buffers never
+    overwrite a batch still in use. `slots=0`: a new buffer per batch (any DataLoader)."""
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self.layout: BatchLayout | None = None
+        self.buffers: list[torch.Tensor] = []
+        self.turn = 0
+
+    def builder(self, layout: BatchLayout) -> BatchBuilder:
+        if self.slots <= 0 or (self.layout is not None and layout != self.layout):
+            return BatchBuilder(layout, allocate_batch(layout, shared=True))
+        self.layout = layout
+        index = self.turn % self.slots
+        if len(self.buffers) <= index:
+            self.buffers.append(allocate_batch(layout, shared=True))
+        self.turn += 1
+        return BatchBuilder(layout, self.buffers[index], ring_key=(os.getpid(), id(self), index))
+
+
+def batched(
+    items: Iterator[dict[str, Any]], batch_size: int, ring: BatchRing | None
+) -> Iterator[dict[str, Any]]:
+    """Batches of `batch_size` items (the last one may be short): packed into the `ring`'s buffers
+    in a worker, plain in the consuming process."""
+    builder: BatchBuilder | None = None
+    for item in items:
+        if builder is None:
+            layout = batch_layout(item, batch_size)
+            builder = ring.builder(layout) if ring is not None else BatchBuilder(layout)
+        builder.add(item)
+        if builder.full:
+            yield builder.finish()
+            builder = None
+    if builder is not None and builder.count:
+        yield builder.finish()
 
 
 def _worker() -> tuple[int, int]:
@@ -632,8 +768,23 @@ def _worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
+def rank_item(n: int, worker: int, workers: int, batch_size: int) -> int:
+    """The rank's item index of a worker's n-th sample: workers fill whole batches, which the
+    DataLoader hands out round-robin (worker w's k-th batch is the rank's batch k * workers + w)."""
+    batch, position = divmod(n, batch_size)
+    return (batch * workers + worker) * batch_size + position
+
+
+def worker_batches_consumed(batches_consumed: int, worker: int, workers: int) -> int:
+    """How many of the first `batches_consumed` batches (handed out round-robin) came from `worker`."""
+    return len(range(worker, batches_consumed, workers))
+
+
 class TrainStream(IterableDataset):
-    """Infinite per-rank stream of decoded samples, starting after `start_items` consumed samples."""
+    """Infinite per-rank stream of batches, starting after `start_batches` consumed batches.
+
+    Each DataLoader worker decodes and collates whole batches of its own samples (see the module
+    docstring); `ring_slots` (set by `make_loader`) lets it reuse its shared-memory buffers."""
 
     def __init__(
         self,
@@ -641,13 +792,14 @@ class TrainStream(IterableDataset):
         *,
         chunk_size: int,
         seed: int,
+        batch_size: int,
         rank: int = 0,
         world: int = 1,
         shuffle_buffer: int = 1000,
-        start_items: int = 0,
-        batch_size: int = 8,
+        start_batches: int = 0,
         stratify: bool = True,
         corrupt: CorruptShardLog | None = None,
+        ring_slots: int = 0,
     ):
         super().__init__()
         self.corrupt = corrupt
@@ -662,14 +814,21 @@ class TrainStream(IterableDataset):
         self.rank = rank
         self.world = world
         self.shuffle_buffer = shuffle_buffer
-        self.start_items = start_items
+        self.start_batches = start_batches
+        self.ring_slots = ring_slots
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         loader_worker, workers = _worker()
-        # The DataLoader hands out items round-robin from its worker 0: after `start_items` items, the
-        # next one belongs to logical worker start_items % workers, so loader worker w plays that role.
-        worker = (loader_worker + self.start_items) % workers
-        skip = worker_items_consumed(self.start_items, worker, workers)
+        ring = BatchRing(self.ring_slots) if get_worker_info() is not None else None
+        yield from batched(self.items(loader_worker, workers), self.batch_size, ring)
+
+    def items(self, loader_worker: int = 0, workers: int = 1) -> Iterator[dict[str, Any]]:
+        """The decoded samples of DataLoader worker `loader_worker` of `workers`, in batch order."""
+        b = self.batch_size
+        # The DataLoader asks its worker 0 first: after `start_batches` batches, the next one belongs
+        # to logical worker start_batches % workers, so loader worker w plays that role.
+        worker = (loader_worker + self.start_batches) % workers
+        skip = worker_batches_consumed(self.start_batches, worker, workers) * b
         choices = mixture_choices(self.weights, self.seed, self.rank, worker)
         per_source = [0] * len(self.sources)
         if len(self.sources) > 1:
@@ -688,11 +847,10 @@ class TrainStream(IterableDataset):
                 workers=workers,
                 shuffle_buffer=self.shuffle_buffer,
                 skip=per_source[index],
-                schedule=EpisodeSchedule(
-                    self.episodes[index], self.batch_size, _seed(self.seed, index), self.rank
-                )
+                schedule=EpisodeSchedule(self.episodes[index], b, _seed(self.seed, index), self.rank)
                 if self.stratify
                 else None,
+                batch_size=b,
                 corrupt=self.corrupt,
             )
             for index, shards in enumerate(self.sources)
@@ -705,8 +863,7 @@ class TrainStream(IterableDataset):
 
 def _decode_or_skip(raw: dict, cameras: list[CameraSpec], chunk_size: int, corrupt: CorruptShardLog | None):
     try:
-        item = to_item(raw, cameras, chunk_size)
-        return pack_item(item) if get_worker_info() is not None else item
+        return to_item(raw, cameras, chunk_size)
     except ShardCorruptError as error:
         if corrupt is None:
             raise
@@ -715,55 +872,93 @@ def _decode_or_skip(raw: dict, cameras: list[CameraSpec], chunk_size: int, corru
 
 
 class ValStream(IterableDataset):
-    """One deterministic pass over the val splits (no shuffle), split by node and worker."""
+    """One deterministic pass over the val splits (no shuffle), split by node and worker, in batches
+    (each worker's last one may be short)."""
 
     def __init__(
         self,
         spec: DataSpec,
         *,
         chunk_size: int,
+        batch_size: int,
         rank: int = 0,
         world: int = 1,
         corrupt: CorruptShardLog | None = None,
+        ring_slots: int = 0,
     ):
         super().__init__()
         self.corrupt = corrupt
         self.shards = [ref for src in spec.sources for ref in src.val]
         self.cameras = spec.cameras
         self.chunk_size = chunk_size
+        self.batch_size = batch_size
         self.rank = rank
         self.world = world
+        self.ring_slots = ring_slots
 
     def __len__(self) -> int:  # samples of the whole split (all ranks)
         return sum(s.samples for s in self.shards)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = _worker()
+        ring = BatchRing(self.ring_slots) if get_worker_info() is not None else None
         plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
-        for raw in _plan_raw(plan, self.corrupt):
-            item = _decode_or_skip(raw, self.cameras, self.chunk_size, self.corrupt)
-            if item is not None:
-                yield item
+        decoded = (
+            _decode_or_skip(raw, self.cameras, self.chunk_size, self.corrupt)
+            for raw in _plan_raw(plan, self.corrupt)
+        )
+        yield from batched((item for item in decoded if item is not None), self.batch_size, ring)
 
 
-def make_loader(dataset: IterableDataset, *, num_workers: int, batch_size: int, persistent: bool = False):
-    """A DataLoader yielding single samples, round-robin over the workers (in order)."""
+PREFETCH_BATCHES = 2  # per worker, torch's default
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+
+
+def retain_freed_memory(trim_threshold: int = 256 << 20, mmap_threshold: int = 32 << 20) -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    A decoding process frees the images of a whole batch at once (~17 MB at the default size); by
+    default glibc gives that back and every page is faulted in again for the next batch, which
+    measured ~25% of a worker's time here. Returns False where there is no glibc `mallopt`."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_TRIM_THRESHOLD, trim_threshold)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))
+
+
+def _init_worker(_worker_id: int) -> None:
+    retain_freed_memory()
+
+
+def make_loader(
+    dataset: TrainStream | ValStream, *, num_workers: int, persistent: bool = False
+) -> DataLoader:
+    """A DataLoader over a stream of batches (collated in the workers), handed out round-robin over
+    the workers, in order. Sets the stream's `ring_slots` to what this prefetch makes safe."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        # Enough samples in flight for two batches.
-        kwargs["prefetch_factor"] = max(2, math.ceil(2 * batch_size / num_workers))
+        kwargs["prefetch_factor"] = PREFETCH_BATCHES
         kwargs["persistent_workers"] = persistent
-    return DataLoader(dataset, batch_size=None, num_workers=num_workers, **kwargs)
+        kwargs["worker_init_fn"] = _init_worker
+        dataset.ring_slots = PREFETCH_BATCHES + 2
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is, **kwargs)
 
 
-def batches(
-    loader_iter: Iterator[dict[str, Any]], batch_size: int, pin_memory: bool = False
-) -> Iterator[dict[str, Any]]:
-    """Group consecutive samples into batches (the last, short one of a finite stream included)."""
-    while True:
-        items = list(itertools.islice(loader_iter, batch_size))
-        if not items:
-            return
-        yield collate(items, pin_memory)
-        if len(items) < batch_size:
-            return
+def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
+    """The DataLoader's per-batch conversion (torch's `default_convert` walks every list): none needed."""
+    return batch
+
+
+def batches(loader_iter: Iterator[dict[str, Any]], pin_memory: bool = False) -> Iterator[dict[str, Any]]:
+    """The loader's batches with tensors of their own (copied out of the workers' buffers, into
+    pinned memory for fast host-to-GPU copies when `pin_memory`)."""
+    keep: dict = {}  # the workers' reused buffers, mapped here once
+    for batch in loader_iter:
+        if PACKED_KEY in batch:
+            yield unpack_batch(batch, copy=True, pin_memory=pin_memory, keep=keep)
+        elif pin_memory:
+            yield {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        else:
+            yield batch

@@ -444,7 +444,6 @@ def evaluate(
     dist_info: Dist,
     max_batches,
     amp_dtype,
-    batch_size,
 ):
     """Loss on the val split (fixed noise), summed over ranks: {val_loss, val_weighted_loss, val_samples}."""
     was_training = policy.training
@@ -452,7 +451,7 @@ def evaluate(
     torch.manual_seed(data_mod._seed(seed, rank, 0x7A1) % (2**63 - 1))
     totals = torch.zeros(4, dtype=torch.float64)  # sum w*n*l, sum w*n, sum n*l, sum n ; then samples
     samples = 0
-    for index, raw in enumerate(data_mod.batches(iter(loader), batch_size, pin_memory=device.type == "cuda")):
+    for index, raw in enumerate(data_mod.batches(iter(loader), pin_memory=device.type == "cuda")):
         if max_batches > 0 and index >= max_batches:
             break
         batch = preprocessor(to_policy_batch(raw, spec, device))
@@ -525,6 +524,8 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     rank, world = dist_info.rank, dist_info.world
     device = resolve_device(cfg, dist_info.local_rank, world)
     limit_cpu_threads(device, cfg.num_workers, world)
+    if cfg.num_workers == 0:  # this process decodes the images (workers do so themselves)
+        data_mod.retain_freed_memory()
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise TrainError("--batch-size and --max-steps must be >= 1")
     spec = data_mod.open_data(cfg.shards)
@@ -634,21 +635,25 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
         rank=rank,
         world=world,
         shuffle_buffer=cfg.shuffle_buffer,
-        start_items=step * cfg.batch_size,
+        start_batches=step,
         batch_size=cfg.batch_size,
         stratify=cfg.stratify,
         corrupt=corrupt,
     )
-    train_loader = data_mod.make_loader(train_stream, num_workers=cfg.num_workers, batch_size=cfg.batch_size)
+    train_loader = data_mod.make_loader(train_stream, num_workers=cfg.num_workers)
     val_loader = None
     if cfg.val_every > 0 and any(src.val for src in spec.sources):
         val_stream = data_mod.ValStream(
-            spec, chunk_size=cfg.chunk_size, rank=rank, world=world, corrupt=corrupt
+            spec,
+            chunk_size=cfg.chunk_size,
+            batch_size=cfg.batch_size,
+            rank=rank,
+            world=world,
+            corrupt=corrupt,
         )
         val_loader = data_mod.make_loader(
             val_stream,
             num_workers=min(cfg.num_workers, 2),
-            batch_size=cfg.batch_size,
             persistent=True,
         )
 
@@ -686,7 +691,7 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
 
     params = [p for p in policy.parameters() if p.requires_grad]
     loader_iter = iter(train_loader)
-    batch_iter = data_mod.batches(loader_iter, cfg.batch_size, pin_memory=pin)
+    batch_iter = data_mod.batches(loader_iter, pin_memory=pin)
     window = {"time": 0.0, "wait": 0.0, "steps": 0}
     policy.train()
     try:
@@ -771,7 +776,6 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                     dist_info=dist_info,
                     max_batches=cfg.val_batches,
                     amp_dtype=amp_dtype,
-                    batch_size=cfg.batch_size,
                 )
                 if val is not None:
                     run_log.write({"kind": "val", "step": step, **val})

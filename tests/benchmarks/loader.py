@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -251,29 +250,16 @@ class _LocalShardStream:
         )
 
 
-def _call(fn, *args, **kwargs):
-    """Call fn with the keyword arguments it accepts (train/'s API is young and still moving)."""
-    accepted = inspect.signature(fn).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-    return fn(*args, **kwargs)
-
-
 def trainer_batches(shard_dir: str, num_workers: int, seed: int):
     """Batches exactly as b1k-train gets them (train.data: open_data -> TrainStream -> make_loader -> batches)."""
     from train import data as train_data
 
+    if num_workers == 0:  # as b1k-train does when it decodes in its own process
+        train_data.retain_freed_memory()
     spec = train_data.open_data([shard_dir])
-    stream = _call(train_data.TrainStream, spec, chunk_size=CHUNK, seed=seed, batch_size=BATCH_SIZE)
-    loader = _call(
-        train_data.make_loader,
-        stream,
-        num_workers=num_workers,
-        batch_size=BATCH_SIZE,
-        pin_memory=False,
-        persistent=True,
-    )
-    return _call(train_data.batches, iter(loader), BATCH_SIZE, pin_memory=False)
+    stream = train_data.TrainStream(spec, chunk_size=CHUNK, seed=seed, batch_size=BATCH_SIZE)
+    loader = train_data.make_loader(stream, num_workers=num_workers, persistent=True)
+    return train_data.batches(iter(loader), pin_memory=False)
 
 
 def limit_main_threads(num_workers: int) -> int:

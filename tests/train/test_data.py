@@ -47,25 +47,44 @@ def test_shard_order_and_shuffle_change_with_the_epoch_and_seed(small_set):
     assert sorted(epoch0) == sorted(epoch1) and epoch0 != epoch1
 
 
-def _items(spec, start, count, workers, seed=3):
-    stream = D.TrainStream(spec, chunk_size=4, seed=seed, shuffle_buffer=64, start_items=start)
-    loader = D.make_loader(stream, num_workers=workers, batch_size=4)
-    return [item["key"] for item in itertools.islice(iter(loader), count)]
+def _batch_keys(spec, start, count, workers, seed=3):
+    stream = D.TrainStream(
+        spec, chunk_size=4, seed=seed, shuffle_buffer=64, batch_size=4, start_batches=start
+    )
+    loader = D.make_loader(stream, num_workers=workers)
+    return [batch["key"] for batch in itertools.islice(D.batches(iter(loader)), count)]
 
 
 @pytest.mark.parametrize("workers", [0, 3])
 def test_resume_position_continues_the_stream_exactly(small_set, workers):
     spec = D.open_data([str(small_set)])
-    # 250 items: more than one epoch of the 200-sample train split, so epochs are skipped too.
-    full = _items(spec, 0, 250, workers)
-    for start in (5, 97, 213):
-        assert _items(spec, start, 250 - start, workers) == full[start:]
+    # 62 batches of 4: more than one epoch of the 200-sample train split, so epochs are skipped too.
+    full = _batch_keys(spec, 0, 62, workers)
+    assert len({key for keys in full for key in keys}) == 200
+    for start in (1, 25, 53):
+        assert _batch_keys(spec, start, 62 - start, workers) == full[start:]
+
+
+def test_batches_are_the_same_whether_workers_reuse_buffers_or_not(small_set):
+    """Workers refill a ring of shared buffers; what the consumer keeps is its own copy, equal to a
+    single-process run of the same slots."""
+    spec = D.open_data([str(small_set)])
+    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
+    kept = list(itertools.islice(D.batches(iter(D.make_loader(stream, num_workers=2))), 30))
+    assert stream.ring_slots == D.PREFETCH_BATCHES + 2  # reused: far fewer buffers than batches
+    for index, batch in enumerate(kept):
+        worker = index % 2
+        items = list(itertools.islice(stream.items(worker, 2), (index // 2) * 4, (index // 2 + 1) * 4))
+        expected = D.collate(items)
+        assert batch["key"] == expected["key"]
+        for key in (*spec.image_keys, "observation.state", "action", "action_is_pad"):
+            assert batch[key].shape == expected[key].shape and torch.equal(batch[key], expected[key]), key
 
 
 def test_items_are_decoded_and_chunk_sliced(small_set):
     spec = D.open_data([str(small_set)])
-    stream = D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0)
-    item = next(iter(stream))
+    stream = D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0, batch_size=2)
+    item = next(stream.items())
     assert set(spec.image_keys) <= set(item)
     head = item["observation.images.head"]
     assert head.dtype == torch.uint8 and head.shape == (3, 16, 16)  # channel-first, as SmolVLA takes it
@@ -74,6 +93,10 @@ def test_items_are_decoded_and_chunk_sliced(small_set):
     assert 0.0 <= item["progress"] <= 1.0 and item["task"] in ("pick up the radio", "put the dishes away")
     batch = D.collate([item, item])
     assert batch["action"].shape == (2, 5, 23) and batch["task"] == [item["task"]] * 2
+    images = batch["observation.images.head"]
+    assert images.shape == (2, 3, 16, 16) and torch.equal(images[1], head)
+    assert images.is_contiguous(memory_format=torch.channels_last)  # as decoded: copied by memcpy
+    assert next(iter(stream))["key"] == [item["key"], next(itertools.islice(stream.items(), 1, None))["key"]]
 
 
 @pytest.mark.parametrize("interleave", [True, False])
@@ -102,8 +125,8 @@ def test_batch_diversity_with_default_settings(make_shards, interleave):
             batch_size=16,
             stratify=stratify,
         )
-        loader = D.make_loader(stream, num_workers=defaults.num_workers, batch_size=16)
-        distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader), 16), 40)]
+        loader = D.make_loader(stream, num_workers=defaults.num_workers)
+        distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader)), 40)]
         averages[stratify] = sum(distinct) / len(distinct)
     iid = 20 * (1 - (19 / 20) ** 16)  # expected distinct episodes of 16 i.i.d. uniform picks among 20
     print(
@@ -120,8 +143,8 @@ def test_mixture_follows_the_weights(make_shards):
     a = make_shards("mix-a", episodes=4, length=20)
     b = make_shards("mix-b", episodes=4, length=20, first_episode=100)
     spec = D.open_data([f"{a}@3", f"{b}@1"])
-    stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0)
-    from_a = sum(item["episode_index"] < 100 for item in itertools.islice(iter(stream), 400))
+    stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0, batch_size=8)
+    from_a = sum(item["episode_index"] < 100 for item in itertools.islice(stream.items(), 400))
     assert 0.65 < from_a / 400 < 0.85
     with pytest.raises(D.DataSpecError, match="weight"):
         D.open_data([f"{a}@3", str(b)])
@@ -165,11 +188,11 @@ def test_missing_and_unreadable_shards_are_named(small_set, tmp_path):
         f.seek(700)
         f.write(b"\xff" * 3000)
     spec = D.open_data([str(broken)])
-    stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0)
+    stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0, batch_size=8)
     with pytest.raises(
         ShardCorruptError, match=r"corrupt shard .*/broken/train-000003\.tar.*b1k-shards verify"
     ):
-        for _ in itertools.islice(iter(stream), 400):
+        for _ in itertools.islice(iter(stream), 50):
             pass
 
 
@@ -208,8 +231,8 @@ def test_batch_diversity_on_preprocessed_shards(synthetic_shards):
     stream = D.TrainStream(
         spec, chunk_size=8, seed=defaults.seed, shuffle_buffer=defaults.shuffle_buffer, batch_size=16
     )
-    loader = D.make_loader(stream, num_workers=defaults.num_workers, batch_size=16)
-    distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader), 16), 40)]
+    loader = D.make_loader(stream, num_workers=defaults.num_workers)
+    distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader)), 40)]
     average = sum(distinct) / len(distinct)
     print(
         f"preprocessed shards: distinct episodes per 16-sample batch: avg {average:.2f}, min {min(distinct)}"
@@ -217,18 +240,21 @@ def test_batch_diversity_on_preprocessed_shards(synthetic_shards):
     assert average >= 12
 
 
-def test_packed_items_unpack_to_the_same_tensors(small_set):
-    """Workers ship each sample as one shared buffer; the main process gets identical tensors back."""
+def test_packed_batches_unpack_to_the_same_tensors(small_set):
+    """A worker hands a batch over as one shared buffer; the consumer gets equal tensors of its own."""
     spec = D.open_data([str(small_set)])
-    item = next(iter(D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0)))
-    packed = D.pack_item(item)
+    items = list(itertools.islice(D.TrainStream(spec, chunk_size=5, seed=0, batch_size=3).items(), 3))
+    plain = D.collate(items)
+    layout = D.batch_layout(items[0], 3)
+    buffer = D.allocate_batch(layout, shared=True)
+    packed = D.collate(items, buffer)
     assert [k for k, v in packed.items() if isinstance(v, torch.Tensor)] == []
-    unpacked = D.unpack_item(packed)
-    assert unpacked.keys() == item.keys()
-    for key, value in item.items():
+    unpacked = D.unpack_batch(packed, copy=True)
+    assert unpacked.keys() == plain.keys()
+    buffer.fill_(0)  # the worker refills its buffer: the consumer's copy is unaffected
+    for key, value in plain.items():
         if isinstance(value, torch.Tensor):
             assert unpacked[key].dtype == value.dtype and torch.equal(unpacked[key], value), key
+            assert unpacked[key].stride() == value.stride(), key
         else:
             assert unpacked[key] == value, key
-    batch = D.collate([packed, item])
-    assert torch.equal(batch["observation.state"][0], batch["observation.state"][1])
