@@ -3,14 +3,23 @@ by samples and bytes, carry a sha256 that matches the file, and are byte-identic
 samples."""
 
 import hashlib
+import io
 import os
+import tarfile
 
 import numpy as np
 import pytest
 
 from shards.codec import encode_sample
 from shards.reader import iter_tar_samples
-from shards.writer import ShardInfo, ShardWriter, atomic_write_text, write_tar
+from shards.writer import (
+    ShardInfo,
+    ShardWriter,
+    atomic_write_text,
+    iter_raw_samples,
+    member_header,
+    write_tar,
+)
 
 
 def _samples(n: int, payload: int = 100) -> list[dict]:
@@ -136,3 +145,71 @@ def test_atomic_write_text_replaces(tmp_path):
 def test_shard_info_to_json():
     info = ShardInfo("train-000000.tar", 3, 100, "0" * 64)
     assert info.to_json() == {"name": "train-000000.tar", "samples": 3, "bytes": 100, "sha256": "0" * 64}
+
+
+def _tarfile_bytes(samples: list[dict]) -> bytes:
+    """The same samples written member by member with the standard library's `tarfile` (USTAR,
+    streaming mode): what the writer's template-built headers and end of archive must equal."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+        for sample in samples:
+            for name in sorted(k for k in sample if not k.startswith("_")):
+                data = sample[name].encode() if isinstance(sample[name], str) else sample[name]
+                info = tarfile.TarInfo(f"{sample['__key__']}.{name}")
+                info.size, info.mtime, info.mode = len(data), 0, 0o444
+                info.uname = info.gname = "b1k"
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("count,payload", [(1, 0), (3, 511), (5, 512), (7, 513), (20, 10_240)])
+def test_bytes_equal_tarfile(tmp_path, count, payload):
+    samples = _samples(count, payload)
+    samples[0]["long_member_name_" + "x" * 60] = b"odd"  # name length 90: still one USTAR field
+    info = write_tar(tmp_path / "s.tar", samples)
+    assert (tmp_path / "s.tar").read_bytes() == _tarfile_bytes(samples)
+    with tarfile.open(tmp_path / "s.tar") as tar:  # and tarfile reads it back member for member
+        assert [m.name for m in tar.getmembers()][:2] == [
+            "e00000001_f000000.action.npy",
+            "e00000001_f000000.action_is_pad.npy",
+        ]
+    _check(tmp_path, info)
+
+
+def test_long_names_fall_back_to_tarfile():
+    name = "dir/" * 30 + "e1_f2.json"  # > 100 bytes: USTAR splits it into prefix + name
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = 5, 0, 0o444
+    info.uname = info.gname = "b1k"
+    assert member_header(name, 5) == info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def test_raw_copy_gives_the_same_shards(tmp_path):
+    samples = _samples(9, payload=3000)
+    write_tar(tmp_path / "work.tar", samples)
+    raw = list(iter_raw_samples(tmp_path / "work.tar"))
+    assert [r.key for r in raw] == [s["__key__"] for s in samples]
+    for kind in ("decoded", "raw"):
+        with ShardWriter(tmp_path / kind, max_bytes=10_000, max_samples=4) as writer:
+            for sample, copied in zip(samples, raw, strict=True):
+                if kind == "decoded":
+                    writer.write(sample)
+                else:
+                    writer.write_raw(copied)
+    names = sorted(p.name for p in (tmp_path / "decoded").iterdir())
+    assert len(names) > 1 and names == sorted(p.name for p in (tmp_path / "raw").iterdir())
+    for name in names:  # same shard boundaries (max_bytes counts the same payload) and same bytes
+        assert (tmp_path / "raw" / name).read_bytes() == (tmp_path / "decoded" / name).read_bytes()
+
+
+def test_raw_reader_rejects_damaged_tars(tmp_path):
+    write_tar(tmp_path / "work.tar", _samples(3, payload=700))
+    data = (tmp_path / "work.tar").read_bytes()
+    (tmp_path / "short.tar").write_bytes(data[:2000])
+    with pytest.raises(tarfile.ReadError, match=r"short\.tar: unexpected end of data"):
+        list(iter_raw_samples(tmp_path / "short.tar"))
+    garbled = bytearray(data)
+    garbled[10] ^= 0xFF  # a byte of the first member's name: the header checksum no longer matches
+    (tmp_path / "garbled.tar").write_bytes(bytes(garbled))
+    with pytest.raises(tarfile.ReadError, match=r"garbled\.tar: bad checksum in the tar header at byte 0"):
+        list(iter_raw_samples(tmp_path / "garbled.tar"))
