@@ -951,13 +951,20 @@ def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
 
 
-def batches(loader_iter: Iterator[dict[str, Any]], pin_memory: bool = False) -> Iterator[dict[str, Any]]:
-    """The loader's batches with tensors of their own (copied out of the workers' buffers, into
-    pinned memory for fast host-to-GPU copies when `pin_memory`)."""
+def batches(
+    loader_iter: Iterator[dict[str, Any]], pin_memory: bool = False, copy: bool = True
+) -> Iterator[dict[str, Any]]:
+    """The loader's batches, their tensors copied out of the workers' buffers (into pinned memory
+    for fast host-to-GPU copies when `pin_memory`).
+
+    `copy=False` (without `pin_memory`) saves that copy: the tensors are then views of a worker's
+    buffer, which it refills once the consumer has taken 2 x num_workers further batches. A loop
+    that is done with each batch before it takes the next (b1k-train on CPU) may use them; code
+    that keeps batches must copy."""
     keep: dict = {}  # the workers' reused buffers, mapped here once
     for batch in loader_iter:
         if PACKED_KEY in batch:
-            yield unpack_batch(batch, copy=True, pin_memory=pin_memory, keep=keep)
+            yield unpack_batch(batch, copy=copy or pin_memory, pin_memory=pin_memory, keep=keep)
         elif pin_memory:
             yield {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         else:

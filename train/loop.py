@@ -451,7 +451,7 @@ def evaluate(
     torch.manual_seed(data_mod._seed(seed, rank, 0x7A1) % (2**63 - 1))
     totals = torch.zeros(4, dtype=torch.float64)  # sum w*n*l, sum w*n, sum n*l, sum n ; then samples
     samples = 0
-    for index, raw in enumerate(data_mod.batches(iter(loader), pin_memory=device.type == "cuda")):
+    for index, raw in enumerate(data_mod.batches(iter(loader), pin_memory=device.type == "cuda", copy=False)):
         if max_batches > 0 and index >= max_batches:
             break
         batch = preprocessor(to_policy_batch(raw, spec, device))
@@ -691,7 +691,9 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
 
     params = [p for p in policy.parameters() if p.requires_grad]
     loader_iter = iter(train_loader)
-    batch_iter = data_mod.batches(loader_iter, pin_memory=pin)
+    batch_iter = data_mod.batches(
+        loader_iter, pin_memory=pin, copy=False
+    )  # each batch is used up in its step
     window = {"time": 0.0, "wait": 0.0, "steps": 0}
     policy.train()
     try:

@@ -259,7 +259,7 @@ def trainer_batches(shard_dir: str, num_workers: int, seed: int):
     spec = train_data.open_data([shard_dir])
     stream = train_data.TrainStream(spec, chunk_size=CHUNK, seed=seed, batch_size=BATCH_SIZE)
     loader = train_data.make_loader(stream, num_workers=num_workers, persistent=True)
-    return train_data.batches(iter(loader), pin_memory=False)
+    return train_data.batches(iter(loader), pin_memory=False, copy=False)  # as b1k-train on CPU
 
 
 def limit_main_threads(num_workers: int) -> int:

@@ -65,20 +65,42 @@ def test_resume_position_continues_the_stream_exactly(small_set, workers):
         assert _batch_keys(spec, start, 62 - start, workers) == full[start:]
 
 
-def test_batches_are_the_same_whether_workers_reuse_buffers_or_not(small_set):
-    """Workers refill a ring of shared buffers; what the consumer keeps is its own copy, equal to a
+def _expected_batch(stream, index, workers):
+    """Batch `index` of a loader, computed in this process: worker index % workers's next batch."""
+    b = stream.batch_size
+    start = (index // workers) * b
+    return D.collate(list(itertools.islice(stream.items(index % workers, workers), start, start + b)))
+
+
+def _assert_same_batch(batch, expected, spec):
+    assert batch["key"] == expected["key"]
+    for key in (*spec.image_keys, "observation.state", "action", "action_is_pad"):
+        assert batch[key].shape == expected[key].shape and torch.equal(batch[key], expected[key]), key
+
+
+def test_batches_kept_by_the_consumer_are_its_own_copies(small_set):
+    """Workers refill a ring of shared buffers; batches the consumer keeps are copies, equal to a
     single-process run of the same slots."""
     spec = D.open_data([str(small_set)])
     stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
     kept = list(itertools.islice(D.batches(iter(D.make_loader(stream, num_workers=2))), 30))
     assert stream.ring_slots == D.PREFETCH_BATCHES + 2  # reused: far fewer buffers than batches
     for index, batch in enumerate(kept):
-        worker = index % 2
-        items = list(itertools.islice(stream.items(worker, 2), (index // 2) * 4, (index // 2 + 1) * 4))
-        expected = D.collate(items)
-        assert batch["key"] == expected["key"]
-        for key in (*spec.image_keys, "observation.state", "action", "action_is_pad"):
-            assert batch[key].shape == expected[key].shape and torch.equal(batch[key], expected[key]), key
+        _assert_same_batch(batch, _expected_batch(stream, index, 2), spec)
+
+
+def test_zero_copy_batches_are_right_while_in_use(small_set):
+    """copy=False (b1k-train on CPU): a batch used before the next one is taken is never overwritten,
+    and the ring's buffers really are reused (a kept batch changes later: copy to keep)."""
+    spec = D.open_data([str(small_set)])
+    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
+    views = []
+    for index, batch in enumerate(
+        itertools.islice(D.batches(iter(D.make_loader(stream, num_workers=2)), copy=False), 30)
+    ):
+        _assert_same_batch(batch, _expected_batch(stream, index, 2), spec)
+        views.append(batch["observation.state"])
+    assert not torch.equal(views[0], _expected_batch(stream, 0, 2)["observation.state"])
 
 
 def test_items_are_decoded_and_chunk_sliced(small_set):
