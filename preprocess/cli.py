@@ -201,6 +201,17 @@ def _setup_logging(level: int) -> None:
     help="Worker processes over episodes. [default: number of CPU cores]",
 )
 @click.option(
+    "--decoder-threads",
+    "--decoder_threads",
+    "decoder_threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Threads per video decoder (3 decoders per worker). 0 = auto: FFmpeg's choice (one per core) "
+    "with 1 worker, cores // workers with more. 1 = one core per worker. Does not change the output.",
+)
+@click.option(
     "--shard-max-bytes",
     "--shard_max_bytes",
     "shard_max_bytes",

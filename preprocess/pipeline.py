@@ -12,8 +12,9 @@
    each next sample is drawn from a window episode with probability proportional to its
    remaining samples; a finished episode is replaced by the next one of a seeded permutation.
    Samples stream from the work tars to `shards.writer.ShardWriter` (temp name + rename,
-   sha256): memory holds one sample per open episode. Deterministic given the seed and the
-   work files, so a resumed run writes byte-identical shards.
+   sha256) as tar bytes, copied without parsing their members (`shards.writer.iter_raw_samples`):
+   memory holds one sample per open episode. Deterministic given the seed and the work files, so
+   a resumed run writes byte-identical shards.
 4. Stats (train split, full frame rate, columns ordered by (episode, frame)): sidecars
    `stats/<key>.npy` + exact stats (`shards.stats`).
 5. `manifest.json`, written last and atomically; then the work dir is removed.
@@ -28,6 +29,7 @@ import logging
 import os
 import shutil
 import sys
+import tarfile
 import time
 import traceback
 from collections.abc import Iterator
@@ -48,7 +50,7 @@ from schemas.presets import DEFAULT_PRESET, StateSelection, resolve_state_select
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, CAMERAS, STATE_DIM, STATE_KEY, action_names
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, image_member
 from shards.stats import compute_stats, load_stats_values, write_stats_values
-from shards.writer import ShardInfo, ShardWriter, atomic_write_text
+from shards.writer import RawSample, ShardInfo, ShardWriter, atomic_write_text, iter_raw_samples
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class PreprocessConfig:
     val_fraction: float = 0.0
     seed: int = 0
     workers: int | None = None
+    decoder_threads: int = 0  # per video decoder; 0 = auto (see resolve_decoder_threads)
     shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES
     shard_max_samples: int = DEFAULT_SHARD_MAX_SAMPLES
     partition: str | None = None
@@ -493,6 +496,17 @@ class _Progress:
             self._log()
 
 
+def resolve_decoder_threads(requested: int, workers: int) -> int:
+    """Threads per video decoder: `requested` if > 0; else FFmpeg's own choice (0: one per core)
+    for a single worker, and cores // workers for a pool (the cores are shared by the workers:
+    more decoder threads than that only contend)."""
+    if requested > 0:
+        return requested
+    if workers == 1:
+        return 0
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def run_episodes(
     plan: Plan, config: PreprocessConfig, work: Path
 ) -> tuple[dict[int, EpisodeResult], list[dict], int]:
@@ -551,6 +565,9 @@ def run_episodes(
     counted: dict[int, int] = {}  # frames of an unfinished episode already shown (serial mode)
     workers = max(1, min(config.workers or os.cpu_count() or 1, len(todo)))
     pooled = workers > 1
+    options = dataclasses.replace(
+        plan.options, decoder_threads=resolve_decoder_threads(config.decoder_threads, workers)
+    )
     try:
         if workers == 1:
             for index in todo:
@@ -560,15 +577,12 @@ def run_episodes(
                     progress.frames_done(n)
 
                 try:
-                    result = process_episode(index, plan.options, work, on_frames)
+                    result = process_episode(index, options, work, on_frames)
                 except Exception as exc:
                     on_error(index, exc)
                 else:
                     on_done(result)
         else:
-            # Cores are shared by the workers: more decoder threads than that only contend.
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            options = dataclasses.replace(plan.options, decoder_threads=threads)
             _run_pool(todo, options, work, workers, on_done, on_error, progress)
     finally:
         progress.close()
@@ -612,8 +626,11 @@ def _run_pool(todo, options, work, workers, on_done, on_error, progress: _Progre
 
 
 # ------------------------------------------------------------------ interleave
-def _strip(sample: dict) -> dict:
-    return {k: v for k, v in sample.items() if k == "__key__" or not k.startswith("__")}
+def _episode_samples(episode: int, path: Path) -> Iterator[RawSample]:
+    try:
+        yield from iter_raw_samples(path)
+    except (OSError, tarfile.TarError) as exc:
+        raise PreprocessError(f"work tar of episode {episode} is unreadable: {exc}") from None
 
 
 def interleave(
@@ -626,15 +643,13 @@ def interleave(
 
     A seeded permutation orders the episodes; up to `window` of them are open at a time; each
     next sample comes from an open episode drawn with probability proportional to its remaining
-    samples. Within an episode samples keep their frame order.
+    samples. Within an episode samples keep their frame order. Samples are copied as tar bytes
+    (`shards.writer.iter_raw_samples`): the shards hold exactly what re-writing the decoded
+    samples would give, without parsing a member or importing webdataset/torch.
     """
-    # Imported here: shards.reader pulls in webdataset and torch (~575 MB), which the spawned
-    # episode workers, importing this module, must not pay for.
-    from shards.reader import iter_tar_samples
-
     rng = np.random.default_rng(seed)
     order = [tars[i] for i in rng.permutation(len(tars))]
-    open_iters: list[Iterator[dict]] = []
+    open_iters: list[Iterator[RawSample]] = []
     remaining: list[int] = []
     names: list[tuple[int, Path, int]] = []
     written = 0
@@ -645,7 +660,7 @@ def interleave(
             next_up += 1
             if entry[2] == 0:
                 continue
-            open_iters.append(iter_tar_samples(str(entry[1])))
+            open_iters.append(_episode_samples(entry[0], entry[1]))
             remaining.append(entry[2])
             names.append(entry)
         if not open_iters:
@@ -659,7 +674,7 @@ def interleave(
             raise PreprocessError(
                 f"{path}: work tar of episode {episode} ended after {expected - remaining[slot]} samples, expected {expected}"
             ) from None
-        writer.write(_strip(sample))
+        writer.write_raw(sample)
         written += 1
         remaining[slot] -= 1
         if remaining[slot] == 0:

@@ -48,10 +48,14 @@ def iter_episode_frames(
         if not container.streams.video:
             raise EpisodeDataError(f"{path}: no video stream (episode {episode_index})", episode_index)
         stream = container.streams.video[0]
+        # Set even for 1: PyAV's default is 0 (auto), and libdav1d then starts a thread per core.
+        stream.codec_context.thread_count = threads
         if threads != 1:
             stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = threads
         time_base = stream.time_base
+        # pts -> seconds as int * int / int (correctly rounded, like float(Fraction)) without
+        # Fraction arithmetic per frame
+        tb_num, tb_den = time_base.numerator, time_base.denominator
         if from_timestamp > 0:
             # Land on the keyframe at or before the episode's first frame (half a frame of margin
             # against timestamps rounded in the metadata), then decode forward.
@@ -67,7 +71,7 @@ def iter_episode_frames(
                         f"after frame {expected - 1})",
                         episode_index,
                     )
-                last_time = float(frame.pts * time_base)
+                last_time = frame.pts * tb_num / tb_den
                 index = round((last_time - from_timestamp) * fps)
                 if index < expected:
                     continue  # before the episode (decoded from the keyframe) or a repeated timestamp

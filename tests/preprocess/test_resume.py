@@ -185,3 +185,16 @@ def test_a_worker_killed_mid_run_fails_the_run_cleanly(dataset, tmp_path):
     assert process.returncode == 1, stderr
     assert "a worker process died while processing episode" in stderr and "--resume" in stderr
     assert not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("workers,decoder_threads", [(2, 1), (1, 2)])
+def test_workers_and_decoder_threads_do_not_change_the_bytes(
+    dataset, reference, tmp_path, workers, decoder_threads
+):
+    """Determinism across --workers / --decoder-threads: the same shard sha256s as the 1-worker run."""
+    out = tmp_path / "set"
+    preprocess(dataset.root, out, workers=workers, decoder_threads=decoder_threads, **OPTIONS)
+    assert read_set(reference, decode=False)[0]["splits"] == read_set(out, decode=False)[0]["splits"]
+    for name in ("observation.state", "action"):
+        path = read_set(out, decode=False)[0]["stats_values"][name]["name"]
+        assert (reference / path).read_bytes() == (out / path).read_bytes()
