@@ -11,6 +11,7 @@ the decoder single-threaded (one core: `threads=1`) or with the threading prepro
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -179,6 +180,10 @@ def shard_set_summary(output_dir: Path) -> dict:
     episodes = sorted({e for split in manifest["splits"].values() for e in split.get("episodes", [])})
     stride = int(manifest.get("frame_stride", 1) or 1)
     return {
+        # one digest over every shard's name and sha256: equal digests = byte-identical shard sets
+        "shards_sha256": hashlib.sha256(
+            json.dumps([(s["name"], s["sha256"]) for s in shards]).encode()
+        ).hexdigest(),
         "samples": samples,
         "frames": samples * stride,  # frames decoded (stride 1 in the bench: one sample per frame)
         "shards": len(shards),

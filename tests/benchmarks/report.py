@@ -86,6 +86,29 @@ def marginal_preprocess(results: dict) -> dict:
     }
 
 
+def _internal_ratio(run_n: dict, run_1: dict) -> float | None:
+    """Frames/s ratio by b1k-preprocess's own elapsed time (after interpreter start and imports)."""
+    return ratio(
+        ratio(run_n.get("frames"), run_n.get("internal_s")),
+        ratio(run_1.get("frames"), run_1.get("internal_s")),
+    )
+
+
+def _same_shards(pre: dict) -> str:
+    """Whether every default-size run wrote byte-identical shards (determinism across --workers)."""
+    digests = {
+        key: r.get("shards_sha256")
+        for key in ("run_w1_t1", "run_wn_t1", "run_w1", "run_wn")
+        if (r := pre.get(key)) and r.get("shards_sha256")
+    }
+    if len(digests) < 2:
+        return ""
+    same = len(set(digests.values())) == 1
+    return (
+        f"; shards byte-identical across these runs: {'yes' if same else 'NO (' + ', '.join(digests) + ')'}"
+    )
+
+
 def targets(results: dict) -> list[dict]:
     out: list[dict] = []
     n = results.get("workers", 2)
@@ -142,27 +165,45 @@ def targets(results: dict) -> list[dict]:
         )
     floor_cpu = _get(pre, "floor_1thread", "frames_per_cpu_s")
     marginal = marginal_preprocess(results)
-    w1 = pre.get("run_w1", {})
+    # one core against the one-core floor (older results: the auto-thread run)
+    w1 = pre.get("run_w1_t1") or pre.get("run_w1", {})
+    w1_what = "--workers 1 --decoder-threads 1" if "run_w1_t1" in pre else "--workers 1"
     add(
         "preprocess per core vs its bare floor (steady state)",
         ratio(marginal.get("frames_per_cpu_s"), floor_cpu),
         TARGETS["preprocess_vs_floor"],
-        f"{num(marginal.get('frames_per_cpu_s'))} frames per CPU-s (marginal, episodes L vs 4L) vs floor "
-        f"{num(floor_cpu)}; end to end incl. start-up, whole set, --workers 1: "
+        f"{num(marginal.get('frames_per_cpu_s'))} frames per CPU-s (marginal, episodes L vs 4L, 1 decoder thread) "
+        f"vs floor {num(floor_cpu)} (1 decoder thread); end to end incl. start-up, whole set, {w1_what}: "
         f"{num(w1.get('frames_per_cpu_s'))} (x{num(ratio(w1.get('frames_per_cpu_s'), floor_cpu), 2)})",
     )
-    wn = pre.get("run_wn")
-    if wn:
-        internal = ratio(
-            ratio(wn.get("frames"), wn.get("internal_s")), ratio(w1.get("frames"), w1.get("internal_s"))
+    w1_t1, wn_t1 = pre.get("run_w1_t1"), pre.get("run_wn_t1")
+    w1_auto, wn_auto = pre.get("run_w1"), pre.get("run_wn")
+    if w1_t1 and wn_t1:
+        end_to_end = ratio(wn_t1.get("frames_per_s"), w1_t1.get("frames_per_s"))
+        add(
+            f"preprocess scaling --workers {n} vs 1 (one core per worker: --decoder-threads 1)",
+            end_to_end,
+            TARGETS["preprocess_scaling"],
+            f"end to end incl. start-up, best of {len(wn_t1.get('rounds', [1]))} rounds: "
+            f"{num(w1_t1.get('frames_per_s'))} -> {num(wn_t1.get('frames_per_s'))} frames/s; "
+            f"b1k-preprocess's own elapsed time: x{num(_internal_ratio(wn_t1, w1_t1), 2)}"
+            + (
+                f"; with auto decoder threads (one worker already uses every core): "
+                f"x{num(ratio(wn_auto.get('frames_per_s'), w1_auto.get('frames_per_s')), 2)}"
+                if w1_auto and wn_auto
+                else ""
+            )
+            + _same_shards(pre),
         )
+    elif w1_auto and wn_auto:  # results of an older harness: auto threads only
+        internal = _internal_ratio(wn_auto, w1_auto)
         add(
             f"preprocess scaling --workers {n} vs 1",
             internal,
             TARGETS["preprocess_scaling"],
             f"b1k-preprocess's own elapsed time (after interpreter start): x{num(internal, 2)}; end to end "
-            f"incl. start-up: {num(w1.get('frames_per_s'))} -> {num(wn.get('frames_per_s'))} frames/s "
-            f"(x{num(ratio(wn.get('frames_per_s'), w1.get('frames_per_s')), 2)})",
+            f"incl. start-up: {num(w1_auto.get('frames_per_s'))} -> {num(wn_auto.get('frames_per_s'))} frames/s "
+            f"(x{num(ratio(wn_auto.get('frames_per_s'), w1_auto.get('frames_per_s')), 2)})",
         )
     short, long_ = mem.get("run_L"), mem.get("run_4L")
     if short and long_:
@@ -310,8 +351,10 @@ def markdown(results: dict) -> str:
         for key, label in (
             ("floor_1thread", "floor, decoder 1 thread"),
             ("floor_auto", "floor, decoder threads auto (as preprocess)"),
-            ("run_w1", "b1k-preprocess --workers 1"),
-            ("run_wn", f"b1k-preprocess --workers {n}"),
+            ("run_w1_t1", "b1k-preprocess --workers 1 --decoder-threads 1 (one core; scaling base)"),
+            ("run_wn_t1", f"b1k-preprocess --workers {n} --decoder-threads 1 (one core per worker; scaling)"),
+            ("run_w1", "b1k-preprocess --workers 1 (auto decoder threads; reference)"),
+            ("run_wn", f"b1k-preprocess --workers {n} (auto decoder threads; reference)"),
             ("floor_224_1thread", "floor at --image-size 224, 1 thread"),
             ("run_224", f"b1k-preprocess --image-size 224 --workers {n}"),
         ):
@@ -332,10 +375,17 @@ def markdown(results: dict) -> str:
         marginal = marginal_preprocess(results)
         if marginal:
             lines.append(
-                f"| b1k-preprocess marginal (episode 4L minus episode L, --workers 1) | {marginal['frames']} | | "
+                f"| b1k-preprocess marginal (episode 4L minus episode L, --workers 1 --decoder-threads 1) | {marginal['frames']} | | "
                 f"{num(marginal.get('frames_per_s'))} | | {num(marginal.get('frames_per_cpu_s'))} | "
                 f"x{num(ratio(marginal.get('frames_per_cpu_s'), floor.get('frames_per_cpu_s')), 2)} | |"
             )
+        if pre.get("run_w1_t1"):
+            lines += [
+                "",
+                "frames/s: best of the rounds (all rounds in brackets). The scaling target compares the "
+                "`--decoder-threads 1` runs (one core per worker); with the default auto threads a single worker's "
+                "decoders already use every core, so those rows are for reference only.",
+            ]
         stages = floor.get("stage_s")
         if stages:
             total = sum(stages.values())
@@ -366,7 +416,7 @@ def markdown(results: dict) -> str:
     mem = results.get("memory", {})
     if mem.get("run_L") and mem.get("run_4L"):
         lines += [
-            "## Memory (b1k-preprocess --workers 1, one episode)",
+            "## Memory (b1k-preprocess --workers 1 --decoder-threads 1, one episode)",
             "",
             "| episode length | peak RSS (ru_maxrss) | peak RSS, polled process tree | above the imports alone |",
             "|---|---|---|---|",
