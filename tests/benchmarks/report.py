@@ -246,7 +246,11 @@ def markdown(results: dict) -> str:
         "# Benchmark results",
         "",
         f"Command: `{results.get('command')}` (what `make bench` runs; profile `{_get(results, 'profile', 'name')}`), "
-        f"{results.get('started')}, {results.get('total_seconds', 0):.0f} s.",
+        f"{results.get('started')}, {results.get('total_seconds', 0):.0f} s."
+        + "".join(
+            f" The {section} section is from an earlier run in the same --out: `{run.get('command')}`, {run.get('started')}."
+            for section, run in results.get("carried_over", {}).items()
+        ),
         "",
         f"Machine: {machine.get('cpus')} CPUs ({machine.get('cpu_model', '?')}), no GPU; "
         f"load average at start {num(_get(machine, 'load_avg_start')[0] if machine.get('load_avg_start') else None, 2)}, "

@@ -511,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set((args.only or "build,preprocess,memory,loader,trainer").split(","))
     if args.profile:
         wanted.add("profile")
+    if args.only:
+        carry_over(bench, wanted)
     wanted.add("build")  # every section needs the dataset (cached when unchanged)
     started = time.perf_counter()
     bench.results["ffmpeg"] = ensure_ffmpeg(not args.no_install_ffmpeg)
@@ -531,6 +533,28 @@ def main(argv: list[str] | None = None) -> int:
         if name in wanted:
             bench.section(name, fn)
     return finish(bench, started)
+
+
+SECTION_KEYS = {"preprocess": "preprocess", "memory": "memory", "loader": "loader", "trainer": "trainer"}
+
+
+def carry_over(bench: Bench, wanted: set[str]) -> None:
+    """With --only, keep the other sections' results from the previous run in --out (same profile),
+    so the table stays whole; `carried_over` says which and from which run."""
+    previous_path = bench.out / "results.json"
+    if not previous_path.is_file():
+        return
+    previous = json.loads(previous_path.read_text())
+    if previous.get("profile", {}).get("name") != bench.profile.name:
+        return
+    for section, key in SECTION_KEYS.items():
+        if section not in wanted and key in previous:
+            bench.results[key] = previous[key]
+            bench.results.setdefault("carried_over", {})[section] = {
+                "command": previous.get("command"),
+                "started": previous.get("started"),
+            }
+            log(f"{section}: results kept from {previous.get('started')} ({previous.get('command')})")
 
 
 def finish(bench: Bench, started: float) -> int:
