@@ -39,16 +39,18 @@ class ShardInfo:
 
 
 class _HashingFile:
-    """A write-only file that keeps a running sha256 and byte count of what goes through it."""
+    """A write-only file that keeps a running sha256 (unless `digest=False`) and byte count of what
+    goes through it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, digest: bool = True):
         self.path = path
         self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 (closed by close())
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if digest else None
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
         return self._file.write(data)
 
@@ -62,7 +64,7 @@ class _HashingFile:
             self._file.close()
 
     def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+        return self._hash.hexdigest() if self._hash is not None else ""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -324,10 +326,11 @@ class ShardWriter:
             self.abort()
 
 
-def write_tar(path: Path, samples: Iterable[dict]) -> ShardInfo:
-    """Write one tar with all `samples` (temporary name, then rename); `name` is the file name."""
+def write_tar(path: Path, samples: Iterable[dict], digest: bool = True) -> ShardInfo:
+    """Write one tar with all `samples` (temporary name, then rename); `name` is the file name.
+    `digest=False` skips the sha256 (`sha256` is then ""): for intermediate files nobody checks."""
     path = Path(path)
-    handle = _HashingFile(path.with_name(path.name + TMP_SUFFIX))
+    handle = _HashingFile(path.with_name(path.name + TMP_SUFFIX), digest)
     tar = _TarSamples(handle)
     try:
         for sample in samples:

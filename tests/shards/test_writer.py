@@ -134,6 +134,13 @@ def test_write_tar_is_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["episode.tar"]
 
 
+def test_write_tar_without_digest_writes_the_same_bytes(tmp_path):
+    hashed = write_tar(tmp_path / "a.tar", _samples(3))
+    plain = write_tar(tmp_path / "b.tar", _samples(3), digest=False)
+    assert plain.sha256 == "" and plain.bytes == hashed.bytes and plain.samples == 3
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
 def test_atomic_write_text_replaces(tmp_path):
     path = tmp_path / "manifest.json"
     atomic_write_text(path, "one")
