@@ -14,7 +14,6 @@ Per episode, in the work directory:
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import time
@@ -29,7 +28,7 @@ from preprocess.source import EpisodeDataError, SourceDataset, SourceError, firs
 from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_DIM, STATE_KEY
 from schemas.sample import progress, sample_key, temporal_weight
-from shards.codec import encode_sample
+from shards.codec import encode_sample, retain_freed_memory
 from shards.writer import write_tar
 
 
@@ -101,25 +100,6 @@ def action_chunk(actions: np.ndarray, start: int, horizon: int) -> tuple[np.ndar
     is_pad = steps >= length
     chunk = actions[np.minimum(steps, length - 1)]
     return chunk, is_pad
-
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
-
-
-def retain_freed_memory(trim_threshold: int = 256 << 20, mmap_threshold: int = 32 << 20) -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    Every frame allocates and frees a few MB (RGB frames, resized copies, Pillow images); by
-    default glibc maps each buffer over 128 KB afresh and unmaps it when freed, so every page is
-    faulted in again for the next frame (~15% of the decode + resize + JPEG work measured here).
-    Memory stays bounded by the per-frame working set. Returns False where there is no glibc
-    `mallopt`. (train.data does the same for its decoding workers; preprocess may not import it.)"""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_TRIM_THRESHOLD, trim_threshold)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))
 
 
 _SOURCES: dict[str, SourceDataset] = {}

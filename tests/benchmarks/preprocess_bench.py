@@ -4,7 +4,7 @@ The floor (`python -m tests.benchmarks.preprocess_bench floor ...`, a fresh proc
 loop over the same camera videos: decode each mp4 sequentially with PyAV, convert to RGB24 the way
 preprocess does (`frame.to_ndarray(format="rgb24")`) and resize + JPEG-encode with preprocess's own
 function (`preprocess.images.encode_rgb_jpeg`) at the same stored size and quality, with glibc's
-malloc told to keep freed memory as the episode workers do (`preprocess.episode.retain_freed_memory`). It runs with
+malloc told to keep freed memory as the episode workers do (`shards.codec.retain_freed_memory`). It runs with
 the decoder single-threaded (one core: `threads=1`) or with the threading preprocess uses
 (`threads=auto`). Its frames per CPU-second is the per-core floor.
 """
@@ -36,8 +36,8 @@ def floor(
     `max_frames` of each camera: v3.0 files hold the episodes in order, so these are the first episodes)."""
     import av
 
-    from preprocess.episode import retain_freed_memory
     from preprocess.images import DEFAULT_JPEG_QUALITY, ImageSize, encode_rgb_jpeg
+    from shards.codec import retain_freed_memory
 
     retain_freed_memory()  # as preprocess's episode workers do: the same work done the same way
     quality = jpeg_quality or DEFAULT_JPEG_QUALITY
