@@ -707,7 +707,7 @@ def unpack_batch(
     if keep is not None and ring_key is not None:
         keep[ring_key] = buffer
     if copy:
-        size = max((s.offset + s.nbytes for s in layout), default=0)
+        size = _layout_bytes(layout)
         own = torch.empty(size, dtype=torch.uint8, pin_memory=pin_memory)
         np.copyto(own.numpy(), buffer[:size].numpy())
         buffer = own
