@@ -84,7 +84,9 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
     indices = _require(state, "indices", list, f"{where}.state")
     names = _require(state, "names", list, f"{where}.state")
     if len(names) != len(indices) or not indices:
-        raise ManifestError(f"{where}.state: expected as many names as indices (>0), got {len(names)} and {len(indices)}")
+        raise ManifestError(
+            f"{where}.state: expected as many names as indices (>0), got {len(names)} and {len(indices)}"
+        )
     action = _require(manifest, "action", dict, where)
     action_dim = _require(action, "dim", int, f"{where}.action")
     if len(_require(action, "names", list, f"{where}.action")) != action_dim:

@@ -9,13 +9,17 @@ from schemas.r1pro import STATE_DIM, standard_track_allowed, state_names
 # Ascending index order: checkpoints trained by the original script expect exactly this order.
 TOP32_INDICES: tuple[int, ...] = (
     *range(158, 165),  # arm_left_qpos
-    179, 180,  # arm_left_qvel, first two
+    179,
+    180,  # arm_left_qvel, first two
     *range(186, 189),  # eef_left_pos
-    193, 194,  # gripper_left_qpos
+    193,
+    194,  # gripper_left_qpos
     *range(197, 204),  # arm_right_qpos
-    218, 219,  # arm_right_qvel, first two
+    218,
+    219,  # arm_right_qvel, first two
     *range(225, 228),  # eef_right_pos
-    232, 233,  # gripper_right_qpos
+    232,
+    233,  # gripper_right_qpos
     *range(236, 240),  # trunk_qpos
 )
 
@@ -58,7 +62,9 @@ def parse_state_indices(text: str) -> tuple[int, ...]:
                 start_text, stop_text = part.split(":", 1)
                 start, stop = int(start_text), int(stop_text)
                 if stop <= start:
-                    raise StateSelectionError(f"empty range {part!r} in --state-indices (stop must be > start)")
+                    raise StateSelectionError(
+                        f"empty range {part!r} in --state-indices (stop must be > start)"
+                    )
                 indices.extend(range(start, stop))
             else:
                 indices.append(int(part))
@@ -79,7 +85,9 @@ def parse_state_indices(text: str) -> tuple[int, ...]:
     return tuple(indices)
 
 
-def resolve_state_selection(preset: str | None = DEFAULT_PRESET, indices: str | None = None) -> StateSelection:
+def resolve_state_selection(
+    preset: str | None = DEFAULT_PRESET, indices: str | None = None
+) -> StateSelection:
     """A preset by name, or a custom list (`--state-indices`, which wins over the preset)."""
     if indices:
         chosen = parse_state_indices(indices)

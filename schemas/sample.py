@@ -49,7 +49,9 @@ def image_member(camera: str, encoding: str = "jpeg") -> str:
     try:
         return f"{camera}.{IMAGE_EXTENSIONS[encoding]}"
     except KeyError:
-        raise ValueError(f"unknown image encoding {encoding!r}; expected one of {sorted(IMAGE_EXTENSIONS)}") from None
+        raise ValueError(
+            f"unknown image encoding {encoding!r}; expected one of {sorted(IMAGE_EXTENSIONS)}"
+        ) from None
 
 
 def progress(frame_index: int | np.ndarray, episode_length: int) -> float | np.ndarray:
@@ -66,7 +68,13 @@ def temporal_weight(progress_value: float | np.ndarray, alpha: float) -> float |
 
 def member_names(cameras: list[str], encoding: str = "jpeg") -> list[str]:
     """Every member a v1 sample must carry (besides `__key__`)."""
-    return [*(image_member(c, encoding) for c in cameras), STATE_MEMBER, ACTION_MEMBER, ACTION_IS_PAD_MEMBER, JSON_MEMBER]
+    return [
+        *(image_member(c, encoding) for c in cameras),
+        STATE_MEMBER,
+        ACTION_MEMBER,
+        ACTION_IS_PAD_MEMBER,
+        JSON_MEMBER,
+    ]
 
 
 def sample_problems(sample: dict[str, Any], state_dim: int, action_dim: int, horizon: int) -> list[str]:

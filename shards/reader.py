@@ -82,7 +82,9 @@ class ShardSet:
         """Shard URL -> its manifest entry (`name`, `samples`, `bytes`, `sha256`), for in-stream checks."""
         return {self.url(shard["name"]): shard for shard in shards_of(self.manifest, split)}
 
-    def pipeline(self, split: str = "train", *, seed: int, skip_corrupt: CorruptShardLog | None = None, **kwargs: Any):
+    def pipeline(
+        self, split: str = "train", *, seed: int, skip_corrupt: CorruptShardLog | None = None, **kwargs: Any
+    ):
         """`sample_pipeline` over one split, with every shard checked against the manifest as it streams
         (size, sample count, sha256, schema members, decodability). A corrupt shard raises
         `ShardCorruptError` naming it and suggesting `b1k-shards verify`; with `skip_corrupt` it is
@@ -127,7 +129,9 @@ def open_shard_set(location: str | Path) -> ShardSet:
     kind = location_kind(location)
     if kind == "pipe":
         if "{name}" not in location:
-            raise ShardSetError(f"a pipe: shard set needs a {{name}} placeholder for file names, got {location!r}")
+            raise ShardSetError(
+                f"a pipe: shard set needs a {{name}} placeholder for file names, got {location!r}"
+            )
         root = location
     elif location.endswith(".json"):
         root = location.rsplit("/", 1)[0] if kind == "http" else str(Path(location).parent)
@@ -136,7 +140,9 @@ def open_shard_set(location: str | Path) -> ShardSet:
     probe = ShardSet(location, root, {})
     manifest_url = location if location.endswith(".json") and kind != "pipe" else probe.url(MANIFEST_NAME)
     if kind == "local" and not Path(manifest_url).is_file():
-        raise ManifestError(f"{manifest_url}: no manifest.json here; expected a shard set written by b1k-preprocess")
+        raise ManifestError(
+            f"{manifest_url}: no manifest.json here; expected a shard set written by b1k-preprocess"
+        )
     try:
         text = read_location(manifest_url)
     except ShardSetError as exc:
@@ -177,7 +183,9 @@ def sample_pipeline(
     the set's location, used in the `b1k-shards verify` hint."""
     stages: list[Any] = [wds.SimpleShardList(urls)]
     if shuffle_shards:
-        stages.append(wds.detshuffle(bufsize=len(urls) or 1, initial=len(urls) or 1, seed=seed, epoch=epoch - 1))
+        stages.append(
+            wds.detshuffle(bufsize=len(urls) or 1, initial=len(urls) or 1, seed=seed, epoch=epoch - 1)
+        )
     if split_by_node:
         stages.append(wds.split_by_node)
     if split_by_worker:

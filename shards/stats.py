@@ -85,11 +85,19 @@ def write_stats_values(
     out.flush()
     del out
     os.replace(tmp, path)
-    entry = {"name": name, "shape": [dim, total], "dtype": "float64", "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    entry = {
+        "name": name,
+        "shape": [dim, total],
+        "dtype": "float64",
+        "bytes": path.stat().st_size,
+        "sha256": file_sha256(path),
+    }
     if episodes is not None:
         index = [[int(e), int(n)] for e, n in episodes]
         if sum(n for _, n in index) != total:
-            raise ValueError(f"{name}: the episodes' columns add up to {sum(n for _, n in index)}, expected {total}")
+            raise ValueError(
+                f"{name}: the episodes' columns add up to {sum(n for _, n in index)}, expected {total}"
+            )
         entry["episodes"] = index
     return entry
 

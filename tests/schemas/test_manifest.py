@@ -11,23 +11,35 @@ S, A = 2, 3
 
 
 def _stats(dim: int) -> dict:
-    return {name: [0.0] * dim for name in ("mean", "std", "min", "max", "q01", "q99", "sum", "sum_sq")} | {"count": 4}
+    return {name: [0.0] * dim for name in ("mean", "std", "min", "max", "q01", "q99", "sum", "sum_sq")} | {
+        "count": 4
+    }
 
 
 VALID = {
     "schema_version": 1,
-    "created_by": {"tool": "b1k-preprocess", "version": "0.1.0", "command": "b1k-preprocess ...", "time": "now"},
+    "created_by": {
+        "tool": "b1k-preprocess",
+        "version": "0.1.0",
+        "command": "b1k-preprocess ...",
+        "time": "now",
+    },
     "source": {"path": "/data", "codebase_version": "v3.0", "fingerprint": "abc"},
     "fps": 30,
     "frame_stride": 1,
-    "cameras": {"head": {"video_key": "observation.images.rgb.head", "height": 8, "width": 8, "encoding": "jpeg"}},
+    "cameras": {
+        "head": {"video_key": "observation.images.rgb.head", "height": 8, "width": 8, "encoding": "jpeg"}
+    },
     "state": {"preset": "custom", "indices": [158, 159], "names": ["arm_left_qpos_0", "arm_left_qpos_1"]},
     "action": {"dim": A, "names": ["a", "b", "c"]},
     "horizon": 5,
     "temporal": {"alpha": 1.0, "formula": "1 + alpha * progress**2"},
     "stats": {"observation.state": _stats(S), "action": _stats(A)},
     "splits": {
-        "train": {"episodes": [0], "shards": [{"name": "train-000000.tar", "samples": 4, "bytes": 10, "sha256": "0" * 64}]},
+        "train": {
+            "episodes": [0],
+            "shards": [{"name": "train-000000.tar", "samples": 4, "bytes": 10, "sha256": "0" * 64}],
+        },
         "val": {"episodes": [], "shards": []},
     },
     "tasks": {"0": "pick"},
@@ -61,7 +73,10 @@ def test_valid_manifest_round_trips():
         (_broken("horizon", delete=True), r"manifest: missing key 'horizon'"),
         (_broken("fps", "30"), r"manifest\.fps: expected int or float, got str"),
         (_broken("stats/action/q99", [0.0]), r"manifest\.stats\.action\.q99: expected 3 values, got 1"),
-        (_broken("stats/observation.state/mean", [0.0, float("nan")]), r"mean\[1\]: expected a finite number"),
+        (
+            _broken("stats/observation.state/mean", [0.0, float("nan")]),
+            r"mean\[1\]: expected a finite number",
+        ),
         (_broken("splits/val", delete=True), r"manifest\.splits: missing key 'val'"),
         (_broken("state/names", ["x"]), r"manifest\.state: expected as many names as indices"),
     ],

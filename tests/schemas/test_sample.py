@@ -24,13 +24,20 @@ def test_progress_and_weight():
     assert progress(0, 5) == 0.0
     assert progress(4, 5) == 1.0
     assert progress(0, 1) == 0.0
-    np.testing.assert_allclose(temporal_weight(progress(np.arange(5), 5), 2.0), 1 + 2.0 * (np.arange(5) / 4) ** 2)
+    np.testing.assert_allclose(
+        temporal_weight(progress(np.arange(5), 5), 2.0), 1 + 2.0 * (np.arange(5) / 4) ** 2
+    )
     assert temporal_weight(0.7, 0.0) == 1.0
 
 
 def test_member_names():
     assert member_names(["head", "left_wrist"]) == [
-        "head.jpg", "left_wrist.jpg", "state.npy", "action.npy", "action_is_pad.npy", "json",
+        "head.jpg",
+        "left_wrist.jpg",
+        "state.npy",
+        "action.npy",
+        "action_is_pad.npy",
+        "json",
     ]
 
 
@@ -39,8 +46,16 @@ def _sample() -> dict:
         "state.npy": np.zeros(4, np.float32),
         "action.npy": np.zeros((3, 23), np.float32),
         "action_is_pad.npy": np.zeros(3, np.bool_),
-        "json": {"episode_index": 1, "frame_index": 0, "episode_length": 3, "timestamp": 0.0,
-                 "progress": 0.0, "weight": 1.0, "task_index": 0, "task": "pick"},
+        "json": {
+            "episode_index": 1,
+            "frame_index": 0,
+            "episode_length": 3,
+            "timestamp": 0.0,
+            "progress": 0.0,
+            "weight": 1.0,
+            "task_index": 0,
+            "task": "pick",
+        },
     }
 
 
