@@ -43,8 +43,9 @@ import numpy as np
 from schemas.manifest import MANIFEST_NAME, SPLITS, STAT_KEYS, dump_manifest, validate_manifest
 from schemas.sample import JSON_MEMBER, SCHEMA_VERSION, parse_sample_key
 from shards.reader import ShardSet, open_shard_set
-from shards.scan import _DigestReader, is_local, open_stream
+from shards.scan import is_local, open_stream
 from shards.stats import STATS_DIR, compute_stats, episode_columns, load_stats_values, write_stats_values
+from shards.tar import HashingReader
 from shards.writer import TMP_SUFFIX, atomic_write_text
 
 TOOL = "b1k-shards merge"
@@ -288,7 +289,7 @@ def _copy_checked(url: str, entry: dict, dst: Path, location: str) -> str:
         stream = open_stream(url)
     except Exception as exc:
         raise MergeError(f"cannot read input shard {url}: {exc}") from exc
-    reader = _DigestReader(stream)
+    reader = HashingReader(stream)
     try:
         with open(tmp, "wb") as f:
             while block := reader.read(1 << 22):
@@ -302,7 +303,7 @@ def _copy_checked(url: str, entry: dict, dst: Path, location: str) -> str:
     finally:
         with contextlib.suppress(Exception):
             stream.close()
-    digest = reader.hash.hexdigest() if reader.hash is not None else ""
+    digest = reader.hexdigest() or ""
     if reader.bytes != entry["bytes"] or digest != entry["sha256"]:
         tmp.unlink(missing_ok=True)
         what = (

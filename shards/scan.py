@@ -12,7 +12,6 @@ manifest entry (size, sha256, sample count). One pass, no temporary copy: used b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import re
@@ -22,32 +21,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from webdataset.gopen import gopen as wds_gopen
-from webdataset.tariterators import base_plus_ext
 
 from shards.errors import ShardCorruptError
-
-_BLOCK = 1 << 20
-
-
-class _DigestReader:
-    """A read-only stream that hashes and counts what is read through it."""
-
-    def __init__(self, stream: BinaryIO, digest: bool = True):
-        self.stream = stream
-        self.hash = hashlib.sha256() if digest else None
-        self.bytes = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        if data:
-            self.bytes += len(data)
-            if self.hash is not None:
-                self.hash.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_BLOCK):
-            pass
+from shards.tar import READ_BUFFER, HashingReader, buffered_reader, iter_members, iter_sample_members
 
 
 def is_local(url: str) -> bool:
@@ -55,9 +31,10 @@ def is_local(url: str) -> bool:
 
 
 def open_stream(url: str) -> BinaryIO:
-    """A binary stream of a local path, an http(s) URL (curl) or a `pipe:` command (webdataset's gopen)."""
+    """A binary stream of a local path (unbuffered: readers buffer it themselves), an http(s) URL
+    (curl) or a `pipe:` command (webdataset's gopen)."""
     if is_local(url):
-        return open(url, "rb")
+        return open(url, "rb", buffering=0)
     return wds_gopen(url, "rb")
 
 
@@ -107,110 +84,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-# ----------------------------------------------------------------------------- tar members
-#
-# Python's `tarfile` costs ~70 us per member (TarInfo objects, many small reads): with seven members
-# per sample that was more than half the time a training worker spent outside JPEG decoding. Shards
-# are plain POSIX tars, so a header is parsed here with a few slices; GNU long names and pax
-# records (other writers, e.g. webdataset's) are understood; anything else is skipped by its size.
-
-_BLOCKSIZE = 512
-_EMPTY_BLOCK = bytes(_BLOCKSIZE)
-_REGULAR = (b"0", b"\0", b"7")
-_GNU_LONGNAME, _PAX_HEADER = b"L", b"x"
-
-
-def _read_exact(reader: _DigestReader, size: int) -> bytes:
-    data = reader.read(size)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < size:
-        more = reader.read(size - got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
-def _octal(field: bytes, what: str) -> int:
-    if field[:1] in (b"\x80", b"\xff"):  # GNU base-256 (files over 8 GiB)
-        value = int.from_bytes(field[1:], "big")
-        return -value if field[:1] == b"\xff" else value
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise tarfile.ReadError(f"bad {what} field {text[:20]!r} in a tar header") from None
-
-
-def _header_checksum_ok(header: bytes) -> bool:
-    stored = _octal(header[148:156], "checksum")
-    unsigned = sum(header) - sum(header[148:156]) + 256  # the checksum field counts as 8 spaces
-    if stored == unsigned:
-        return True
-    high = sum(1 for i, b in enumerate(header) if b > 127 and not 148 <= i < 156)
-    return stored == unsigned - 256 * high  # some old writers summed signed bytes
-
-
-def _pax_path(records: bytes) -> str | None:
-    """The `path` record of a pax extended header ("<len> path=<value>\n" records)."""
-    position = 0
-    path = None
-    while position < len(records):
-        space = records.find(b" ", position)
-        if space < 0:
-            break
-        length = int(records[position:space])
-        keyword, _, value = records[space + 1 : position + length - 1].partition(b"=")
-        if keyword == b"path":
-            path = value.decode("utf-8")
-        position += length
-    return path
-
-
-def iter_tar_members(reader: _DigestReader) -> Iterator[tuple[str, bytes]]:
-    """(name, data) of every regular file of a tar stream, in order; the stream is read up to the
-    end-of-archive block. Raises `tarfile.ReadError` for a bad header or a stream that ends early."""
-    long_name: str | None = None
-    offset = 0
-    while True:
-        header = _read_exact(reader, _BLOCKSIZE)
-        if len(header) < _BLOCKSIZE:
-            if offset == 0 and not header:
-                raise tarfile.ReadError("empty file")
-            raise tarfile.ReadError("unexpected end of data (no end-of-archive block)")
-        if header == _EMPTY_BLOCK:
-            return
-        if not _header_checksum_ok(header):
-            raise tarfile.ReadError(f"bad checksum in the tar header at byte {offset}")
-        size = _octal(header[124:136], "size")
-        kind = header[156:157]
-        data = _read_exact(reader, size)
-        padding = -size % _BLOCKSIZE
-        if len(data) < size or len(_read_exact(reader, padding)) < padding:
-            raise tarfile.ReadError("unexpected end of data")
-        offset += _BLOCKSIZE + size + padding
-        if kind == _GNU_LONGNAME:
-            long_name = data.split(b"\0", 1)[0].decode("utf-8")
-            continue
-        if kind == _PAX_HEADER:
-            long_name = _pax_path(data) or long_name
-            continue
-        if kind not in _REGULAR:  # directories, links, global pax headers: no sample data
-            long_name = None
-            continue
-        if long_name is not None:
-            name, long_name = long_name, None
-        else:
-            name = header[:100].split(b"\0", 1)[0].decode("utf-8")
-            if header[257:262] == b"ustar" and header[345] != 0:
-                name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
-        yield name, data
-
-
 class ShardScan:
     """Iterate once over the samples of the shard at `url`; afterwards `samples`, `bytes` and `sha256`
     describe what was read (`sha256` is None when `digest=False`)."""
@@ -228,40 +101,34 @@ class ShardScan:
             stream = open_stream(self.url)
         except Exception as exc:
             raise ShardCorruptError.of(self.url, _describe(exc)) from exc
-        reader = _DigestReader(stream, self.digest)
+        raw = HashingReader(stream, self.digest)
         try:
-            yield from self._samples(reader)
-            reader.drain()
+            yield from self._samples(buffered_reader(raw))
+            raw.drain()
             stream.close()  # a pipe (curl, a command) reports its exit status here
         except ShardCorruptError:
             raise
         except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
             raise ShardCorruptError.of(self.url, _failure(exc, stream), self.samples) from exc
         finally:
-            self.bytes = reader.bytes
+            self.bytes = raw.bytes
             with contextlib.suppress(Exception):  # already reported, or the consumer stopped early
                 stream.close()
-        self.sha256 = reader.hash.hexdigest() if reader.hash is not None else None
+        self.sha256 = raw.hexdigest()
         self.complete = True
 
-    def _samples(self, reader: _DigestReader) -> Iterator[dict[str, Any]]:
-        current: dict[str, Any] | None = None
-        for name, data in iter_tar_members(reader):
-            key, suffix = base_plus_ext(name)
-            if key is None:
+    def _samples(self, reader: BinaryIO) -> Iterator[dict[str, Any]]:
+        for key, members in iter_sample_members(iter_members(reader)):
+            if key is None:  # webdataset skips members without a <key>.<suffix> name
                 continue
-            suffix = suffix.lower()
-            if current is None or key != current["__key__"]:
-                if current is not None:
-                    self.samples += 1
-                    yield current
-                current = {"__key__": key, "__url__": self.url}
-            if suffix in current:
-                raise ValueError(f"sample {key}: member {suffix} appears twice")
-            current[suffix] = data
-        if current is not None:
+            sample: dict[str, Any] = {"__key__": key, "__url__": self.url}
+            for suffix, member in members:
+                suffix = suffix.lower()
+                if suffix in sample:
+                    raise ValueError(f"sample {key}: member {suffix} appears twice")
+                sample[suffix] = member.data
             self.samples += 1
-            yield current
+            yield sample
 
 
 def size_problem(size: int, expected: int) -> str:
@@ -295,21 +162,19 @@ def local_size_problem(url: str, entry: dict) -> str | None:
     return None
 
 
-def digest_file(path: str | Path, block: int = _BLOCK) -> tuple[int, str]:
+def digest_file(path: str | Path, block: int = READ_BUFFER) -> tuple[int, str]:
     """(size, sha256) of a file at a local path, URL or `pipe:` command, read once as a stream."""
     try:
         stream = open_stream(str(path))
     except Exception as exc:
         raise ShardCorruptError.of(str(path), _describe(exc)) from exc
-    reader = _DigestReader(stream)
+    reader = HashingReader(stream)
     try:
-        while reader.read(block):
-            pass
+        reader.drain(block)
         stream.close()
     except OSError as exc:
         raise ShardCorruptError.of(str(path), _describe(exc)) from exc
     finally:
         with contextlib.suppress(Exception):
             stream.close()
-    assert reader.hash is not None
-    return reader.bytes, reader.hash.hexdigest()
+    return reader.bytes, str(reader.hexdigest())

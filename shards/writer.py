@@ -4,7 +4,7 @@ written, and renamed when complete, so a shard file is either complete or absent
 Samples are laid out exactly as webdataset's `TarWriter` lays them out (`<key>.<member>`, members
 in sorted order, USTAR), with the very bytes `tarfile` would write, but without webdataset (it
 imports torch: ~280 MB in every preprocess worker for nothing) and with headers built from a
-template (`member_header`). A sample can be carried as tar bytes (`RawSample`): preprocess copies
+template (`shards.tar.member_header`). A sample can be carried as tar bytes (`RawSample`): preprocess copies
 samples from its per-episode tars into the final shards without parsing or re-encoding them
 (`iter_raw_samples` -> `ShardWriter.write_raw`).
 """
@@ -14,15 +14,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from shards.tar import (
+    HashingReader,
+    Member,
+    buffered_reader,
+    end_of_archive,
+    iter_members,
+    iter_sample_members,
+    member_header,
+    padding,
+)
+
 TMP_SUFFIX = ".tmp"
-_BLOCK = tarfile.BLOCKSIZE
 
 
 @dataclass(frozen=True)
@@ -81,43 +90,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-# ----------------------------------------------------------------------------- tar members
-#
-# A member header is built from a template instead of a `tarfile.TarInfo` (~0.3 ms per member with
-# its copies and field conversions; seven members a sample): only the name, size and checksum
-# differ between our members. The bytes are exactly what `tarfile` writes for the same member
-# (USTAR, mode 0444, uid/gid 0, mtime 0, owner "b1k"); names that do not fit USTAR's 100-byte name
-# field go through `tarfile` itself.
-
-_RECORD = tarfile.RECORDSIZE
-_TEMPLATE = tarfile.TarInfo("")
-_TEMPLATE.mtime, _TEMPLATE.mode = 0, 0o444
-_TEMPLATE.uname = _TEMPLATE.gname = "b1k"
-_HEADER = bytearray(_TEMPLATE.tobuf(tarfile.USTAR_FORMAT))
-_HEADER[124:136] = bytes(12)  # size: filled per member
-_HEADER[148:156] = b" " * 8  # the checksum is summed with its own field as spaces
-_HEADER_SUM = sum(_HEADER)
-_MAX_NAME = 100
-_MAX_SIZE = 8**11 - 1  # 11 octal digits; larger members use tarfile's base-256 sizes
-_PADDING = [bytes(-n % _BLOCK) for n in range(_BLOCK)]
-
-
-def member_header(name: str, size: int) -> bytes:
-    """The USTAR header `tarfile` writes for a member `name` of `size` bytes with our fixed metadata."""
-    encoded = name.encode("utf-8")
-    if len(encoded) > _MAX_NAME or size > _MAX_SIZE:
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = size, 0, 0o444
-        info.uname = info.gname = "b1k"
-        return info.tobuf(tarfile.USTAR_FORMAT)
-    size_field = b"%011o\0" % size
-    header = _HEADER.copy()
-    header[: len(encoded)] = encoded
-    header[124:136] = size_field
-    header[148:156] = b"%06o\0 " % (_HEADER_SUM + sum(encoded) + sum(size_field))
-    return bytes(header)
-
-
 @dataclass(frozen=True)
 class RawSample:
     """One sample as tar bytes: its members' headers and padded payloads, in member order, exactly as
@@ -146,81 +118,39 @@ def encode_tar_sample(sample: dict) -> RawSample:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValueError(f"sample {key}: member {name} is {type(data).__name__}, expected bytes")
         size = len(data) if not isinstance(data, memoryview) else data.nbytes
-        parts += (member_header(f"{key}.{name}", size), data, _PADDING[size % _BLOCK])
+        parts += (member_header(f"{key}.{name}", size), data, padding(size))
         payload += size
     return RawSample(key, b"".join(parts), payload)
 
 
-# webdataset's grouping (`tariterators.base_plus_ext`): the key is the path up to the first dot of the
-# file name, the member suffix is the rest.
-_KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
-
-
-def iter_raw_samples(path: str | Path, buffer: int = 1 << 18) -> Iterator[RawSample]:
+def iter_raw_samples(path: str | Path) -> Iterator[RawSample]:
     """The samples of a tar this module wrote, as `RawSample`s (no payload is decoded or copied into
     Python objects other than the sample's bytes): copying them into another tar with
     `ShardWriter.write_raw` gives the same bytes as re-writing the decoded samples. Plain USTAR
     regular files only; anything else (or a truncated file) raises `tarfile.ReadError` naming the
-    file and offset."""
+    file."""
     path = Path(path)
-    with open(path, "rb", buffering=buffer) as f:
-        key: str | None = None
-        suffixes: set[str] = set()
-        parts: list[bytes] = []
-        payload = 0
-        offset = 0
-        while True:
-            header = f.read(_BLOCK)
-            if len(header) < _BLOCK:
-                raise tarfile.ReadError(
-                    f"{path}: unexpected end of data at byte {offset} (no end-of-archive block)"
-                )
-            if header == _ZERO_BLOCK:
-                break
-            name, size = _parse_header(header, path, offset)
-            block = f.read(size + -size % _BLOCK)
-            if len(block) < size + -size % _BLOCK:
-                raise tarfile.ReadError(f"{path}: unexpected end of data in member {name!r} at byte {offset}")
-            offset += _BLOCK + len(block)
-            match = _KEY.match(name)
-            if match is None:
-                raise tarfile.ReadError(
-                    f"{path}: member {name!r} at byte {offset} has no <key>.<suffix> name"
-                )
-            member_key, suffix = match.groups()
-            if member_key != key or suffix in suffixes:
-                if key is not None:
-                    yield RawSample(key, b"".join(parts), payload)
-                key, suffixes, parts, payload = member_key, set(), [], 0
-            suffixes.add(suffix)
-            parts += (header, block)
-            payload += size
-        if key is not None:
-            yield RawSample(key, b"".join(parts), payload)
+    with open(path, "rb", buffering=0) as f:
+        try:
+            for key, members in iter_sample_members(
+                iter_members(buffered_reader(HashingReader(f, digest=False)))
+            ):
+                yield _raw_sample(key, [member for _, member in members])
+        except tarfile.ReadError as exc:
+            raise tarfile.ReadError(f"{path}: {exc}") from None
 
 
-_ZERO_BLOCK = bytes(_BLOCK)
-
-
-def _parse_header(header: bytes, path: Path, offset: int) -> tuple[str, int]:
-    if header[257:263] != b"ustar\0" or header[156:157] not in (b"0", b"\0"):
-        raise tarfile.ReadError(
-            f"{path}: the member at byte {offset} is not a plain USTAR file (type {header[156:157]!r}); "
-            "only tars written by shards.writer can be copied raw"
-        )
-    try:
-        size = int(header[124:136].rstrip(b"\0 ") or b"0", 8)
-        stored = int(header[148:156].rstrip(b"\0 "), 8)
-    except ValueError:
-        raise tarfile.ReadError(
-            f"{path}: bad size or checksum field in the tar header at byte {offset}"
-        ) from None
-    if stored != sum(header) - sum(header[148:156]) + 256:
-        raise tarfile.ReadError(f"{path}: bad checksum in the tar header at byte {offset}")
-    name = header[:100].split(b"\0", 1)[0].decode("utf-8")
-    if header[345] != 0:
-        name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
-    return name, size
+def _raw_sample(key: str | None, members: list[Member]) -> RawSample:
+    for member in members:
+        if key is None:
+            raise tarfile.ReadError(f"member {member.name!r} has no <key>.<suffix> name")
+        if member.extended or member.header[257:263] != b"ustar\0":
+            raise tarfile.ReadError(
+                f"member {member.name!r} is not a plain USTAR file; only tars written by shards.writer "
+                "can be copied raw"
+            )
+    parts = [part for m in members for part in (m.header, m.data, padding(len(m.data)))]
+    return RawSample(key, b"".join(parts), sum(len(m.data) for m in members))
 
 
 class _TarSamples:
@@ -242,10 +172,7 @@ class _TarSamples:
         self.samples += 1
 
     def close(self) -> None:
-        # tarfile's end of archive: two zero blocks, then zeros up to a whole record (20 blocks)
-        end = 2 * _BLOCK
-        end += -(self.size + end) % _RECORD
-        self.handle.write(bytes(end))
+        self.handle.write(end_of_archive(self.size))
         self.handle.close()
 
     def discard(self) -> None:

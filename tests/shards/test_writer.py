@@ -17,7 +17,6 @@ from shards.writer import (
     ShardWriter,
     atomic_write_text,
     iter_raw_samples,
-    member_header,
     write_tar,
 )
 
@@ -181,14 +180,6 @@ def test_bytes_equal_tarfile(tmp_path, count, payload):
             "e00000001_f000000.action_is_pad.npy",
         ]
     _check(tmp_path, info)
-
-
-def test_long_names_fall_back_to_tarfile():
-    name = "dir/" * 30 + "e1_f2.json"  # > 100 bytes: USTAR splits it into prefix + name
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = 5, 0, 0o444
-    info.uname = info.gname = "b1k"
-    assert member_header(name, 5) == info.tobuf(tarfile.USTAR_FORMAT)
 
 
 def test_raw_copy_gives_the_same_shards(tmp_path):

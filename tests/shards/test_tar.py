@@ -1,0 +1,120 @@
+"""shards.tar: headers are the bytes `tarfile` writes; members read back as `tarfile` reads them,
+from any stream, hashed and counted exactly; members group into samples as webdataset groups them."""
+
+import hashlib
+import io
+import tarfile
+
+import pytest
+
+from shards.tar import (
+    HashingReader,
+    Member,
+    buffered_reader,
+    end_of_archive,
+    iter_members,
+    iter_sample_members,
+    member_header,
+    padding,
+    split_member_name,
+)
+
+
+def _tarfile_tar(members: dict[str, bytes], tar_format: int = tarfile.USTAR_FORMAT) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tar_format) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe-like stream: reads return at most `step` bytes and it has no `readinto`."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.step, self.position = data, step, 0
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.step if size < 0 else min(size, self.step)
+        chunk = self.data[self.position : self.position + size]
+        self.position += len(chunk)
+        return chunk
+
+    readinto = None  # type: ignore[assignment]
+
+
+def _members(data: bytes, **kwargs) -> list:
+    return list(iter_members(buffered_reader(HashingReader(io.BytesIO(data), digest=False), **kwargs)))
+
+
+@pytest.mark.parametrize("name", ["e1_f2.json", "d/" * 20 + "e1_f2.json", "dir/" * 30 + "e1_f2.json"])
+@pytest.mark.parametrize("size", [0, 5, 512, 8**11 - 1])
+def test_member_header_is_what_tarfile_writes(name, size):
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o444
+    info.uname = info.gname = "b1k"
+    assert member_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def test_padding_and_end_of_archive_complete_a_tarfile_archive():
+    members = {"a.json": b"x" * 700, "b.json": b"y" * 512}
+    reference = _tarfile_tar(members)
+    ours = b"".join(member_header(n, len(d)) + d + padding(len(d)) for n, d in members.items())
+    written = len(ours)
+    ours += end_of_archive(written)
+    # tarfile's own headers carry its defaults (mtime, owner): compare the layout, block for block
+    assert len(ours) == len(reference) and len(ours) % tarfile.RECORDSIZE == 0
+    assert ours[written:] == bytes(len(ours) - written)
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_members_read_as_tarfile_reads_them(tar_format):
+    long_dir = "d" * 120 if tar_format != tarfile.USTAR_FORMAT else "nested/dir"
+    members = {f"{long_dir}/e1_f0.json": b"{}", f"{long_dir}/e1_f0.npy": b"z" * 1025, "e2_f0.json": b""}
+    data = _tarfile_tar(members, tar_format)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        reference = [(m.name, tar.extractfile(m).read()) for m in tar if m.isreg()]
+    read = _members(data, size=4096)  # buffer smaller than the archive: members cross refills
+    assert [(m.name, m.data) for m in read] == reference == list(members.items())
+    assert [m.extended for m in read][:2] == [tar_format != tarfile.USTAR_FORMAT] * 2
+
+
+def test_hashing_reader_counts_and_hashes_every_byte_of_a_trickling_stream():
+    data = _tarfile_tar({f"e1_f{i}.json": bytes([i]) * (300 * i) for i in range(20)})
+    raw = HashingReader(_Trickle(data, step=777))
+    names = [m.name for m in iter_members(buffered_reader(raw, size=2048))]
+    assert names == [f"e1_f{i}.json" for i in range(20)]
+    raw.drain()  # the end-of-archive padding after the last member
+    assert raw.bytes == len(data)
+    assert raw.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d[:1700], r"unexpected end of data in the member at byte 1024"),
+        (lambda d: d[:1024], r"unexpected end of data at byte 1024 \(no end-of-archive block\)"),
+        (lambda d: d[:5] + bytes([d[5] ^ 0x20]) + d[6:], r"bad checksum in the tar header at byte 0"),
+        (lambda d: b"", r"empty file"),
+    ],
+)
+def test_damaged_tars_are_errors_saying_where(damage, message):
+    data = _tarfile_tar({"e1_f0.json": b"a" * 100, "e1_f1.json": b"b" * 600})
+    with pytest.raises(tarfile.ReadError, match=message):
+        _members(damage(data))
+
+
+def test_samples_group_consecutive_members_like_webdataset():
+    assert split_member_name("dir/e1_f0.action.npy") == ("dir/e1_f0", "action.npy")
+    assert split_member_name("README") == (None, None)
+    names = ["e1_f0.json", "e1_f0.head.jpg", "README", "e1_f0.state.npy", "e1_f1.json", "e1_f0.json"]
+    members = [Member(name, b"", member_header(name, 0)) for name in names]
+    groups = [(key, [s for s, _ in group]) for key, group in iter_sample_members(iter(members))]
+    assert groups == [
+        (None, [""]),  # a member without a key is reported alone and does not split the sample
+        ("e1_f0", ["json", "head.jpg", "state.npy"]),
+        ("e1_f1", ["json"]),
+        ("e1_f0", ["json"]),
+    ]
