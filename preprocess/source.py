@@ -10,6 +10,10 @@ v3.0: `meta/episodes/**/*.parquet` + `meta/tasks.parquet`; many episodes per par
       an episode's frames are the video's frames from `videos/<key>/from_timestamp` on, and its
       rows are the data file's rows whose `episode_index` is this episode (read alone, via a
       pyarrow filter, so a worker never loads other episodes' rows).
+
+Parquet is read through `pq.ParquetFile`, never `pq.read_table`: the latter goes through
+`pyarrow.dataset`, whose import pulls in pandas (~0.25 s CPU in the main process and again in every
+episode worker, for nothing).
 """
 
 from __future__ import annotations
@@ -193,7 +197,7 @@ class SourceDataset:
         tasks_path = self.root / "meta/tasks.parquet"
         if not tasks_path.is_file():
             raise SourceError(f"{tasks_path}: missing (v3.0 task list)")
-        table = pq.read_table(tasks_path)
+        table = read_parquet(tasks_path)
         names = table.column_names
         # LeRobot writes the task string as the pandas index (column "task" or "__index_level_0__").
         task_col = (
@@ -228,7 +232,7 @@ class SourceDataset:
             missing = [c for c in required if c not in columns]
             if missing:
                 raise SourceError(f"{path}: episode metadata lacks columns {missing}")
-            for row in pq.read_table(path, columns=columns).to_pylist():
+            for row in read_parquet(path, columns).to_pylist():
                 index = int(row["episode_index"])
                 videos = {}
                 for key in self.video_keys:
@@ -323,10 +327,7 @@ class SourceDataset:
         if missing:
             raise SourceError(f"{path}: missing columns {missing} (episode {index})")
         columns = [c for c in wanted if c in schema.names]
-        if self.version == "v2.1":
-            table = pq.read_table(path, columns=columns)
-        else:
-            table = pq.read_table(path, columns=columns, filters=[("episode_index", "=", index)])
+        table = read_parquet(path, columns, None if self.version == "v2.1" else index)
         if self.version == "v2.1" and table.num_rows:
             other = pc.unique(table.column("episode_index")).to_pylist()
             if other != [index]:
@@ -336,7 +337,7 @@ class SourceDataset:
         order = pc.sort_indices(table, sort_keys=[("frame_index", "ascending")])
         table = table.take(order)
         length = table.num_rows
-        frame_index = table.column("frame_index").to_numpy().astype(np.int64)
+        frame_index = to_numpy(table.column("frame_index")).astype(np.int64)
         if length != ep.length:
             raise EpisodeDataError(
                 f"{path}: episode {index} has {length} rows in the data file, the episode metadata says length {ep.length}",
@@ -352,13 +353,64 @@ class SourceDataset:
             )
         state = _list_column(table, STATE_KEY, path, index)
         action = _list_column(table, ACTION_KEY, path, index)
-        timestamp = table.column("timestamp").to_numpy().astype(np.float64)
+        timestamp = to_numpy(table.column("timestamp")).astype(np.float64)
         task_index = (
-            table.column("task_index").to_numpy().astype(np.int64)
+            to_numpy(table.column("task_index")).astype(np.int64)
             if "task_index" in table.column_names
             else None
         )
         return EpisodeData(index, state, action, timestamp, frame_index, task_index)
+
+
+def read_parquet(path: Path, columns: list[str] | None = None, episode_index: int | None = None) -> pa.Table:
+    """`columns` of a parquet file (all if None). With `episode_index`: only that episode's rows,
+    reading only the row groups whose statistics may hold it (what `pq.read_table(filters=...)`
+    does, without importing `pyarrow.dataset` and with it pandas)."""
+    with pq.ParquetFile(path) as parquet:
+        if episode_index is None:
+            return parquet.read(columns=columns)
+        meta = parquet.metadata
+        groups = [
+            i
+            for i in range(meta.num_row_groups)
+            if _may_hold(meta.row_group(i), "episode_index", episode_index)
+        ]
+        table = parquet.read_row_groups(groups, columns=columns)
+    rows = np.flatnonzero(to_numpy(table.column("episode_index")) == episode_index)
+    if len(rows) == table.num_rows:
+        return table
+    # indices from numpy's buffer: `pc.equal(column, index)` or `pa.array(rows)` would import pandas
+    return table.take(
+        pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows.astype(np.int64))])
+    )
+
+
+def to_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as numpy. Integers and floats without nulls are viewed through their data
+    buffer: pyarrow's own `to_numpy` starts its pandas conversion layer, which imports pandas
+    (~0.25 s CPU per process) even for a plain int64 column. Anything else goes through pyarrow."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    kind = values.type
+    if values.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        return values.to_numpy(zero_copy_only=False)
+    code = "f" if pa.types.is_floating(kind) else "i" if pa.types.is_signed_integer(kind) else "u"
+    dtype = np.dtype(f"{code}{kind.bit_width // 8}")
+    if len(values) == 0:
+        return np.empty(0, dtype)
+    return np.frombuffer(values.buffers()[1], dtype, len(values), values.offset * dtype.itemsize)
+
+
+def _may_hold(row_group: pq.RowGroupMetaData, column: str, value: int) -> bool:
+    """False only when the row group's min/max statistics of `column` exclude `value`."""
+    for i in range(row_group.num_columns):
+        chunk = row_group.column(i)
+        if chunk.path_in_schema == column:
+            stats = chunk.statistics
+            if stats is None or not stats.has_min_max:
+                return True
+            return stats.min <= value <= stats.max
+    return True
 
 
 def _list_column(table: pa.Table, name: str, path: Path, episode_index: int) -> np.ndarray:
@@ -368,7 +420,7 @@ def _list_column(table: pa.Table, name: str, path: Path, episode_index: int) -> 
     if isinstance(column.type, pa.FixedSizeListType):
         dim = column.type.list_size
     elif isinstance(column.type, (pa.ListType, pa.LargeListType)):
-        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        lengths = to_numpy(pc.list_value_length(column))
         if rows and (lengths.min() != lengths.max()):
             frame = int(np.flatnonzero(lengths != lengths[0])[0])
             raise EpisodeDataError(
@@ -381,7 +433,7 @@ def _list_column(table: pa.Table, name: str, path: Path, episode_index: int) -> 
         raise SourceError(f"{path}: column {name!r} has type {column.type}, expected a list of floats")
     if column.null_count:
         raise EpisodeDataError(f"{path}: episode {episode_index} field {name!r} has null rows", episode_index)
-    values = column.flatten().to_numpy(zero_copy_only=False)
+    values = to_numpy(column.flatten())
     return np.asarray(values).reshape(rows, dim)
 
 
