@@ -8,7 +8,9 @@ Per episode, in the work directory:
   episode_<index:08d>.npz   full-rate filtered state (L, S) and actions (L, 23) as float64 (stats)
   episode_<index:08d>.json  what was written (samples, bytes, task, source video bytes, seconds)
   episode_<index:08d>.tar   the samples (frames 0, stride, 2*stride, ...), written last: its
-                            presence (temp + rename) marks the episode done for `--resume`
+                            presence (temp + rename) marks the episode done for `--resume`. The
+                            json lists each sample's tar bytes and payload, so the final stage copies
+                            samples by size (`read_work_samples`) without parsing a tar member.
   episode_<index:08d>.skipped.json   instead of the above, when `--skip-bad-episodes` skipped it
 """
 
@@ -17,8 +19,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,8 @@ from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_DIM, STATE_KEY
 from schemas.sample import progress, sample_key, temporal_weight
 from shards.codec import encode_sample, retain_freed_memory
-from shards.writer import write_tar
+from shards.tar import end_of_archive
+from shards.writer import RawSample, encode_tar_sample
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class EpisodeResult:
     task: str
     source_video_bytes: int
     seconds: float
+    # each sample's tar bytes (headers + padded members) and payload (member bytes), in order
+    sample_bytes: list[int] = field(default_factory=list)
+    sample_payloads: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -239,18 +245,65 @@ def process_episode(
     # A per-process temporary name: an orphaned worker of a killed run can never collide with a
     # resumed run writing the same episode.
     part = paths["tar"].with_name(f"{paths['tar'].name}.{os.getpid()}.part")
-    info = write_tar(part, samples(), digest=False)  # the final shards carry the sha256s
-    samples_written = info.samples
+    sizes, payloads = write_work_tar(part, samples())
     result = EpisodeResult(
         episode_index=episode_index,
         length=length,
-        samples=samples_written,
-        tar_bytes=info.bytes,
+        samples=len(sizes),
+        tar_bytes=sum(sizes) + len(end_of_archive(sum(sizes))),
         task_index=task_index,
         task=task,
         source_video_bytes=source.source_video_bytes(ref, [c.video_key for c in options.cameras]),
         seconds=time.perf_counter() - started,
+        sample_bytes=sizes,
+        sample_payloads=payloads,
     )
     _atomic_bytes(paths["json"], lambda f: f.write(json.dumps(result.to_json()).encode()))
     os.replace(part, paths["tar"])
     return result
+
+
+def write_work_tar(path: Path, samples: Iterable[dict]) -> tuple[list[int], list[int]]:
+    """Write the samples as one tar, the bytes `shards.writer.write_tar` writes (no sha256: the
+    final shards carry theirs); returns each sample's tar bytes and payload, in order. The file is
+    removed if writing fails."""
+    sizes: list[int] = []
+    payloads: list[int] = []
+    try:
+        with path.open("wb") as f:
+            for sample in samples:
+                raw = encode_tar_sample(sample)
+                f.write(raw.data)
+                sizes.append(len(raw.data))
+                payloads.append(raw.payload)
+            f.write(end_of_archive(sum(sizes)))
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return sizes, payloads
+
+
+def read_work_samples(path: Path, result: EpisodeResult, frame_stride: int) -> Iterator[RawSample]:
+    """The samples of an episode's work tar as `RawSample`s, cut by the sizes its result lists: one
+    read per sample, no member parsing (the bytes `shards.writer.iter_raw_samples` would give). Each
+    sample must start with its own key's first member header: a short, misaligned or foreign file
+    raises `ValueError` naming the file and sample."""
+    frames = range(0, result.length, frame_stride)
+    if len(frames) != len(result.sample_bytes) or len(frames) != len(result.sample_payloads):
+        raise ValueError(
+            f"{path}: its record lists {len(result.sample_bytes)} samples, "
+            f"expected {len(frames)} (frames 0..{result.length - 1}, stride {frame_stride})"
+        )
+    with open(path, "rb", buffering=0) as f:
+        for frame, size, payload in zip(frames, result.sample_bytes, result.sample_payloads, strict=True):
+            key = sample_key(result.episode_index, frame)
+            data = f.read(size)
+            if len(data) != size:
+                raise ValueError(f"{path}: ends inside sample {key} ({len(data)} of {size} bytes)")
+            if not data.startswith(key.encode() + b"."):
+                raise ValueError(
+                    f"{path}: sample {key} is not where its record says (bytes {f.tell() - size}..)"
+                )
+            yield RawSample(key, data, payload)

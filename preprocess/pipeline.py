@@ -12,8 +12,9 @@
    each next sample is drawn from a window episode with probability proportional to its
    remaining samples; a finished episode is replaced by the next one of a seeded permutation.
    Samples stream from the work tars to `shards.writer.ShardWriter` (temp name + rename,
-   sha256) as tar bytes, copied without parsing their members (`shards.writer.iter_raw_samples`):
-   memory holds one sample per open episode. Deterministic given the seed and the work files, so
+   sha256) as tar bytes, cut by the sizes each episode's record lists
+   (`preprocess.episode.read_work_samples`: no member is parsed): memory holds one sample per open
+   episode. Deterministic given the seed and the work files, so
    a resumed run writes byte-identical shards.
 4. Stats (train split, full frame rate, columns ordered by (episode, frame)): sidecars
    `stats/<key>.npy` + exact stats (`shards.stats`).
@@ -32,7 +33,7 @@ import sys
 import tarfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -42,7 +43,14 @@ from pathlib import Path
 import av
 import numpy as np
 
-from preprocess.episode import CameraPlan, EpisodeOptions, EpisodeResult, process_episode, work_paths
+from preprocess.episode import (
+    CameraPlan,
+    EpisodeOptions,
+    EpisodeResult,
+    process_episode,
+    read_work_samples,
+    work_paths,
+)
 from preprocess.images import DEFAULT_JPEG_QUALITY, RESIZE_METHOD, ImageSize
 from preprocess.source import EpisodeDataError, SourceDataset, SourceError
 from schemas.manifest import MANIFEST_NAME, dump_manifest, validate_manifest
@@ -416,7 +424,9 @@ def _load_done(work: Path, episode_index: int) -> EpisodeResult | dict | None:
     if paths["skipped"].is_file():
         return json.loads(paths["skipped"].read_text())
     if paths["tar"].is_file() and paths["json"].is_file() and paths["npz"].is_file():
-        return EpisodeResult(**json.loads(paths["json"].read_text()))
+        record = json.loads(paths["json"].read_text())
+        if "sample_bytes" in record:  # (a work dir of an older version lacks it: redo the episode)
+            return EpisodeResult(**record)
     return None
 
 
@@ -626,10 +636,13 @@ def _run_pool(todo, options, work, workers, on_done, on_error, progress: _Progre
 
 
 # ------------------------------------------------------------------ interleave
-def _episode_samples(episode: int, path: Path) -> Iterator[RawSample]:
+SampleReader = Callable[[int, Path], Iterator[RawSample]]
+
+
+def _episode_samples(episode: int, path: Path, read: SampleReader) -> Iterator[RawSample]:
     try:
-        yield from iter_raw_samples(path)
-    except (OSError, tarfile.TarError) as exc:
+        yield from read(episode, path)
+    except (OSError, ValueError, tarfile.TarError) as exc:
         raise PreprocessError(f"work tar of episode {episode} is unreadable: {exc}") from None
 
 
@@ -638,14 +651,17 @@ def interleave(
     writer: ShardWriter,
     seed: int,
     window: int = DEFAULT_INTERLEAVE_WINDOW,
+    read: SampleReader = lambda episode, path: iter_raw_samples(path),
 ) -> int:
     """Write the samples of the episode tars [(episode, path, samples)] to `writer`, mixed.
 
     A seeded permutation orders the episodes; up to `window` of them are open at a time; each
     next sample comes from an open episode drawn with probability proportional to its remaining
-    samples. Within an episode samples keep their frame order. Samples are copied as tar bytes
-    (`shards.writer.iter_raw_samples`): the shards hold exactly what re-writing the decoded
-    samples would give, without parsing a member or importing webdataset/torch.
+    samples. Within an episode samples keep their frame order. Samples are copied as tar bytes,
+    as `read(episode, path)` yields them (default: `shards.writer.iter_raw_samples`, which parses
+    the members; preprocess passes `read_work_samples`, which cuts them by recorded sizes): the
+    shards hold exactly what re-writing the decoded samples would give, without importing
+    webdataset/torch.
     """
     rng = np.random.default_rng(seed)
     order = [tars[i] for i in rng.permutation(len(tars))]
@@ -660,7 +676,7 @@ def interleave(
             next_up += 1
             if entry[2] == 0:
                 continue
-            open_iters.append(_episode_samples(entry[0], entry[1]))
+            open_iters.append(_episode_samples(entry[0], entry[1], read))
             remaining.append(entry[2])
             names.append(entry)
         if not open_iters:
@@ -733,6 +749,7 @@ def finalize(
                 writer,
                 seed=(config.seed * 1000003 + seed_of[split]) & 0xFFFFFFFF,
                 window=config.interleave_window,
+                read=lambda episode, path: read_work_samples(path, results[episode], config.frame_stride),
             )
         shards: list[ShardInfo] = writer.shards
         splits[split] = {

@@ -119,6 +119,60 @@ def test_interrupted_final_stage_is_redone(dataset, reference, tmp_path, monkeyp
     assert_same_set(reference, out)
 
 
+def _crash_before_stats(dataset, out: Path, monkeypatch) -> Path:
+    """Run until every episode is done and the shards are written, then 'die': the work dir stays."""
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing stats")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "write_stats_values", crash)
+        with pytest.raises(KeyboardInterrupt):
+            preprocess(dataset.root, out, **OPTIONS)
+    return out / ".work"
+
+
+def test_a_damaged_work_tar_is_named(dataset, tmp_path, monkeypatch):
+    """The final stage cuts samples out of the work tars by their recorded sizes: a work tar that does
+    not match its record fails the run with a message naming the episode and the file."""
+    out = tmp_path / "set"
+    work = _crash_before_stats(dataset, out, monkeypatch)
+    tar = work / "episode_00000002.tar"
+    data = tar.read_bytes()
+    tar.write_bytes(data[:512] + data[1024:])  # one block gone: every later sample is misaligned
+    with pytest.raises(
+        PreprocessError, match=r"work tar of episode 2 is unreadable: .*episode_00000002\.tar"
+    ):
+        preprocess(dataset.root, out, resume=True, **OPTIONS)
+    tar.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(PreprocessError, match=r"work tar of episode 2 is unreadable: .*ends inside sample"):
+        preprocess(dataset.root, out, resume=True, **OPTIONS)
+
+
+def test_work_records_without_sample_sizes_are_redone(dataset, reference, tmp_path, monkeypatch):
+    """An episode record of an older version (no per-sample sizes) is not trusted: the episode is
+    processed again and the set equals an uninterrupted run."""
+    import json
+
+    out = tmp_path / "set"
+    work = _crash_before_stats(dataset, out, monkeypatch)
+    record_path = work / "episode_00000005.json"
+    record = json.loads(record_path.read_text())
+    del record["sample_bytes"], record["sample_payloads"]
+    record_path.write_text(json.dumps(record))
+    redone = []
+    process_episode = pipeline.process_episode
+
+    def counting(index, *args, **kwargs):
+        redone.append(index)
+        return process_episode(index, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process_episode", counting)
+    preprocess(dataset.root, out, resume=True, **OPTIONS)
+    assert redone == [5]
+    assert read_set(reference, decode=False)[0]["splits"] == read_set(out, decode=False)[0]["splits"]
+
+
 def test_resume_refuses_other_options_and_says_which(dataset, tmp_path):
     out = tmp_path / "set"
     config = PreprocessConfig(dataset_path=dataset.root, output_dir=out, workers=1, progress=False, **OPTIONS)
