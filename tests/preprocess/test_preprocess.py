@@ -298,7 +298,9 @@ def test_manifest_is_canonical_json(v21_set):
 
 def test_default_image_size_at_native_resolution(synthetic_dataset, tmp_path):
     """Real sizes: head 720 -> 512 (Pillow bilinear), wrists stay 480; images still match the source."""
-    ds = synthetic_dataset(layout="v2.1", lengths=(3,), tasks=(6,), head_size=720, wrist_size=480, depth=False)
+    ds = synthetic_dataset(
+        layout="v2.1", lengths=(3,), tasks=(6,), head_size=720, wrist_size=480, depth=False
+    )
     manifest = preprocess(ds.root, tmp_path / "set", horizon=4, jpeg_quality=95)
     _, splits = read_set(tmp_path / "set")
     sizes = {name: (c["height"], c["width"], c["resize"]) for name, c in manifest["cameras"].items()}
