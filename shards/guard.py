@@ -35,7 +35,7 @@ import webdataset as wds
 
 from shards.codec import decode_sample
 from shards.errors import ShardCorruptError
-from shards.scan import ShardScan, end_problems, local_size_problem
+from shards.scan import ShardScan, end_problems, is_local, local_size_problem
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +114,43 @@ def _dispatch(error: ShardCorruptError, skip: CorruptShardLog | None, handler: C
     return bool(handler(error))
 
 
+class VerifiedShards:
+    """The local shards whose sha256 this process has already checked, each with what `os.stat`
+    said of the file then (size, mtime, inode, device). A later pass over an unchanged file skips
+    re-hashing it (a training worker reads its shards again every epoch; hashing is ~3% of its
+    work); its size, tar structure, sample count and members are still checked. Shards read
+    through a URL or command are always hashed."""
+
+    def __init__(self):
+        self._seen: dict[str, tuple[int, ...]] = {}
+
+    @staticmethod
+    def identity(url: str) -> tuple[int, ...] | None:
+        if not is_local(url):
+            return None
+        try:
+            st = os.stat(url)
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+    def holds(self, url: str, identity: tuple[int, ...] | None) -> bool:
+        return identity is not None and self._seen.get(url) == identity
+
+    def add(self, url: str, identity: tuple[int, ...]) -> None:
+        self._seen[url] = identity
+
+
 def _checked_shard(
-    url: str, entry: dict | None, required: Sequence[str], location: str | None
+    url: str,
+    entry: dict | None,
+    required: Sequence[str],
+    location: str | None,
+    verified: VerifiedShards | None = None,
 ) -> Iterator[dict]:
-    scan = ShardScan(url, digest=entry is not None)
+    identity = verified.identity(url) if verified is not None and entry is not None else None
+    hashed_before = verified is not None and verified.holds(url, identity)
+    scan = ShardScan(url, digest=entry is not None and not hashed_before)
     try:
         if entry is not None and (problem := local_size_problem(url, entry)):
             raise ShardCorruptError.of(url, problem, location=location)
@@ -130,6 +163,8 @@ def _checked_shard(
             yield sample
         if entry is not None and (problems := end_problems(scan, entry)):
             raise ShardCorruptError.of(url, "; ".join(problems), scan.samples, location)
+        if verified is not None and identity is not None and scan.sha256 is not None:
+            verified.add(url, identity)
     except ShardCorruptError as error:
         if location is not None:  # ShardScan does not know the set's location for the hint
             raise ShardCorruptError.of(url, error.reason, error.samples_read, location) from error.__cause__
@@ -143,6 +178,7 @@ def iter_checked_shard(
     members: Sequence[str] | None = None,
     location: str | None = None,
     skip: CorruptShardLog | None = None,
+    verified: VerifiedShards | None = None,
 ) -> Iterator[dict]:
     """The raw samples of one shard (like `iter_tar_samples`), checked as they stream.
 
@@ -150,10 +186,11 @@ def iter_checked_shard(
     wrong size is refused before the first sample; at the end, size, sample count and sha256 must
     match. `members` (`ShardSet.members`) must be in every sample. A problem raises
     `ShardCorruptError` naming the shard and suggesting `b1k-shards verify <location>`; with `skip`
-    it is recorded there (a warning is logged) and the shard simply ends.
+    it is recorded there (a warning is logged) and the shard simply ends. With `verified`, an
+    unchanged local shard already hashed in this process is not hashed again.
     """
     try:
-        yield from _checked_shard(url, entry, tuple(members or ()), location)
+        yield from _checked_shard(url, entry, tuple(members or ()), location, verified)
     except ShardCorruptError as error:
         if skip is None:
             raise

@@ -128,6 +128,10 @@ class Member:
 
 
 def _octal(field: bytes, what: str) -> int:
+    try:  # the common case: octal digits ended by NULs or spaces
+        return int(field.rstrip(b"\0 "), 8)
+    except ValueError:
+        pass
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256 (files over 8 GiB)
         value = int.from_bytes(field[1:], "big")
         return -value if field[:1] == b"\xff" else value

@@ -3,6 +3,7 @@ prefix on a local server, `pipe:` command), the same samples every way; and corr
 the training stream: a clear error naming the shard, or (skip_corrupt) skipped and counted."""
 
 import io
+import os
 import shutil
 import tarfile
 
@@ -11,6 +12,7 @@ import pytest
 import webdataset as wds
 
 from schemas.manifest import ManifestError
+from shards.guard import VerifiedShards
 from shards.reader import (
     CorruptShardLog,
     ShardCorruptError,
@@ -311,3 +313,25 @@ def test_a_garbled_tar_header_is_an_error_naming_the_shard(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ShardCorruptError, match=r"garbled.tar.*bad checksum"):
         list(iter_tar_samples(str(path)))
+
+
+def test_a_shard_hashed_once_is_not_hashed_again_while_unchanged(shard_set):
+    """`VerifiedShards`: a worker's second pass over an unchanged shard skips the sha256 (shown by
+    bytes changed behind its back with size and mtime put back); a shard whose file changed is
+    hashed again, and a shard that failed is never trusted."""
+    s = open_shard_set(shard_set)
+    url = s.urls("train")[1]
+    entry = s.expected("train")[url]
+    verified = VerifiedShards()
+    before = len(list(iter_checked_shard(url, entry=entry, verified=verified)))
+    stat = (shard_set / "train-000001.tar").stat()
+    _flip_image_byte(shard_set / "train-000001.tar")  # in place: same inode and size
+    os.utime(url, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert len(list(iter_checked_shard(url, entry=entry, verified=verified))) == before
+    with pytest.raises(ShardCorruptError, match="sha256 mismatch"):  # a fresh process hashes it
+        list(iter_checked_shard(url, entry=entry, verified=VerifiedShards()))
+
+    os.utime(url, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed: hashed again
+    for _ in range(2):  # and, having failed, it stays untrusted
+        with pytest.raises(ShardCorruptError, match="sha256 mismatch"):
+            list(iter_checked_shard(url, entry=entry, verified=verified))
