@@ -16,7 +16,7 @@ describe the same features. Each DataLoader worker of each rank (a *slot*) build
 
 Each worker collates `batch_size` consecutive samples of its stream into one batch, written into
 one shared-memory buffer (images channels-last, as the JPEG decoder writes them) that it reuses
-(`BatchRing`): the main process receives one buffer per batch and copies it out (`batches`).
+(`BatchRing`): the main process maps each buffer once and takes each batch from it (`batches`).
 Handing over single samples, each in fresh shared memory, had cost more than decoding them. The
 DataLoader hands the batches out round-robin over the workers, so batch k comes from worker
 k % workers; the episode-stratified picks still give a batch distinct episodes, from the ~1000
@@ -54,7 +54,7 @@ from schemas.sample import (
 )
 from shards.codec import decode_image_tensor, decode_sample, retain_freed_memory
 from shards.errors import ShardCorruptError, ShardSetError
-from shards.guard import CorruptShardLog, decode_checked, iter_checked_shard
+from shards.guard import CorruptShardLog, VerifiedShards, decode_checked, iter_checked_shard
 from shards.reader import ShardSet, iter_tar_samples, open_shard_set
 
 IMAGE_PREFIX = "observation.images."
@@ -338,17 +338,25 @@ def epoch_order(n_shards: int, seed: int, epoch: int) -> list[int]:
     return np.random.default_rng(_seed(seed, epoch, 0x5A4D)).permutation(n_shards).tolist()
 
 
-def _read_shard(ref: ShardRef | str, corrupt: CorruptShardLog | None = None) -> Iterator[dict]:
+def _read_shard(
+    ref: ShardRef | str, corrupt: CorruptShardLog | None = None, verified: VerifiedShards | None = None
+) -> Iterator[dict]:
     """Raw samples of one shard. With a `ShardRef`, `shards.guard` checks it as it streams (size, sample
     count, sha256, members) and a problem raises `ShardCorruptError` naming it, or, with a `corrupt`
-    log (`--skip-corrupt`), is recorded there and ends the shard."""
+    log (`--skip-corrupt`), is recorded there and ends the shard. `verified`: the shards this process
+    has hashed already (not hashed again while unchanged)."""
     url = ref if isinstance(ref, str) else ref.url
     try:
         if isinstance(ref, str):
             yield from iter_tar_samples(url)
         else:
             yield from iter_checked_shard(
-                url, entry=ref.entry, members=ref.members, location=ref.location, skip=corrupt
+                url,
+                entry=ref.entry,
+                members=ref.members,
+                location=ref.location,
+                skip=corrupt,
+                verified=verified,
             )
     except ShardSetError:
         raise
@@ -356,8 +364,12 @@ def _read_shard(ref: ShardRef | str, corrupt: CorruptShardLog | None = None) -> 
         raise ShardReadError(f"cannot read shard {url}: {type(exc).__name__}: {exc}") from exc
 
 
-def _plan_raw(plan: SlotPlan, corrupt: CorruptShardLog | None = None) -> Iterator[dict]:
-    stream: Iterator[dict] = itertools.chain.from_iterable(_read_shard(s, corrupt) for s in plan.shards)
+def _plan_raw(
+    plan: SlotPlan, corrupt: CorruptShardLog | None = None, verified: VerifiedShards | None = None
+) -> Iterator[dict]:
+    stream: Iterator[dict] = itertools.chain.from_iterable(
+        _read_shard(s, corrupt, verified) for s in plan.shards
+    )
     for stride, offset in plan.strides:
         stream = itertools.islice(stream, offset, None, stride)
     return stream
@@ -476,6 +488,7 @@ def slot_stream(
     schedule: EpisodeSchedule | None = None,
     batch_size: int = 1,
     corrupt: CorruptShardLog | None = None,
+    verified: VerifiedShards | None = None,
 ) -> Iterator[dict]:
     """The infinite raw-sample stream of one slot (epoch after epoch), skipping its first `skip` samples.
 
@@ -496,7 +509,7 @@ def slot_stream(
             skip -= size
             position += size
             continue
-        stream = _plan_raw(plan, corrupt)
+        stream = _plan_raw(plan, corrupt, verified)
         if shuffle_buffer > 1:
             rng = random.Random(_seed(seed, epoch, rank, worker, 0x5EED))
             if schedule is not None:
@@ -646,20 +659,31 @@ class BatchBuilder:
     """Fills a batch row by row, copying each item in as it comes (its decoded images are then
     still in the CPU cache, and freed before the next item is decoded).
 
-    Into `buffer` (a worker's shared buffer) the batch is built *packed*: {PACKED_KEY: (buffer,
-    layout, ring_key), lists...}, one object to hand over (`unpack_batch` makes the tensors);
-    without one, into a new buffer, as plain tensors."""
+    Into `buffer` (a worker's shared buffer) the batch is built *packed*: {PACKED_KEY: (ring_key,
+    rows, buffer, layout), lists...}, one object to hand over (`unpack_batch` makes the tensors);
+    without one, into a new buffer, as plain tensors. A ring's buffer (`ring_key` set) and its
+    layout go with its first batch only: the consumer keeps them (`batches`), and handing over a
+    shared buffer (torch passes its file descriptor through a socket to the worker's sharer
+    thread) had cost ~1 ms per batch, on both sides."""
 
     def __init__(self, layout: BatchLayout, buffer: torch.Tensor | None = None, ring_key=None):
         self.layout = layout
         self.packed = buffer is not None
         self.buffer = buffer if buffer is not None else allocate_batch(layout)
         self.ring_key = ring_key
+        self.handed_over = False  # the buffer went with an earlier batch
         # numpy copies: torch's copy_ runs on its thread pool, which measured 10-100x slower when
         # other processes hold the cores
         self.rows = [slot.view(self.buffer).numpy() for slot in layout]
         self.lists: dict[str, list] = {}
         self.count = 0
+
+    def reset(self) -> BatchBuilder:
+        """Start the next batch in the same buffer (its row views are kept: making them costs more
+        than copying a small sample in)."""
+        self.lists = {}
+        self.count = 0
+        return self
 
     @property
     def full(self) -> bool:
@@ -674,15 +698,22 @@ class BatchBuilder:
         self.count += 1
 
     def finish(self) -> dict[str, Any]:
-        layout = tuple(  # a short last batch: the first rows of each tensor
-            TensorSlot(s.key, s.dtype, (self.count, *s.shape[1:]), s.offset) for s in self.layout
-        )
         batch: dict[str, Any] = dict(self.lists)
-        if self.packed:
-            batch[PACKED_KEY] = (self.buffer, layout, self.ring_key)
+        if not self.packed:
+            batch.update({slot.key: slot.view(self.buffer) for slot in first_rows(self.layout, self.count)})
+        elif self.handed_over:
+            batch[PACKED_KEY] = (self.ring_key, self.count, None, None)
         else:
-            batch.update({slot.key: slot.view(self.buffer) for slot in layout})
+            batch[PACKED_KEY] = (self.ring_key, self.count, self.buffer, self.layout)
+            self.handed_over = self.ring_key is not None
         return batch
+
+
+def first_rows(layout: BatchLayout, rows: int) -> BatchLayout:
+    """The layout of the first `rows` rows of each tensor (a short last batch)."""
+    if layout and layout[0].shape[0] == rows:
+        return layout
+    return tuple(TensorSlot(s.key, s.dtype, (rows, *s.shape[1:]), s.offset) for s in layout)
 
 
 def collate(items: list[dict[str, Any]], buffer: torch.Tensor | None = None) -> dict[str, Any]:
@@ -698,14 +729,22 @@ def unpack_batch(
     batch: dict[str, Any], *, copy: bool = True, pin_memory: bool = False, keep: dict | None = None
 ) -> dict[str, Any]:
     """The tensors of a packed batch as views of its buffer; with `copy`, of a private copy of it
-    (one memcpy), so the worker may refill its buffer. `keep` holds on to the workers' reused
-    buffers: torch then maps each one into this process once (every new mapping is page-faulted
-    in again, which cost more than the copy)."""
+    (one memcpy), so the worker may refill its buffer. `keep` holds the workers' reused buffers
+    (with their layouts) from their first batch on: later batches only name theirs. Each is mapped
+    into this process once (every new mapping is page-faulted in again: that cost more than the copy)."""
     if PACKED_KEY not in batch:
         return batch
-    buffer, layout, ring_key = batch[PACKED_KEY]
-    if keep is not None and ring_key is not None:
-        keep[ring_key] = buffer
+    ring_key, rows, buffer, layout = batch[PACKED_KEY]
+    if buffer is None:
+        if keep is None or ring_key not in keep:
+            raise ValueError(
+                f"a batch of ring buffer {ring_key} came without it: it went with an earlier batch of this "
+                "loader, which was not unpacked with the same `keep` (iterate the loader with `batches`)"
+            )
+        buffer, layout = keep[ring_key]
+    elif keep is not None and ring_key is not None:
+        keep[ring_key] = (buffer, layout)
+    layout = first_rows(layout, rows)
     if copy:
         size = _layout_bytes(layout)
         own = torch.empty(size, dtype=torch.uint8, pin_memory=pin_memory)
@@ -730,7 +769,7 @@ class BatchRing:
     def __init__(self, slots: int):
         self.slots = slots
         self.layout: BatchLayout | None = None
-        self.buffers: list[torch.Tensor] = []
+        self.builders: list[BatchBuilder] = []
         self.turn = 0
 
     def builder(self, layout: BatchLayout) -> BatchBuilder:
@@ -738,10 +777,11 @@ class BatchRing:
             return BatchBuilder(layout, allocate_batch(layout, shared=True))
         self.layout = layout
         index = self.turn % self.slots
-        if len(self.buffers) <= index:
-            self.buffers.append(allocate_batch(layout, shared=True))
         self.turn += 1
-        return BatchBuilder(layout, self.buffers[index], ring_key=(os.getpid(), id(self), index))
+        if len(self.builders) <= index:
+            buffer = allocate_batch(layout, shared=True)
+            self.builders.append(BatchBuilder(layout, buffer, ring_key=(os.getpid(), id(self), index)))
+        return self.builders[index].reset()
 
 
 def batched(
@@ -815,6 +855,7 @@ class TrainStream(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.start_batches = start_batches
         self.ring_slots = ring_slots
+        self.verified = VerifiedShards()  # per process: each worker keeps its own over the epochs
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         loader_worker, workers = _worker()
@@ -851,6 +892,7 @@ class TrainStream(IterableDataset):
                 else None,
                 batch_size=b,
                 corrupt=self.corrupt,
+                verified=self.verified,
             )
             for index, shards in enumerate(self.sources)
         ]
@@ -894,6 +936,7 @@ class ValStream(IterableDataset):
         self.rank = rank
         self.world = world
         self.ring_slots = ring_slots
+        self.verified = VerifiedShards()  # per process: persistent workers keep it between passes
 
     def __len__(self) -> int:  # samples of the whole split (all ranks)
         return sum(s.samples for s in self.shards)
@@ -904,7 +947,7 @@ class ValStream(IterableDataset):
         plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
         decoded = (
             _decode_or_skip(raw, self.cameras, self.chunk_size, self.corrupt)
-            for raw in _plan_raw(plan, self.corrupt)
+            for raw in _plan_raw(plan, self.corrupt, self.verified)
         )
         yield from batched((item for item in decoded if item is not None), self.batch_size, ring)
 

@@ -103,6 +103,24 @@ def test_zero_copy_batches_are_right_while_in_use(small_set):
     assert not torch.equal(views[0], _expected_batch(stream, 0, 2)["observation.state"])
 
 
+def test_a_ring_buffer_goes_with_its_first_batch_only(small_set):
+    """Each worker's shared buffers are handed over once (with its first batches); later batches only
+    name their buffer, which `batches` has kept: unpacking them without it is a clear error."""
+    spec = D.open_data([str(small_set)])
+    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
+    keep: dict = {}
+    carried = []
+    for index, batch in enumerate(itertools.islice(iter(D.make_loader(stream, num_workers=2)), 14)):
+        carried.append(batch[D.PACKED_KEY][2] is not None)
+        if index == 13:
+            with pytest.raises(ValueError, match="iterate the loader with `batches`"):
+                D.unpack_batch(batch)
+        _assert_same_batch(D.unpack_batch(batch, keep=keep), _expected_batch(stream, index, 2), spec)
+    first = 2 * stream.ring_slots  # two workers, each with its ring
+    assert carried == [True] * first + [False] * (14 - first)
+    assert len(keep) == first
+
+
 def test_items_are_decoded_and_chunk_sliced(small_set):
     spec = D.open_data([str(small_set)])
     stream = D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0, batch_size=2)
