@@ -617,7 +617,7 @@ class TensorSlot:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+        return math.prod(self.shape) * self.dtype.itemsize
 
     def view(self, buffer: torch.Tensor) -> torch.Tensor:
         flat = buffer[self.offset : self.offset + self.nbytes].view(self.dtype)
