@@ -1,4 +1,9 @@
-"""`b1k-preprocess`: a LeRobot BEHAVIOR dataset (v2.1 or v3.0) -> a WebDataset shard set."""
+"""`b1k-preprocess`: a LeRobot BEHAVIOR dataset (v2.1 or v3.0) -> a WebDataset shard set.
+
+This module imports only click and light modules at load time: it is also the main module of every
+spawned episode worker, and `main` starts those workers (`preprocess.workers.EpisodePool`) before it
+imports the pipeline (numpy, PyAV, pyarrow), so the workers' start-up overlaps the parent's.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,14 @@ import sys
 
 import click
 
-from preprocess.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE
-from preprocess.pipeline import (
+from preprocess.defaults import (
     DEFAULT_INTERLEAVE_WINDOW,
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_MAX_SIDE,
     DEFAULT_SHARD_MAX_BYTES,
     DEFAULT_SHARD_MAX_SAMPLES,
-    PreprocessConfig,
-    PreprocessError,
-    run,
 )
-from preprocess.source import SourceError
+from preprocess.workers import EpisodePool, pool_size
 from schemas.presets import DEFAULT_PRESET, PRESETS
 
 _UNITS = {
@@ -276,9 +279,15 @@ def main(**kwargs) -> None:
     progress = kwargs.pop("progress")
     if progress is None:
         progress = sys.stderr.isatty()
+    # Start the episode workers first: they import the episode code while this process imports the
+    # pipeline and plans. `run` shuts them down.
+    pool = EpisodePool(pool_size(kwargs["workers"])) if pool_size(kwargs["workers"]) > 1 else None
+    from preprocess.pipeline import PreprocessConfig, PreprocessError, run
+    from preprocess.source import SourceError
+
     config = PreprocessConfig(**kwargs, progress=progress, command_line=shlex.join(sys.argv))
     try:
-        run(config)
+        run(config, pool)
     except (PreprocessError, SourceError) as exc:
         click.echo(f"b1k-preprocess: error: {exc}", err=True)
         sys.exit(1)

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from preprocess.defaults import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE  # noqa: F401 (the quality: re-exported)
 from shards.codec import encode_jpeg
 
-DEFAULT_MAX_SIDE = 512
-DEFAULT_JPEG_QUALITY = 90
 RESIZE_METHOD = "pillow-bilinear"
 
 

@@ -32,17 +32,16 @@ import shutil
 import sys
 import tarfile
 import time
-import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import av
 import numpy as np
 
+from preprocess.defaults import DEFAULT_INTERLEAVE_WINDOW, DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_MAX_SAMPLES
 from preprocess.episode import (
     CameraPlan,
     EpisodeOptions,
@@ -53,6 +52,7 @@ from preprocess.episode import (
 )
 from preprocess.images import DEFAULT_JPEG_QUALITY, RESIZE_METHOD, ImageSize
 from preprocess.source import EpisodeDataError, SourceDataset, SourceError
+from preprocess.workers import EpisodePool, WorkerError, pool_size
 from schemas.manifest import MANIFEST_NAME, dump_manifest, validate_manifest
 from schemas.presets import DEFAULT_PRESET, StateSelection, resolve_state_selection
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, CAMERAS, STATE_DIM, STATE_KEY, action_names
@@ -65,9 +65,6 @@ log = logging.getLogger(__name__)
 TOOL = "b1k-preprocess"
 WORK_DIR = ".work"
 OPTIONS_FILE = "options.json"
-DEFAULT_SHARD_MAX_BYTES = 1 << 30
-DEFAULT_SHARD_MAX_SAMPLES = 10_000
-DEFAULT_INTERLEAVE_WINDOW = 64
 
 
 class PreprocessError(RuntimeError):
@@ -386,39 +383,6 @@ def prepare_output(config: PreprocessConfig) -> Path | None:
 
 
 # ------------------------------------------------------------------ episodes
-class WorkerError(RuntimeError):
-    """An unexpected error inside a worker, with its traceback as text (always picklable)."""
-
-
-_WORKER_FRAMES = None  # a shared counter, set in each pool worker
-_WORKER_PARENT = None
-
-
-def _init_worker(counter) -> None:
-    global _WORKER_FRAMES, _WORKER_PARENT
-    _WORKER_FRAMES = counter
-    _WORKER_PARENT = os.getppid()
-
-
-def _count_frames(count: int) -> None:
-    if _WORKER_PARENT is not None and os.getppid() != _WORKER_PARENT:
-        os._exit(3)  # the run was killed: stop now (a resumed run removes our temporary files)
-    if _WORKER_FRAMES is not None:
-        with _WORKER_FRAMES.get_lock():
-            _WORKER_FRAMES.value += count
-
-
-def _episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> EpisodeResult:
-    try:
-        return process_episode(episode_index, options, work_dir, _count_frames)
-    except (EpisodeDataError, SourceError):
-        raise
-    except Exception as exc:
-        raise WorkerError(
-            f"episode {episode_index}: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-        ) from None
-
-
 def _load_done(work: Path, episode_index: int) -> EpisodeResult | dict | None:
     paths = work_paths(work, episode_index)
     if paths["skipped"].is_file():
@@ -518,10 +482,11 @@ def resolve_decoder_threads(requested: int, workers: int) -> int:
 
 
 def run_episodes(
-    plan: Plan, config: PreprocessConfig, work: Path
+    plan: Plan, config: PreprocessConfig, work: Path, pool: EpisodePool | None = None
 ) -> tuple[dict[int, EpisodeResult], list[dict], int]:
     """Process every episode of the plan not already done; returns results, skipped episodes and the
-    number of frames processed by this call."""
+    number of frames processed by this call. `pool`: workers started ahead (`run`), used when more
+    than one episode is to do; shut down here either way."""
     _clean_partial(work)
     results: dict[int, EpisodeResult] = {}
     skipped: list[dict] = []
@@ -573,13 +538,15 @@ def run_episodes(
     # Longest episodes first: the pool's tail is short (results do not depend on the order).
     todo.sort(key=lambda i: (-lengths[i], i))
     counted: dict[int, int] = {}  # frames of an unfinished episode already shown (serial mode)
-    workers = max(1, min(config.workers or os.cpu_count() or 1, len(todo)))
+    workers = max(1, min(pool_size(config.workers), len(todo)))
     pooled = workers > 1
     options = dataclasses.replace(
         plan.options, decoder_threads=resolve_decoder_threads(config.decoder_threads, workers)
     )
     try:
         if workers == 1:
+            if pool is not None:
+                pool.shutdown(wait=False)  # idle workers: let them go without waiting
             for index in todo:
 
                 def on_frames(n: int, index: int = index) -> None:
@@ -593,31 +560,31 @@ def run_episodes(
                 else:
                     on_done(result)
         else:
-            _run_pool(todo, options, work, workers, on_done, on_error, progress)
+            pool = pool or EpisodePool(workers)
+            _run_pool(todo, options, work, pool, workers, on_done, on_error, progress)
     finally:
         progress.close()
     frames_this_run = sum(lengths[i] for i in todo if i in results)
     return results, sorted(skipped, key=lambda s: s["episode_index"]), frames_this_run
 
 
-def _run_pool(todo, options, work, workers, on_done, on_error, progress: _Progress) -> None:
-    context = get_context("spawn")
-    counter = context.Value("q", 0)  # frames decoded by all workers (for the progress bar)
-    executor = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
-    )
+def _run_pool(
+    todo, options, work, pool: EpisodePool, workers: int, on_done, on_error, progress: _Progress
+) -> None:
     pending: dict[Future, int] = {}
     queue = list(reversed(todo))
-    shown = 0
+    shown = pool.frames_decoded()
     try:
         # Keep at most 2 episodes per worker in flight so a failure stops the run promptly.
         while queue or pending:
             while queue and len(pending) < 2 * workers:
                 index = queue.pop()
-                pending[executor.submit(_episode_task, index, options, str(work))] = index
+                try:
+                    pending[pool.submit(index, options, str(work))] = index
+                except BrokenProcessPool as exc:  # a worker died before this episode was queued
+                    on_error(index, exc)
             finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            with counter.get_lock():
-                decoded = counter.value
+            decoded = pool.frames_decoded()
             progress.frames_done(decoded - shown)
             shown = decoded
             for future in finished:
@@ -630,9 +597,9 @@ def _run_pool(todo, options, work, workers, on_done, on_error, progress: _Progre
     except BaseException:
         for future in pending:
             future.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(cancel=True)
         raise
-    executor.shutdown(wait=True)
+    pool.shutdown()
 
 
 # ------------------------------------------------------------------ interleave
@@ -874,9 +841,22 @@ def _totals(splits: dict, results: dict[int, EpisodeResult]) -> dict:
     }
 
 
-def run(config: PreprocessConfig) -> dict:
-    """Run a whole preprocess; returns the manifest."""
+def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> dict:
+    """Run a whole preprocess; returns the manifest. `pool`: episode workers already started (the CLI
+    starts them before its own imports); else, with more than one worker, they are started here
+    before planning, so their start-up overlaps it. The pool is shut down when the episodes are done
+    (or the run fails)."""
     started = time.perf_counter()
+    if pool is None and pool_size(config.workers) > 1:
+        pool = EpisodePool(pool_size(config.workers))
+    try:
+        return _run(config, pool, started)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel=True)
+
+
+def _run(config: PreprocessConfig, pool: EpisodePool | None, started: float) -> dict:
     plan = make_plan(config)
     out = Path(config.output_dir)
     log.info(
@@ -905,7 +885,7 @@ def run(config: PreprocessConfig) -> dict:
     work = prepare_output(config)
     if work is None:
         return json.loads((out / MANIFEST_NAME).read_text())
-    results, skipped, frames_this_run = run_episodes(plan, config, work)
+    results, skipped, frames_this_run = run_episodes(plan, config, work, pool)
     if skipped:
         log.warning("%d episodes skipped: %s", len(skipped), [s["episode_index"] for s in skipped])
     manifest = finalize(plan, config, work, results, skipped)

@@ -1,0 +1,100 @@
+"""The process pool that runs episodes, and what runs inside its workers.
+
+Workers are `spawn`ed (PyAV is not fork-safe), so each one starts a fresh interpreter, imports the
+main module (`preprocess.cli`: light, it imports the heavy modules only when it runs) and then the
+episode code (numpy, PyAV, pyarrow, Pillow: ~0.3 s CPU). `EpisodePool` starts its workers at once
+and gives each a warm-up task that does those imports, so `b1k-preprocess` starts the pool before it
+imports anything heavy itself: the workers' start-up overlaps the parent's imports and planning
+instead of following them. This module imports only the standard library at load time (it is
+imported by every worker before anything else).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from preprocess.episode import EpisodeOptions, EpisodeResult
+
+
+class WorkerError(RuntimeError):
+    """An unexpected error inside a worker, with its traceback as text (always picklable)."""
+
+
+_WORKER_FRAMES = None  # a shared counter, set in each pool worker
+_WORKER_PARENT = None
+
+
+def _init_worker(counter) -> None:
+    global _WORKER_FRAMES, _WORKER_PARENT
+    _WORKER_FRAMES = counter
+    _WORKER_PARENT = os.getppid()
+
+
+def _warm_up() -> None:
+    """Import the episode code now (the parent is still planning), not with the first episode."""
+    # an import error is raised again by the first episode, with its own message
+    with contextlib.suppress(Exception):
+        import preprocess.episode  # noqa: F401
+
+
+def _count_frames(count: int) -> None:
+    if _WORKER_PARENT is not None and os.getppid() != _WORKER_PARENT:
+        os._exit(3)  # the run was killed: stop now (a resumed run removes our temporary files)
+    if _WORKER_FRAMES is not None:
+        with _WORKER_FRAMES.get_lock():
+            _WORKER_FRAMES.value += count
+
+
+def episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> EpisodeResult:
+    """`process_episode` in a worker: data errors travel as they are, anything else as a `WorkerError`
+    carrying the worker's traceback."""
+    from preprocess.episode import process_episode
+    from preprocess.source import SourceError
+
+    try:
+        return process_episode(episode_index, options, work_dir, _count_frames)
+    except SourceError:  # EpisodeDataError included
+        raise
+    except Exception as exc:
+        raise WorkerError(
+            f"episode {episode_index}: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        ) from None
+
+
+class EpisodePool:
+    """`workers` spawned processes, started (and warming up) as soon as this is built."""
+
+    def __init__(self, workers: int):
+        context = get_context("spawn")
+        self.workers = workers
+        self.counter = context.Value("q", 0)  # frames decoded by all workers (for the progress bar)
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(self.counter,)
+        )
+        # The executor starts a process per submit while none is idle: one warm-up task per worker
+        # starts them all now.
+        for _ in range(workers):
+            self.executor.submit(_warm_up)
+
+    def submit(self, episode_index: int, options: EpisodeOptions, work_dir: str) -> Future:
+        return self.executor.submit(episode_task, episode_index, options, work_dir)
+
+    def frames_decoded(self) -> int:
+        with self.counter.get_lock():
+            return self.counter.value
+
+    def shutdown(self, cancel: bool = False, wait: bool = True) -> None:
+        """Stop the workers after their current task (`cancel`: drop the queued ones; `wait`: until they
+        have exited). Calling it again is harmless."""
+        self.executor.shutdown(wait=wait, cancel_futures=cancel)
+
+
+def pool_size(workers: int | None) -> int:
+    """`--workers` (None: one per core)."""
+    return max(1, workers or os.cpu_count() or 1)
