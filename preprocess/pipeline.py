@@ -599,7 +599,7 @@ def _run_pool(
             future.cancel()
         pool.shutdown(cancel=True)
         raise
-    pool.shutdown()
+    pool.shutdown(wait=False)  # the workers exit while the final stage runs (`run` joins them)
 
 
 # ------------------------------------------------------------------ interleave
