@@ -8,6 +8,7 @@ imports the pipeline (numpy, PyAV, pyarrow), so the workers' start-up overlaps t
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import sys
@@ -280,8 +281,10 @@ def main(**kwargs) -> None:
     if progress is None:
         progress = sys.stderr.isatty()
     # Start the episode workers first: they import the episode code while this process imports the
-    # pipeline and plans. `run` shuts them down.
-    pool = EpisodePool(pool_size(kwargs["workers"])) if pool_size(kwargs["workers"]) > 1 else None
+    # pipeline and plans (`run` shuts them down). Not for more workers than cores: that many only pay
+    # off with as many episodes to do, which planning tells (then `run` starts them).
+    workers = pool_size(kwargs["workers"])
+    pool = EpisodePool(workers) if 1 < workers <= (os.cpu_count() or 1) else None
     from preprocess.pipeline import PreprocessConfig, PreprocessError, run
     from preprocess.source import SourceError
 

@@ -843,12 +843,10 @@ def _totals(splits: dict, results: dict[int, EpisodeResult]) -> dict:
 
 def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> dict:
     """Run a whole preprocess; returns the manifest. `pool`: episode workers already started (the CLI
-    starts them before its own imports); else, with more than one worker, they are started here
-    before planning, so their start-up overlaps it. The pool is shut down when the episodes are done
-    (or the run fails)."""
+    starts them before its own imports), of at most `config.workers` processes; else they are
+    started when the episodes to do are known. The pool is shut down when the episodes are done (or
+    the run fails)."""
     started = time.perf_counter()
-    if pool is None and pool_size(config.workers) > 1:
-        pool = EpisodePool(pool_size(config.workers))
     try:
         return _run(config, pool, started)
     finally:
