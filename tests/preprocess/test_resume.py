@@ -103,14 +103,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(dataset, reference, tmp_
 def test_interrupted_final_stage_is_redone(dataset, reference, tmp_path, monkeypatch):
     """Killed after some shards were renamed into place but before the manifest: resume rewrites them."""
     out = tmp_path / "set"
-
-    def crash(*args, **kwargs):
-        raise KeyboardInterrupt("killed while writing stats")
-
-    with monkeypatch.context() as m:
-        m.setattr(pipeline, "write_stats_values", crash)
-        with pytest.raises(KeyboardInterrupt):
-            preprocess(dataset.root, out, **OPTIONS)
+    _crash_before_stats(dataset, out, monkeypatch)
     assert list(out.glob("train-*.tar")) and not (out / "manifest.json").exists()
     (out / "train-000009.tar.tmp").write_bytes(b"partial")  # a shard that was being written
     (out / "train-000000.tar").write_bytes(b"garbage")  # never trust a final-stage file
