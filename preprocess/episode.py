@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,8 +31,7 @@ from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_DIM, STATE_KEY
 from schemas.sample import progress, sample_key, temporal_weight
 from shards.codec import encode_sample, retain_freed_memory
-from shards.tar import end_of_archive
-from shards.writer import RawSample, encode_tar_sample
+from shards.writer import RawSample, encode_tar_sample, write_tar
 
 
 @dataclass(frozen=True)
@@ -245,12 +244,22 @@ def process_episode(
     # A per-process temporary name: an orphaned worker of a killed run can never collide with a
     # resumed run writing the same episode.
     part = paths["tar"].with_name(f"{paths['tar'].name}.{os.getpid()}.part")
-    sizes, payloads = write_work_tar(part, samples())
+    sizes: list[int] = []
+    payloads: list[int] = []
+
+    def tar_samples() -> Iterator[RawSample]:  # recording each sample's size for the final stage
+        for sample in samples():
+            raw = encode_tar_sample(sample)
+            sizes.append(len(raw.data))
+            payloads.append(raw.payload)
+            yield raw
+
+    info = write_tar(part, tar_samples(), digest=False)  # the final shards carry the sha256
     result = EpisodeResult(
         episode_index=episode_index,
         length=length,
-        samples=len(sizes),
-        tar_bytes=sum(sizes) + len(end_of_archive(sum(sizes))),
+        samples=info.samples,
+        tar_bytes=info.bytes,
         task_index=task_index,
         task=task,
         source_video_bytes=source.source_video_bytes(ref, [c.video_key for c in options.cameras]),
@@ -261,28 +270,6 @@ def process_episode(
     _atomic_bytes(paths["json"], lambda f: f.write(json.dumps(result.to_json()).encode()))
     os.replace(part, paths["tar"])
     return result
-
-
-def write_work_tar(path: Path, samples: Iterable[dict]) -> tuple[list[int], list[int]]:
-    """Write the samples as one tar, the bytes `shards.writer.write_tar` writes (no sha256: the
-    final shards carry theirs); returns each sample's tar bytes and payload, in order. The file is
-    removed if writing fails."""
-    sizes: list[int] = []
-    payloads: list[int] = []
-    try:
-        with path.open("wb") as f:
-            for sample in samples:
-                raw = encode_tar_sample(sample)
-                f.write(raw.data)
-                sizes.append(len(raw.data))
-                payloads.append(raw.payload)
-            f.write(end_of_archive(sum(sizes)))
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return sizes, payloads
 
 
 def read_work_samples(path: Path, result: EpisodeResult, frame_stride: int) -> Iterator[RawSample]:

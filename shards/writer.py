@@ -253,15 +253,16 @@ class ShardWriter:
             self.abort()
 
 
-def write_tar(path: Path, samples: Iterable[dict], digest: bool = True) -> ShardInfo:
-    """Write one tar with all `samples` (temporary name, then rename); `name` is the file name.
-    `digest=False` skips the sha256 (`sha256` is then ""): for intermediate files nobody checks."""
+def write_tar(path: Path, samples: Iterable[dict | RawSample], digest: bool = True) -> ShardInfo:
+    """Write one tar with all `samples` (decoded, or already in tar form: `RawSample`) under a
+    temporary name, then rename it; `name` is the file name. `digest=False` skips the sha256
+    (`sha256` is then ""): for intermediate files nobody checks."""
     path = Path(path)
     handle = _HashingFile(path.with_name(path.name + TMP_SUFFIX), digest)
     tar = _TarSamples(handle)
     try:
         for sample in samples:
-            tar.write(sample)
+            tar.write_raw(sample if isinstance(sample, RawSample) else encode_tar_sample(sample))
         tar.close()
     except BaseException:
         tar.discard()
