@@ -15,6 +15,7 @@ import hashlib
 import io
 import re
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -142,9 +143,15 @@ def _octal(field: bytes, what: str) -> int:
         raise tarfile.ReadError(f"bad {what} field {text[:20]!r} in a tar header") from None
 
 
+def _block_sum(block: bytes) -> int:
+    """sum(block) of a 512-byte block, ~6x faster than `sum` (which makes an int per byte): the low
+    half of zlib's Adler-32 is 1 + the byte sum mod 65521, exact for 256 bytes (at most 65280)."""
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+
+
 def _checksum_ok(header: bytes) -> bool:
     stored = _octal(header[148:156], "checksum")
-    unsigned = sum(header) - sum(header[148:156]) + 256  # the checksum field counts as 8 spaces
+    unsigned = _block_sum(header) - sum(header[148:156]) + 256  # the checksum field counts as 8 spaces
     if stored == unsigned:
         return True
     high = sum(1 for i, b in enumerate(header) if b > 127 and not 148 <= i < 156)

@@ -106,6 +106,21 @@ def test_damaged_tars_are_errors_saying_where(damage, message):
         _members(damage(data))
 
 
+def test_header_checksums_count_every_byte_as_tarfile_does():
+    # names of non-ASCII bytes fill the header with bytes > 127, in both halves of the block
+    names = ["é" * 50, "ü" * 30 + "/" + "ß" * 40, "e1_f0.json"]
+    data = _tarfile_tar({name: name.encode() for name in names})
+    assert [m.name for m in _members(data)] == names
+    # old writers summed signed bytes: tarfile accepts that checksum, so do we
+    header = bytearray(data[:512])
+    signed = sum(b - 256 if b > 127 else b for i, b in enumerate(header) if not 148 <= i < 156) + 256
+    header[148:156] = b"%06o\0 " % signed
+    assert [m.name for m in _members(bytes(header) + data[512:])] == names
+    header[148:156] = b"%06o\0 " % (signed + 1)
+    with pytest.raises(tarfile.ReadError, match="bad checksum"):
+        _members(bytes(header) + data[512:])
+
+
 def test_samples_group_consecutive_members_like_webdataset():
     assert split_member_name("dir/e1_f0.action.npy") == ("dir/e1_f0", "action.npy")
     assert split_member_name("README") == (None, None)
