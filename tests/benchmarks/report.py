@@ -319,8 +319,8 @@ def markdown(results: dict) -> str:
                 name = f"shard stream, {label} size (head {max(shape) if shape else '?'} px; {value.get('loader')})"
                 w = value.get("num_workers") or 1
                 per_worker = f"x{num(ratio(value['samples_per_s'] / w, _sps(loader, 'floor_' + label)), 2)}"
-            elif key.startswith(("floor_", "floorpil_")):
-                decoder = (value.get("decoder") or "").rsplit(".", 1)[-1]
+            elif key.startswith(("floor_", "floorpil_", "floortv_")):
+                decoder = (value.get("decoder") or "").removeprefix("shards.codec.")
                 name = (
                     f"bare floor: decode the same JPEGs in a tight loop ({key.split('_')[1]} size; {decoder})"
                 )

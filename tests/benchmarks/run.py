@@ -392,12 +392,8 @@ class Bench:
                 job(f"shards_{label}_w{workers}", f"shard stream {label} num_workers={workers}", cmd)
             cmd = [*mod, "floor", "--root", shards, "--seconds", str(self.profile.floor_seconds)]
             job(f"floor_{label}", f"JPEG decode floor {label} (per worker)", cmd)
-            if label == "default":  # Pillow, for reference
-                job(
-                    "floorpil_default",
-                    "JPEG decode floor default, Pillow (per worker)",
-                    [*cmd, "--decoder", "pil"],
-                )
+            # for reference: torchvision's decoder, which returns a new tensor per image
+            job(f"floortv_{label}", f"JPEG decode floor {label}, torchvision", [*cmd, "--decoder", "tensor"])
         self.rounds(res, jobs, self.profile.loader_rounds, "samples_per_s", "samples/s")
 
     # -- trainer

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from schemas.sample import member_names, sample_problems
+from shards import codec
 from shards.codec import (
     decode_image,
     decode_npy,
@@ -17,6 +18,7 @@ from shards.codec import (
     encode_npy,
     encode_png,
     encode_sample,
+    npy_view,
 )
 from shards.reader import iter_tar_samples
 from shards.writer import write_tar
@@ -133,8 +135,62 @@ def test_npy_members_decode_as_np_load_reads_them(array):
     np.testing.assert_array_equal(decoded, reference)
     decoded[...] = 0  # a writable array of its own, like np.load's
     np.testing.assert_array_equal(decode_npy(data), reference)
+    view = npy_view(data)  # the same array, read in place (what the trainer copies into a batch)
+    assert view.dtype == reference.dtype and not view.flags.writeable
+    np.testing.assert_array_equal(view, reference)
 
 
 def test_npy_bytes_that_are_not_npy_are_refused():
     with pytest.raises(ValueError):
         decode_npy(b"not an npy member")
+
+
+def _textured(height: int, width: int, seed: int) -> np.ndarray:
+    """Smooth gradients plus noise: JPEG blocks of every kind (flat images hide upsampling errors)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (height + width)], axis=-1)
+    return np.clip(base + rng.integers(-40, 40, size=(height, width, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["shards._jpeg", "torchvision"])
+@pytest.mark.parametrize(
+    "height, width, mode", [(48, 64, "RGB"), (37, 53, "RGB"), (32, 40, "L")], ids=["even", "odd", "gray"]
+)
+def test_images_decode_into_a_buffer_as_torchvision_decodes_them(monkeypatch, in_place, height, width, mode):
+    """decode_image_into (the trainer's decoder) gives torchvision's pixels exactly, whether the C
+    extension decodes straight into the buffer or torchvision decodes and copies."""
+    if in_place:
+        assert codec.decodes_into_place(), (
+            "shards._jpeg is not built (pip install -e . needs libjpeg's headers)"
+        )
+    else:
+        monkeypatch.setattr(codec, "_jpeg", None)
+    image = Image.fromarray(_textured(height, width, seed=height))
+    for data in (
+        encode_jpeg(np.asarray(image), 90),
+        _pillow_jpeg(image.convert(mode)),
+        encode_png(np.asarray(image)),
+    ):
+        expected = codec.decode_image_tensor(data).permute(1, 2, 0).numpy()
+        out = np.zeros((height, width, 3), np.uint8)
+        codec.decode_image_into(data, out)
+        np.testing.assert_array_equal(out, expected)
+
+
+def _pillow_jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85, subsampling=0)  # 4:4:4, unlike encode_jpeg's 4:2:0
+    return out.getvalue()
+
+
+def test_an_image_of_another_size_or_a_corrupt_one_is_an_error():
+    data = encode_jpeg(_textured(48, 64, seed=1), 90)
+    with pytest.raises(ValueError, match=r"image \(3, 48, 64\) != expected \(3, 40, 64\)"):
+        codec.decode_image_into(data, np.zeros((40, 64, 3), np.uint8))
+    truncated, out = data[: len(data) // 3], np.zeros((48, 64, 3), np.uint8)
+    assert not codec._jpeg.decode_into(truncated, out, 48, 64)  # libjpeg would pad it with grey: declined
+    with pytest.raises(RuntimeError):  # and torchvision says what is wrong
+        codec.decode_image_into(truncated, out)
+    with pytest.raises(ValueError, match="C-contiguous buffer of 48 x 64 x 3"):
+        codec._jpeg.decode_into(data, np.zeros((48, 64, 4), np.uint8), 48, 64)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import json
+import random
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from schemas.manifest import ManifestError
+from shards.codec import decode_image_tensor, encode_npy, npy_view
 from shards.errors import ShardCorruptError
+from shards.guard import CorruptShardLog
 from tests.shardsets import write_shard_set
 from train import data as D
 from train.loop import TrainConfig
@@ -47,6 +52,22 @@ def test_shard_order_and_shuffle_change_with_the_epoch_and_seed(small_set):
     assert sorted(epoch0) == sorted(epoch1) and epoch0 != epoch1
 
 
+def test_the_episode_schedule_depends_on_the_item_alone():
+    """What a batch position asks for is a function of (seed, rank, item), however items are
+    visited (resume jumps): positions of one batch ask for disjoint episodes."""
+    episodes, b = list(range(30)), 4
+    sequential = D.EpisodeSchedule(episodes, b, seed=5, rank=1)
+    expected = [sequential.wanted(i) for i in range(b * 150)]  # 150 batches: several generator blocks
+    jumping = D.EpisodeSchedule(episodes, b, seed=5, rank=1)
+    order = random.Random(0).sample(range(len(expected)), len(expected))
+    assert [jumping.wanted(i) for i in order] == [expected[i] for i in order]
+    for batch in range(150):
+        asked = [set(expected[batch * b + p]) for p in range(b)]
+        assert sum(len(a) for a in asked) == len(set().union(*asked)) == 30  # disjoint, all asked for
+    other_rank = D.EpisodeSchedule(episodes, b, seed=5, rank=2)
+    assert [other_rank.wanted(i) for i in range(b * 150)] != expected
+
+
 def _batch_keys(spec, start, count, workers, seed=3):
     stream = D.TrainStream(
         spec, chunk_size=4, seed=seed, shuffle_buffer=64, batch_size=4, start_batches=start
@@ -66,10 +87,8 @@ def test_resume_position_continues_the_stream_exactly(small_set, workers):
 
 
 def _expected_batch(stream, index, workers):
-    """Batch `index` of a loader, computed in this process: worker index % workers's next batch."""
-    b = stream.batch_size
-    start = (index // workers) * b
-    return D.collate(list(itertools.islice(stream.items(index % workers, workers), start, start + b)))
+    """Batch `index` of a loader, computed in this process: batch index // workers of worker index % workers."""
+    return next(itertools.islice(stream.worker_batches(index % workers, workers), index // workers, None))
 
 
 def _assert_same_batch(batch, expected, spec):
@@ -121,22 +140,51 @@ def test_a_ring_buffer_goes_with_its_first_batch_only(small_set):
     assert len(keep) == first
 
 
-def test_items_are_decoded_and_chunk_sliced(small_set):
+def test_samples_are_decoded_into_batches_and_chunk_sliced(small_set):
     spec = D.open_data([str(small_set)])
     stream = D.TrainStream(spec, chunk_size=5, seed=0, shuffle_buffer=0, batch_size=2)
-    item = next(stream.items())
-    assert set(spec.image_keys) <= set(item)
-    head = item["observation.images.head"]
-    assert head.dtype == torch.uint8 and head.shape == (3, 16, 16)  # channel-first, as SmolVLA takes it
-    assert item["action"].shape == (5, 23) and item["action_is_pad"].shape == (5,)
-    assert item["observation.state"].shape == (32,)
-    assert 0.0 <= item["progress"] <= 1.0 and item["task"] in ("pick up the radio", "put the dishes away")
-    batch = D.collate([item, item])
-    assert batch["action"].shape == (2, 5, 23) and batch["task"] == [item["task"]] * 2
+    raws = list(itertools.islice(stream.raw_samples(), 2))
+    batch = next(iter(stream))
+    assert batch["key"] == [raw["__key__"] for raw in raws]
     images = batch["observation.images.head"]
-    assert images.shape == (2, 3, 16, 16) and torch.equal(images[1], head)
+    assert images.dtype == torch.uint8 and images.shape == (
+        2,
+        3,
+        16,
+        16,
+    )  # channel-first, as SmolVLA takes it
     assert images.is_contiguous(memory_format=torch.channels_last)  # as decoded: copied by memcpy
-    assert next(iter(stream))["key"] == [item["key"], next(itertools.islice(stream.items(), 1, None))["key"]]
+    for row, raw in enumerate(raws):
+        assert torch.equal(images[row], decode_image_tensor(raw["head.jpg"]))
+        assert torch.equal(batch["action"][row], torch.from_numpy(npy_view(raw["action.npy"])[:5]))
+        assert torch.equal(
+            batch["action_is_pad"][row], torch.from_numpy(npy_view(raw["action_is_pad.npy"])[:5])
+        )
+        assert torch.equal(batch["observation.state"][row], torch.from_numpy(npy_view(raw["state.npy"])))
+        meta = json.loads(raw["json"])
+        assert batch["task"][row] == meta["task"] and batch["progress"][row] == meta["progress"]
+        assert (batch["episode_index"][row], batch["frame_index"][row]) == (
+            meta["episode_index"],
+            meta["frame_index"],
+        )
+    assert batch["action"].shape == (2, 5, 23) and batch["observation.state"].shape == (2, 32)
+    assert set(batch["task"]) <= {"pick up the radio", "put the dishes away"}
+
+
+def test_a_sample_that_does_not_decode_is_named_or_skipped(small_set):
+    spec = D.open_data([str(small_set)])
+    fmt = D.SampleFormat.of(spec, 4)
+    raws = list(itertools.islice(D._read_shard(spec.sources[0].train[0].url), 5))
+    raws[1] = {**raws[1], "head.jpg": raws[1]["head.jpg"][:200]}  # a truncated JPEG
+    raws[3] = {**raws[3], "action.npy": encode_npy(np.zeros((2, 23), np.float32))}  # shorter than the chunk
+    with pytest.raises(ShardCorruptError, match=rf"train-000000\.tar.*{raws[1]['__key__']} does not decode"):
+        list(D.batched(iter(raws), fmt, 2))
+    log = CorruptShardLog()
+    batches = list(D.batched(iter(raws), fmt, 2, corrupt=log))
+    assert [b["key"] for b in batches] == [[raws[0]["__key__"], raws[2]["__key__"]], [raws[4]["__key__"]]]
+    reasons = [event["reason"] for event in log.events()]
+    assert len(reasons) == 2 and raws[1]["__key__"] in reasons[0]
+    assert raws[3]["__key__"] in reasons[1] and "fewer than the chunk size 4" in reasons[1]
 
 
 @pytest.mark.parametrize("interleave", [True, False])
@@ -184,7 +232,9 @@ def test_mixture_follows_the_weights(make_shards):
     b = make_shards("mix-b", episodes=4, length=20, first_episode=100)
     spec = D.open_data([f"{a}@3", f"{b}@1"])
     stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0, batch_size=8)
-    from_a = sum(item["episode_index"] < 100 for item in itertools.islice(stream.items(), 400))
+    from_a = sum(
+        D.parse_sample_key(raw["__key__"])[0] < 100 for raw in itertools.islice(stream.raw_samples(), 400)
+    )
     assert 0.65 < from_a / 400 < 0.85
     with pytest.raises(D.DataSpecError, match="weight"):
         D.open_data([f"{a}@3", str(b)])
@@ -212,9 +262,9 @@ def test_stats_of_a_mixture_are_exact_for_mean_and_std(make_shards):
 
 def _all_items(root):
     spec = D.open_data([str(root)])
-    return [
-        D.to_item(raw, spec.cameras, 2) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)
-    ]
+    raws = [raw for ref in spec.sources[0].train for raw in D._read_shard(ref.url)]
+    batch = D.decode_batch(raws, D.SampleFormat.of(spec, 2))
+    return [{"observation.state": state} for state in batch["observation.state"]]
 
 
 def test_missing_and_unreadable_shards_are_named(small_set, tmp_path):
@@ -283,11 +333,11 @@ def test_batch_diversity_on_preprocessed_shards(synthetic_shards):
 def test_packed_batches_unpack_to_the_same_tensors(small_set):
     """A worker hands a batch over as one shared buffer; the consumer gets equal tensors of its own."""
     spec = D.open_data([str(small_set)])
-    items = list(itertools.islice(D.TrainStream(spec, chunk_size=5, seed=0, batch_size=3).items(), 3))
-    plain = D.collate(items)
-    layout = D.batch_layout(items[0], 3)
-    buffer = D.allocate_batch(layout, shared=True)
-    packed = D.collate(items, buffer)
+    raws = list(itertools.islice(D.TrainStream(spec, chunk_size=5, seed=0, batch_size=3).raw_samples(), 3))
+    fmt = D.SampleFormat.of(spec, 5)
+    plain = D.decode_batch(raws, fmt)
+    buffer = D.allocate_batch(fmt.layout(3), shared=True)
+    packed = D.decode_batch(raws, fmt, buffer)
     assert [k for k, v in packed.items() if isinstance(v, torch.Tensor)] == []
     unpacked = D.unpack_batch(packed, copy=True)
     assert unpacked.keys() == plain.keys()

@@ -20,15 +20,19 @@ def setup(small_set, tiny_backbone):
     torch.manual_seed(0)
     policy, _ = build_policy(spec, pretrained=None, vlm_model=str(tiny_backbone), chunk_size=CHUNK)
     pre, _ = make_processors(policy.config, spec)
-    items = [
-        D.to_item(raw, spec.cameras, CHUNK) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)
-    ]
+    items = [_item(raw, spec) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)]
     return spec, policy, pre, items
+
+
+def _item(raw, spec):
+    """One decoded sample (row 0 of a one-sample batch), with the raw sample it came from."""
+    batch = D.decode_batch([raw], D.SampleFormat.of(spec, CHUNK))
+    return {**{key: value[0] for key, value in batch.items()}, "raw": raw}
 
 
 def _batch(setup, items):
     spec, policy, pre, _ = setup
-    raw = D.collate(items)
+    raw = D.decode_batch([item["raw"] for item in items], D.SampleFormat.of(spec, CHUNK))
     batch = pre(to_policy_batch(raw, spec, torch.device("cpu")))
     progress = torch.tensor(raw["progress"])
     b = len(items)
