@@ -3,6 +3,7 @@ from any stream, hashed and counted exactly; members group into samples as webda
 
 import hashlib
 import io
+import random
 import tarfile
 
 import pytest
@@ -119,6 +120,16 @@ def test_header_checksums_count_every_byte_as_tarfile_does():
     header[148:156] = b"%06o\0 " % (signed + 1)
     with pytest.raises(tarfile.ReadError, match="bad checksum"):
         _members(bytes(header) + data[512:])
+
+
+def test_member_names_split_into_key_and_suffix_as_webdataset_splits_them():
+    from webdataset.tariterators import base_plus_ext
+
+    rng = random.Random(0)
+    names = ["x/.hidden", "a.b/c.d", "e1_f0.head.jpg", "dir/e1_f0.json", "x\ny/z.w", "noext", ".npy", ""]
+    names += ["".join(rng.choice("ab./\n") for _ in range(rng.randint(0, 9))) for _ in range(20000)]
+    for name in names:
+        assert split_member_name(name) == base_plus_ext(name), name
 
 
 def test_samples_group_consecutive_members_like_webdataset():
