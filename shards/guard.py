@@ -150,7 +150,8 @@ def _checked_shard(
 ) -> Iterator[dict]:
     identity = verified.identity(url) if verified is not None and entry is not None else None
     hashed_before = verified is not None and verified.holds(url, identity)
-    scan = ShardScan(url, digest=entry is not None and not hashed_before)
+    # a shard hashed before and unchanged since needs neither its hash nor its header checksums again
+    scan = ShardScan(url, digest=entry is not None and not hashed_before, check_headers=not hashed_before)
     try:
         if entry is not None and (problem := local_size_problem(url, entry)):
             raise ShardCorruptError.of(url, problem, location=location)

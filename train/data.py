@@ -626,7 +626,7 @@ class SampleFormat:
                     raise ValueError(f"{len(chunk)} steps, fewer than the chunk size {self.chunk_size}")
                 np.copyto(target[row], chunk)
             member = JSON_MEMBER
-            meta = json.loads(raw[member])
+            meta = json.loads(raw[member].decode())  # UTF-8 by the schema: skips json's encoding sniffing
             values = (
                 str(meta["task"]),
                 float(meta["progress"]),
