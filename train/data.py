@@ -360,6 +360,8 @@ def _read_shard(
                 skip=corrupt,
                 verified=verified,
             )
+    except GeneratorExit:  # first: closed at interpreter exit, this module's names may be gone
+        raise
     except ShardSetError:
         raise
     except Exception as exc:
