@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from shards.codec import decodes_into_place
 from train import data as data_mod
 from train.data import ACTION_KEY, PAD_KEY, STATE_KEY, DataSpec, DataSpecError
 from train.model import DEFAULT_PRETRAINED, autocast_dtype, build_policy, count_parameters, make_processors
@@ -577,6 +578,12 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     preprocessor, postprocessor = make_processors(pc, spec)
     total, trainable = count_parameters(policy)
     if dist_info.main:
+        logger.info(
+            "images: JPEGs decoded straight into the batch buffers (shards._jpeg)"
+            if decodes_into_place()
+            else "images: decoded with torchvision and copied into the batch buffers (shards._jpeg is not "
+            "built: re-install with a C compiler and libjpeg's headers, e.g. libjpeg-dev: a 13-19% faster loader)"
+        )
         logger.info(report.summary())
         logger.info(
             f"policy: {total:,} parameters, {trainable:,} trainable; device {device}, world size {world}"
