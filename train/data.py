@@ -665,12 +665,18 @@ class TensorSlot:
     def nbytes(self) -> int:
         return math.prod(self.shape) * self.dtype.itemsize
 
-    def view(self, buffer: torch.Tensor) -> torch.Tensor:
+    def stored(self, buffer: torch.Tensor) -> torch.Tensor:
+        """The tensor as it lies in `buffer` (images (B, H, W, C): what decoders write into)."""
         flat = buffer[self.offset : self.offset + self.nbytes].view(self.dtype)
         if len(self.shape) == 4:
             b, c, h, w = self.shape
-            return flat.view(b, h, w, c).permute(0, 3, 1, 2)
+            return flat.view(b, h, w, c)
         return flat.view(self.shape)
+
+    def view(self, buffer: torch.Tensor) -> torch.Tensor:
+        """The tensor with its logical shape (images (B, C, H, W), a view of the stored layout)."""
+        stored = self.stored(buffer)
+        return stored.permute(0, 3, 1, 2) if len(self.shape) == 4 else stored
 
 
 BatchLayout = tuple[TensorSlot, ...]
@@ -708,13 +714,9 @@ class BatchBuilder:
         self.handed_over = False  # the buffer went with an earlier batch
         # numpy copies: torch's copy_ runs on its thread pool, which measured 10-100x slower when
         # other processes hold the cores
-        self.rows = [self._rows(slot) for slot in self.layout]
+        self.rows = [slot.stored(self.buffer).numpy() for slot in self.layout]  # images channels-last
         self.lists: dict[str, list] = {}
         self.count = 0
-
-    def _rows(self, slot: TensorSlot) -> np.ndarray:
-        rows = slot.view(self.buffer)
-        return (rows.permute(0, 2, 3, 1) if rows.dim() == 4 else rows).numpy()  # images channels-last
 
     def reset(self) -> BatchBuilder:
         """Start the next batch in the same buffer (its row views are kept: making them costs more
@@ -812,6 +814,7 @@ class BatchRing:
         self.slots = slots
         self.format = fmt
         self.batch_size = batch_size
+        self.layout = fmt.layout(batch_size)
         self.builders: list[BatchBuilder] = []
         self.turn = 0
 
@@ -825,10 +828,6 @@ class BatchRing:
             ring_key = (os.getpid(), id(self), index)
             self.builders.append(BatchBuilder(self.format, self.batch_size, buffer, ring_key))
         return self.builders[index].reset()
-
-    @property
-    def layout(self) -> BatchLayout:
-        return self.format.layout(self.batch_size)
 
 
 def batched(
