@@ -155,18 +155,19 @@ def decode_member(name: str, data: bytes, image_decoder: Callable[[bytes], Any] 
     if name.endswith(".npy"):
         return decode_npy(data)
     if name == JSON_MEMBER or name.endswith(".json"):
-        return json.loads(data)
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
     return data
 
 
 def decode_sample(
     raw: dict[str, Any], skip_images: bool = False, image_decoder: Callable[[bytes], Any] = decode_image
 ) -> dict[str, Any]:
-    """Decode every member of a raw sample; `__key__`/`__url__` and other metadata pass through.
-    Images become HxWx3 uint8 arrays (`decode_image`) unless another `image_decoder` is given."""
+    """Decode every member of a raw sample (bytes, or memoryviews of a mapped shard); `__key__`/`__url__`
+    and other metadata pass through. Images become HxWx3 uint8 arrays (`decode_image`) unless another
+    `image_decoder` is given."""
     decoded: dict[str, Any] = {}
     for name, value in raw.items():
-        passthrough = name.startswith("__") or not isinstance(value, (bytes, bytearray))
+        passthrough = name.startswith("__") or not isinstance(value, (bytes, bytearray, memoryview))
         if passthrough or (skip_images and name.endswith(_IMAGE_SUFFIXES)):
             decoded[name] = value
         else:

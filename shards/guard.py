@@ -147,11 +147,17 @@ def _checked_shard(
     required: Sequence[str],
     location: str | None,
     verified: VerifiedShards | None = None,
+    zero_copy: bool = False,
 ) -> Iterator[dict]:
     identity = verified.identity(url) if verified is not None and entry is not None else None
     hashed_before = verified is not None and verified.holds(url, identity)
     # a shard hashed before and unchanged since needs neither its hash nor its header checksums again
-    scan = ShardScan(url, digest=entry is not None and not hashed_before, check_headers=not hashed_before)
+    scan = ShardScan(
+        url,
+        digest=entry is not None and not hashed_before,
+        check_headers=not hashed_before,
+        zero_copy=zero_copy,
+    )
     try:
         if entry is not None and (problem := local_size_problem(url, entry)):
             raise ShardCorruptError.of(url, problem, location=location)
@@ -180,6 +186,7 @@ def iter_checked_shard(
     location: str | None = None,
     skip: CorruptShardLog | None = None,
     verified: VerifiedShards | None = None,
+    zero_copy: bool = False,
 ) -> Iterator[dict]:
     """The raw samples of one shard (like `iter_tar_samples`), checked as they stream.
 
@@ -188,10 +195,11 @@ def iter_checked_shard(
     match. `members` (`ShardSet.members`) must be in every sample. A problem raises
     `ShardCorruptError` naming the shard and suggesting `b1k-shards verify <location>`; with `skip`
     it is recorded there (a warning is logged) and the shard simply ends. With `verified`, an
-    unchanged local shard already hashed in this process is not hashed again.
+    unchanged local shard already hashed in this process is not hashed again. With `zero_copy`, a
+    local shard's members are memoryviews of a map of the file (`ShardScan`), not bytes.
     """
     try:
-        yield from _checked_shard(url, entry, tuple(members or ()), location, verified)
+        yield from _checked_shard(url, entry, tuple(members or ()), location, verified, zero_copy)
     except ShardCorruptError as error:
         if skip is None:
             raise

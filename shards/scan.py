@@ -23,7 +23,14 @@ from typing import Any, BinaryIO
 from webdataset.gopen import gopen as wds_gopen
 
 from shards.errors import ShardCorruptError
-from shards.tar import READ_BUFFER, HashingReader, buffered_reader, iter_members, iter_sample_members
+from shards.tar import (
+    READ_BUFFER,
+    HashingReader,
+    MappedReader,
+    buffered_reader,
+    iter_members,
+    iter_sample_members,
+)
 
 
 def is_local(url: str) -> bool:
@@ -87,18 +94,24 @@ def _describe(exc: BaseException) -> str:
 class ShardScan:
     """Iterate once over the samples of the shard at `url`; afterwards `samples`, `bytes` and `sha256`
     describe what was read (`sha256` is None when `digest=False`). `check_headers=False` skips the
-    tar header checksums, for a file whose sha256 has been checked already (unchanged since)."""
+    tar header checksums, for a file whose sha256 has been checked already (unchanged since).
+    `zero_copy=True` reads a local file through a memory map (`MappedReader`): its members are then
+    read-only memoryviews of the map, valid for as long as they are held (bytes otherwise)."""
 
-    def __init__(self, url: str, *, digest: bool = True, check_headers: bool = True):
+    def __init__(self, url: str, *, digest: bool = True, check_headers: bool = True, zero_copy: bool = False):
         self.url = url
         self.digest = digest
         self.check_headers = check_headers
+        self.zero_copy = zero_copy
         self.samples = 0
         self.bytes = 0
         self.sha256: str | None = None
         self.complete = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.zero_copy and is_local(self.url):
+            yield from self._mapped()
+            return
         try:
             stream = open_stream(self.url)
         except Exception as exc:
@@ -119,7 +132,19 @@ class ShardScan:
         self.sha256 = raw.hexdigest()
         self.complete = True
 
-    def _samples(self, reader: BinaryIO) -> Iterator[dict[str, Any]]:
+    def _mapped(self) -> Iterator[dict[str, Any]]:
+        try:
+            reader = MappedReader(self.url)
+            self.bytes = reader.size
+            yield from self._samples(reader)
+            self.sha256 = reader.hexdigest() if self.digest else None
+        except ShardCorruptError:
+            raise
+        except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
+            raise ShardCorruptError.of(self.url, _describe(exc), self.samples) from exc
+        self.complete = True
+
+    def _samples(self, reader: BinaryIO | MappedReader) -> Iterator[dict[str, Any]]:
         for key, members in iter_sample_members(iter_members(reader, self.check_headers)):
             if key is None:  # webdataset skips members without a <key>.<suffix> name
                 continue

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
+import os
 import re
 import tarfile
 import zlib
@@ -116,12 +118,48 @@ def buffered_reader(raw: HashingReader, size: int = READ_BUFFER) -> io.BufferedR
     return io.BufferedReader(raw, buffer_size=size)
 
 
+class MappedReader:
+    """A local file read through a read-only memory map: `read(n)` gives bytes, as a file does, and
+    `read_view(n)` a zero-copy memoryview of the map (what `iter_members` gives as member data).
+
+    A member copied out of a read buffer lands in memory that is cold in the cache, and the copies
+    of a shuffle buffer's worth of samples fragment the heap: ~13 us per 224 px sample measured
+    here, a third of reading it. A view of the map needs neither; the map stays until the last
+    view of it is dropped. Replacing the file (a rename) leaves a map of the old one intact."""
+
+    def __init__(self, path: str):
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            self.map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self.view = memoryview(self.map)
+        self.size = size
+        self.position = 0
+
+    def _advance(self, n: int) -> tuple[int, int]:
+        start = self.position
+        end = self.size if n < 0 else min(self.size, start + n)
+        self.position = end
+        return start, end
+
+    def read(self, n: int = -1) -> bytes:
+        start, end = self._advance(n)
+        return self.map[start:end]
+
+    def read_view(self, n: int) -> memoryview:
+        start, end = self._advance(n)
+        return self.view[start:end]
+
+    def hexdigest(self) -> str:
+        """The sha256 of the whole file."""
+        return hashlib.sha256(self.view).hexdigest()
+
+
 class Member(NamedTuple):  # a named tuple: made ~3x faster than a frozen dataclass, seven per sample
     """A regular file of a tar: its name, payload and own header block; `extended` when a GNU long
     name or pax record came before it (its bytes are then more than `header` + `data` + padding)."""
 
     name: str
-    data: bytes
+    data: bytes | memoryview  # a view from a `MappedReader`
     header: bytes
     extended: bool = False
 
@@ -179,8 +217,10 @@ _GNU_LONGNAME, _PAX_HEADER = b"L", b"x"
 def iter_members(reader: BinaryIO, check_headers: bool = True) -> Iterator[Member]:
     """Every regular file of a tar stream, in order; the stream is read up to the end-of-archive block.
     Raises `tarfile.ReadError` (saying at which byte) for a bad header or a stream that ends early.
-    `reader` should be buffered (`buffered_reader`): a member costs three reads. `check_headers=False`
-    skips the header checksums (a quarter of the parsing): for a file whose sha256 was checked."""
+    `reader` should be buffered (`buffered_reader`): a member costs three reads; a `MappedReader`
+    gives each member's data as a view of its map. `check_headers=False` skips the header checksums
+    (a quarter of the parsing): for a file whose sha256 was checked."""
+    read_data = getattr(reader, "read_view", reader.read)
     long_name: str | None = None
     offset = 0
     while True:
@@ -194,17 +234,17 @@ def iter_members(reader: BinaryIO, check_headers: bool = True) -> Iterator[Membe
         if check_headers and not _checksum_ok(header):
             raise tarfile.ReadError(f"bad checksum in the tar header at byte {offset}")
         size = _octal(header[124:136], "size")
-        data = reader.read(size)
+        data = read_data(size)
         pad = -size % BLOCK
         if len(data) < size or len(reader.read(pad)) < pad:
             raise tarfile.ReadError(f"unexpected end of data in the member at byte {offset}")
         offset += BLOCK + size + pad
         kind = header[156:157]
         if kind == _GNU_LONGNAME:
-            long_name = data.split(b"\0", 1)[0].decode("utf-8")
+            long_name = bytes(data).split(b"\0", 1)[0].decode("utf-8")
             continue
         if kind == _PAX_HEADER:
-            long_name = _pax_path(data) or long_name
+            long_name = _pax_path(bytes(data)) or long_name
             continue
         if kind not in _REGULAR:  # directories, links, global pax headers: no sample data
             long_name = None

@@ -359,6 +359,7 @@ def _read_shard(
                 location=ref.location,
                 skip=corrupt,
                 verified=verified,
+                zero_copy=True,  # members are views of a map of the file: decoded from where they lie
             )
     except GeneratorExit:  # first: closed at interpreter exit, this module's names may be gone
         raise
@@ -623,7 +624,9 @@ class SampleFormat:
                     raise ValueError(f"{len(chunk)} steps, fewer than the chunk size {self.chunk_size}")
                 np.copyto(target[row], chunk)
             member = JSON_MEMBER
-            meta = json.loads(raw[member].decode())  # UTF-8 by the schema: skips json's encoding sniffing
+            meta = json.loads(
+                str(raw[member], "utf-8")
+            )  # UTF-8 by the schema: skips json's encoding sniffing
             values = (
                 str(meta["task"]),
                 float(meta["progress"]),

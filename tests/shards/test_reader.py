@@ -253,26 +253,34 @@ def test_http_stream_matches_local_for_the_same_seed(shard_set, http_server):
         list(remote.pipeline("train", seed=0))
 
 
-def test_iter_checked_shard_and_decode_checked(shard_set, tmp_path):
-    """The pieces for a trainer with its own stream (train/data.py reads shard by shard)."""
+@pytest.mark.parametrize("zero_copy", [False, True])
+def test_iter_checked_shard_and_decode_checked(shard_set, tmp_path, zero_copy):
+    """The pieces for a trainer with its own stream (train/data.py reads shard by shard, zero-copy:
+    members are views of a map of the file, equal to the bytes a stream reads)."""
     s = open_shard_set(shard_set)
     expected = s.expected("train")
     url = s.urls("train")[1]
-    raws = list(iter_checked_shard(url, entry=expected[url], members=s.members, location=str(shard_set)))
-    assert [r["__key__"] for r in raws] == [r["__key__"] for r in iter_tar_samples(url)]
+    raws = list(
+        iter_checked_shard(
+            url, entry=expected[url], members=s.members, location=str(shard_set), zero_copy=zero_copy
+        )
+    )
+    streamed = list(iter_tar_samples(url))
+    assert all(isinstance(r["head.jpg"], memoryview if zero_copy else bytes) for r in raws)
+    assert [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in r.items()} for r in raws] == streamed
     assert decode_checked(raws[0])["state.npy"].dtype == np.float32
 
     _truncate(shard_set / "train-000001.tar", keep=0.7)
     with pytest.raises(
         ShardCorruptError, match=rf"corrupt shard {url}: size .* \(truncated\).*b1k-shards verify"
     ):
-        next(iter_checked_shard(url, entry=expected[url], location=str(shard_set)))
+        next(iter_checked_shard(url, entry=expected[url], location=str(shard_set), zero_copy=zero_copy))
     log = CorruptShardLog(tmp_path / "log.jsonl")
-    assert list(iter_checked_shard(url, entry=expected[url], skip=log)) == []
+    assert list(iter_checked_shard(url, entry=expected[url], skip=log, zero_copy=zero_copy)) == []
     assert log.count == 1 and "truncated" in log.shards()[url]
     # without the entry, the tar error itself is caught (after the samples before the cut)
     with pytest.raises(ShardCorruptError, match="truncated or not a tar file") as caught:
-        list(iter_checked_shard(url))
+        list(iter_checked_shard(url, zero_copy=zero_copy))
     assert caught.value.samples_read >= 1
 
     broken = dict(raws[0], **{"state.npy": b"\x93NUMPY garbage"})
@@ -328,8 +336,9 @@ def test_a_shard_hashed_once_is_not_hashed_again_while_unchanged(shard_set):
     _flip_image_byte(shard_set / "train-000001.tar")  # in place: same inode and size
     os.utime(url, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert len(list(iter_checked_shard(url, entry=entry, verified=verified))) == before
-    with pytest.raises(ShardCorruptError, match="sha256 mismatch"):  # a fresh process hashes it
-        list(iter_checked_shard(url, entry=entry, verified=VerifiedShards()))
+    for zero_copy in (False, True):  # a fresh process hashes it, streamed or mapped
+        with pytest.raises(ShardCorruptError, match="sha256 mismatch"):
+            list(iter_checked_shard(url, entry=entry, verified=VerifiedShards(), zero_copy=zero_copy))
 
     os.utime(url, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed: hashed again
     for _ in range(2):  # and, having failed, it stays untrusted

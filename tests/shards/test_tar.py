@@ -10,6 +10,7 @@ import pytest
 
 from shards.tar import (
     HashingReader,
+    MappedReader,
     Member,
     buffered_reader,
     end_of_archive,
@@ -153,3 +154,33 @@ def test_samples_group_consecutive_members_like_webdataset():
         ("e1_f1", ["json"]),
         ("e1_f0", ["json"]),
     ]
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_a_mapped_file_gives_its_members_as_views_of_the_map(tmp_path, tar_format):
+    long_dir = "d" * 120 if tar_format != tarfile.USTAR_FORMAT else "nested/dir"
+    members = {f"{long_dir}/e1_f0.json": b"{}", f"{long_dir}/e1_f0.npy": b"z" * 1025, "e2_f0.json": b""}
+    data = _tarfile_tar(members, tar_format)
+    path = tmp_path / "a.tar"
+    path.write_bytes(data)
+    reader = MappedReader(str(path))
+    read = list(iter_members(reader))
+    assert all(isinstance(m.data, memoryview) for m in read)
+    assert [(m.name, bytes(m.data)) for m in read] == [(m.name, m.data) for m in _members(data)]
+    assert reader.size == len(data) and reader.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d[:1700], r"unexpected end of data in the member at byte 1024"),
+        (lambda d: d[:1024], r"unexpected end of data at byte 1024 \(no end-of-archive block\)"),
+        (lambda d: d[:5] + bytes([d[5] ^ 0x20]) + d[6:], r"bad checksum in the tar header at byte 0"),
+        (lambda d: b"", r"empty file"),
+    ],
+)
+def test_damaged_mapped_tars_are_the_same_errors(tmp_path, damage, message):
+    path = tmp_path / "damaged.tar"
+    path.write_bytes(damage(_tarfile_tar({"e1_f0.json": b"a" * 100, "e1_f1.json": b"b" * 600})))
+    with pytest.raises(tarfile.ReadError, match=message):
+        list(iter_members(MappedReader(str(path))))
