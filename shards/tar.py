@@ -135,19 +135,17 @@ class MappedReader:
         self.size = size
         self.position = 0
 
-    def _advance(self, n: int) -> tuple[int, int]:
-        start = self.position
-        end = self.size if n < 0 else min(self.size, start + n)
-        self.position = end
-        return start, end
-
     def read(self, n: int = -1) -> bytes:
-        start, end = self._advance(n)
-        return self.map[start:end]
+        start = self.position
+        data = self.map[start:] if n < 0 else self.map[start : start + n]  # short at the end, as a file
+        self.position = start + len(data)
+        return data
 
     def read_view(self, n: int) -> memoryview:
-        start, end = self._advance(n)
-        return self.view[start:end]
+        start = self.position
+        view = self.view[start : start + n]
+        self.position = start + len(view)
+        return view
 
     def hexdigest(self) -> str:
         """The sha256 of the whole file."""
