@@ -18,10 +18,11 @@ describe the same features. Each DataLoader worker of each rank (a *slot*) build
 Each worker decodes `batch_size` consecutive samples of its stream into one batch, written into
 one shared-memory buffer (images channels-last, as the JPEG decoder writes them) that it reuses
 (`BatchRing`): the main process maps each buffer once and takes each batch from it (`batches`).
-Handing over single samples, each in fresh shared memory, had cost more than decoding them. The
-DataLoader hands the batches out round-robin over the workers, so batch k comes from worker
-k % workers; the episode-stratified picks still give a batch distinct episodes, from the ~1000
-samples of that worker's buffer. Because each slot's stream is a pure function of (seed, epoch,
+Handing over single samples, each in fresh shared memory, had cost more than decoding them. Small
+batches go several to a DataLoader item (`batches_per_item`: 4 of 8 samples at 224 px), which the
+DataLoader hands out round-robin over the workers, so item q comes from worker q % workers; the
+episode-stratified picks still give a batch distinct episodes, from the ~1000 samples of that
+worker's buffer. Because each slot's stream is a pure function of (seed, epoch,
 slot) and the number of samples a slot yields per epoch is known from the manifest, the *data
 position* is just the number of batches consumed: on resume every worker skips, without decoding,
 exactly the samples it had delivered.
@@ -509,6 +510,7 @@ def slot_stream(
     skip: int = 0,
     schedule: EpisodeSchedule | None = None,
     batch_size: int = 1,
+    per_item: int = 1,
     corrupt: CorruptShardLog | None = None,
     verified: VerifiedShards | None = None,
 ) -> Iterator[dict]:
@@ -516,7 +518,8 @@ def slot_stream(
 
     Whole epochs are skipped by arithmetic; inside an epoch the skipped samples are read but not decoded.
     With a `schedule`, the shuffle buffer's n-th pick asks for the episode the schedule wants at the
-    rank's item this sample becomes (`rank_item`: workers fill whole batches of `batch_size`).
+    rank's item this sample becomes (`rank_item`: workers fill whole batches of `batch_size`, handed
+    over `per_item` at a time).
     """
     position = 0  # samples of this slot before the current epoch (skipped ones included)
     for epoch in itertools.count():
@@ -539,7 +542,7 @@ def slot_stream(
                     stream,
                     shuffle_buffer,
                     rng,
-                    lambda n: schedule.wanted(rank_item(n, worker, workers, batch_size)),
+                    lambda n: schedule.wanted(rank_item(n, worker, workers, batch_size, per_item)),
                     position,
                 )
             else:
@@ -808,10 +811,10 @@ class BatchRing:
 
     A fresh shared-memory buffer per batch is cheap to create but every page of it is faulted in
     when first written: that measured ~1.2 ms per MB here, more than decoding the JPEGs. Reused
-    buffers are faulted in once. Reuse is safe because a DataLoader worker is asked for its batch
-    n + prefetch_factor only once its batch n has been handed to the consumer, and `batches` copies
-    a batch out before it asks for the next one: `slots` = prefetch_factor + 2 buffers never
-    overwrite a batch still in use. `slots=0`: a new buffer per batch (any DataLoader)."""
+    buffers are faulted in once. Reuse is safe because a DataLoader worker is asked for its item
+    n + prefetch_factor only once its item n has been handed to the consumer, and `batches` is done
+    with an item's batches before it asks for the next item: (prefetch_factor + 2) x per_item
+    buffers never overwrite a batch still in use. `slots=0`: a new buffer per batch (any DataLoader)."""
 
     def __init__(self, slots: int, fmt: SampleFormat, batch_size: int):
         self.slots = slots
@@ -869,23 +872,58 @@ def _worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def rank_item(n: int, worker: int, workers: int, batch_size: int) -> int:
-    """The rank's item index of a worker's n-th sample: workers fill whole batches, which the
-    DataLoader hands out round-robin (worker w's k-th batch is the rank's batch k * workers + w)."""
+ITEM_BYTES = 16 << 20  # a DataLoader item carries about this many bytes of batches (see `batches_per_item`)
+MAX_BATCHES_PER_ITEM = 8
+
+
+def batches_per_item(batch_bytes: int) -> int:
+    """How many batches a worker hands over as one DataLoader item (a list of batches).
+
+    torch's DataLoader costs ~0.1 ms of CPU per item in the worker and more in the consumer, which
+    sleeps and wakes for each one: ~10% of decoding a batch of 8 samples at 224 px. Small batches
+    therefore go several at a time (4 of those), batches of 16 MB or more one by one; each batch of an
+    item holds a ring buffer until the consumer is done with it, so memory grows with the count."""
+    return max(1, min(MAX_BATCHES_PER_ITEM, ITEM_BYTES // max(1, batch_bytes)))
+
+
+def rank_item(n: int, worker: int, workers: int, batch_size: int, per_item: int = 1) -> int:
+    """The rank's item index of a worker's n-th sample: workers fill whole batches and hand them over
+    `per_item` at a time, which the DataLoader hands out round-robin (worker w's q-th item holds the
+    rank's batches (q * workers + w) * per_item + i, i < per_item)."""
     batch, position = divmod(n, batch_size)
-    return (batch * workers + worker) * batch_size + position
+    item, within = divmod(batch, per_item)
+    return ((item * workers + worker) * per_item + within) * batch_size + position
 
 
-def worker_batches_consumed(batches_consumed: int, worker: int, workers: int) -> int:
-    """How many of the first `batches_consumed` batches (handed out round-robin) came from `worker`."""
-    return len(range(worker, batches_consumed, workers))
+def resume_point(
+    batches_consumed: int, loader_worker: int, workers: int, per_item: int = 1
+) -> tuple[int, int]:
+    """(logical worker, batches of it already consumed) for DataLoader worker `loader_worker` after
+    `batches_consumed` batches. The DataLoader asks its worker 0 first: the next item is the rank's
+    item batches_consumed // per_item, whose logical worker worker 0 plays (and so on round-robin);
+    if that item was partly consumed, its first batches are skipped too."""
+    item, into = divmod(batches_consumed, per_item)
+    worker = (loader_worker + item) % workers
+    consumed = len(range(worker, item, workers)) * per_item + (into if loader_worker == 0 else 0)
+    return worker, consumed
+
+
+def bundled(
+    batches: Iterator[dict[str, Any]], per_item: int, first: int | None = None
+) -> Iterator[list[dict]]:
+    """Lists of `per_item` consecutive batches (the first of `first`, the last possibly shorter)."""
+    size = per_item if first is None else first
+    while bundle := list(itertools.islice(batches, size)):
+        yield bundle
+        size = per_item
 
 
 class TrainStream(IterableDataset):
     """Infinite per-rank stream of batches, starting after `start_batches` consumed batches.
 
     Each DataLoader worker decodes and collates whole batches of its own samples (see the module
-    docstring); `ring_slots` (set by `make_loader`) lets it reuse its shared-memory buffers."""
+    docstring) and hands them over `per_item` at a time (`batches_per_item`; `batches` flattens
+    them again); `ring_slots` (set by `make_loader`) lets it reuse its shared-memory buffers."""
 
     def __init__(
         self,
@@ -916,11 +954,17 @@ class TrainStream(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.start_batches = start_batches
         self.ring_slots = ring_slots
+        self.per_item = batches_per_item(_layout_bytes(self.format.layout(batch_size)))
         self.verified = VerifiedShards()  # per process: each worker keeps its own over the epochs
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        in_worker = get_worker_info() is not None
-        yield from self.worker_batches(*_worker(), ring_slots=self.ring_slots if in_worker else None)
+    def __iter__(self) -> Iterator[dict[str, Any]] | Iterator[list[dict[str, Any]]]:
+        if get_worker_info() is None:  # in the consuming process: batch by batch
+            yield from self.worker_batches()
+            return
+        loader_worker, workers = _worker()
+        batches = self.worker_batches(loader_worker, workers, ring_slots=self.ring_slots)
+        _, consumed = resume_point(self.start_batches, loader_worker, workers, self.per_item)
+        yield from bundled(batches, self.per_item, first=self.per_item - consumed % self.per_item)
 
     def worker_batches(
         self, loader_worker: int = 0, workers: int = 1, ring_slots: int | None = None
@@ -931,11 +975,9 @@ class TrainStream(IterableDataset):
 
     def raw_samples(self, loader_worker: int = 0, workers: int = 1) -> Iterator[dict]:
         """The raw samples of DataLoader worker `loader_worker` of `workers`, in batch order."""
-        b = self.batch_size
-        # The DataLoader asks its worker 0 first: after `start_batches` batches, the next one belongs
-        # to logical worker start_batches % workers, so loader worker w plays that role.
-        worker = (loader_worker + self.start_batches) % workers
-        skip = worker_batches_consumed(self.start_batches, worker, workers) * b
+        b, per_item = self.batch_size, self.per_item
+        worker, consumed = resume_point(self.start_batches, loader_worker, workers, per_item)
+        skip = consumed * b
         choices = mixture_choices(self.weights, self.seed, self.rank, worker)
         per_source = [0] * len(self.sources)
         if len(self.sources) > 1:
@@ -958,6 +1000,7 @@ class TrainStream(IterableDataset):
                 if self.stratify
                 else None,
                 batch_size=b,
+                per_item=per_item,
                 corrupt=self.corrupt,
                 verified=self.verified,
             )
@@ -969,7 +1012,7 @@ class TrainStream(IterableDataset):
 
 class ValStream(IterableDataset):
     """One deterministic pass over the val splits (no shuffle), split by node and worker, in batches
-    (each worker's last one may be short)."""
+    (each worker's last one may be short), handed over `per_item` at a time like `TrainStream`'s."""
 
     def __init__(
         self,
@@ -990,20 +1033,24 @@ class ValStream(IterableDataset):
         self.rank = rank
         self.world = world
         self.ring_slots = ring_slots
+        self.per_item = batches_per_item(_layout_bytes(self.format.layout(batch_size)))
         self.verified = VerifiedShards()  # per process: persistent workers keep it between passes
 
     def __len__(self) -> int:  # samples of the whole split (all ranks)
         return sum(s.samples for s in self.shards)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[dict[str, Any]] | Iterator[list[dict[str, Any]]]:
         worker, workers = _worker()
-        ring_slots = self.ring_slots if get_worker_info() is not None else None
+        in_worker = get_worker_info() is not None
         plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
         raws = _plan_raw(plan, self.corrupt, self.verified)
-        yield from batched(raws, self.format, self.batch_size, ring_slots=ring_slots, corrupt=self.corrupt)
+        ring_slots = self.ring_slots if in_worker else None
+        batches = batched(raws, self.format, self.batch_size, ring_slots=ring_slots, corrupt=self.corrupt)
+        yield from bundled(batches, self.per_item) if in_worker else batches
 
 
-PREFETCH_BATCHES = 2  # per worker, torch's default
+PREFETCH_ITEMS = 2  # per worker, torch's default: with 1, a worker that has finished its item idles
+# until the consumer takes one and asks it for the next (~4% of the workers' time measured here)
 
 
 def _init_worker(_worker_id: int) -> None:
@@ -1014,13 +1061,14 @@ def make_loader(
     dataset: TrainStream | ValStream, *, num_workers: int, persistent: bool = False
 ) -> DataLoader:
     """A DataLoader over a stream of batches (collated in the workers), handed out round-robin over
-    the workers, in order. Sets the stream's `ring_slots` to what this prefetch makes safe."""
+    the workers, in order, `dataset.per_item` per item (iterate it with `batches`). Sets the stream's
+    `ring_slots` to what its prefetch makes safe."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs["prefetch_factor"] = PREFETCH_BATCHES
+        kwargs["prefetch_factor"] = PREFETCH_ITEMS
         kwargs["persistent_workers"] = persistent
         kwargs["worker_init_fn"] = _init_worker
-        dataset.ring_slots = PREFETCH_BATCHES + 2
+        dataset.ring_slots = (PREFETCH_ITEMS + 2) * dataset.per_item
     return DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is, **kwargs)
 
 
@@ -1030,20 +1078,21 @@ def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def batches(
-    loader_iter: Iterator[dict[str, Any]], pin_memory: bool = False, copy: bool = True
+    loader_iter: Iterator[dict[str, Any] | list[dict[str, Any]]], pin_memory: bool = False, copy: bool = True
 ) -> Iterator[dict[str, Any]]:
-    """The loader's batches, their tensors copied out of the workers' buffers (into pinned memory
-    for fast host-to-GPU copies when `pin_memory`).
+    """The loader's batches one by one (items of several batches flattened), their tensors copied
+    out of the workers' buffers (into pinned memory for fast host-to-GPU copies when `pin_memory`).
 
     `copy=False` (without `pin_memory`) saves that copy: the tensors are then views of a worker's
-    buffer, which it refills once the consumer has taken 2 x num_workers further batches. A loop
-    that is done with each batch before it takes the next (b1k-train on CPU) may use them; code
-    that keeps batches must copy."""
+    buffer, which it refills once the consumer has taken a few further items. A loop that is done
+    with each batch before it takes the next (b1k-train on CPU) may use them; code that keeps
+    batches must copy."""
     keep: dict = {}  # the workers' reused buffers, mapped here once
-    for batch in loader_iter:
-        if PACKED_KEY in batch:
-            yield unpack_batch(batch, copy=copy or pin_memory, pin_memory=pin_memory, keep=keep)
-        elif pin_memory:
-            yield {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        else:
-            yield batch
+    for item in loader_iter:
+        for batch in item if isinstance(item, list) else (item,):
+            if PACKED_KEY in batch:
+                yield unpack_batch(batch, copy=copy or pin_memory, pin_memory=pin_memory, keep=keep)
+            elif pin_memory:
+                yield {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            else:
+                yield batch

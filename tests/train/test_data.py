@@ -87,8 +87,12 @@ def test_resume_position_continues_the_stream_exactly(small_set, workers):
 
 
 def _expected_batch(stream, index, workers):
-    """Batch `index` of a loader, computed in this process: batch index // workers of worker index % workers."""
-    return next(itertools.islice(stream.worker_batches(index % workers, workers), index // workers, None))
+    """Batch `index` of a loader, computed in this process: the loader hands out items of
+    `per_item` batches round-robin, so it is batch `within` of item `item // workers` of worker
+    `item % workers`."""
+    item, within = divmod(index, stream.per_item)
+    worker_batch = item // workers * stream.per_item + within
+    return next(itertools.islice(stream.worker_batches(item % workers, workers), worker_batch, None))
 
 
 def _assert_same_batch(batch, expected, spec):
@@ -103,7 +107,8 @@ def test_batches_kept_by_the_consumer_are_its_own_copies(small_set):
     spec = D.open_data([str(small_set)])
     stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
     kept = list(itertools.islice(D.batches(iter(D.make_loader(stream, num_workers=2))), 30))
-    assert stream.ring_slots == D.PREFETCH_BATCHES + 2  # reused: far fewer buffers than batches
+    assert stream.per_item == D.MAX_BATCHES_PER_ITEM  # tiny batches go 8 per DataLoader item
+    assert stream.ring_slots == (D.PREFETCH_ITEMS + 2) * stream.per_item  # reused: far fewer than batches
     for index, batch in enumerate(kept):
         _assert_same_batch(batch, _expected_batch(stream, index, 2), spec)
 
@@ -113,9 +118,11 @@ def test_zero_copy_batches_are_right_while_in_use(small_set):
     and the ring's buffers really are reused (a kept batch changes later: copy to keep)."""
     spec = D.open_data([str(small_set)])
     stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
+    loader = D.make_loader(stream, num_workers=2)
     views = []
+    # past two rings' worth (two workers): every buffer has been refilled at least once
     for index, batch in enumerate(
-        itertools.islice(D.batches(iter(D.make_loader(stream, num_workers=2)), copy=False), 30)
+        itertools.islice(D.batches(iter(loader), copy=False), 3 * stream.ring_slots)
     ):
         _assert_same_batch(batch, _expected_batch(stream, index, 2), spec)
         views.append(batch["observation.state"])
@@ -123,21 +130,48 @@ def test_zero_copy_batches_are_right_while_in_use(small_set):
 
 
 def test_a_ring_buffer_goes_with_its_first_batch_only(small_set):
-    """Each worker's shared buffers are handed over once (with its first batches); later batches only
-    name their buffer, which `batches` has kept: unpacking them without it is a clear error."""
+    """A loader item is a list of `per_item` batches. Each worker's shared buffers are handed over
+    once (with its first batches); later batches only name their buffer, which `batches` has kept:
+    unpacking them without it is a clear error."""
     spec = D.open_data([str(small_set)])
     stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
     keep: dict = {}
     carried = []
-    for index, batch in enumerate(itertools.islice(iter(D.make_loader(stream, num_workers=2)), 14)):
-        carried.append(batch[D.PACKED_KEY][2] is not None)
-        if index == 13:
-            with pytest.raises(ValueError, match="iterate the loader with `batches`"):
-                D.unpack_batch(batch)
-        _assert_same_batch(D.unpack_batch(batch, keep=keep), _expected_batch(stream, index, 2), spec)
+    loader = D.make_loader(stream, num_workers=2)
+    items = 2 * (D.PREFETCH_ITEMS + 2) + 2  # past both workers' rings
+    for item in itertools.islice(iter(loader), items):
+        assert isinstance(item, list) and len(item) == stream.per_item
+        for batch in item:  # unpacked before the next item is taken, as `batches` does
+            index = len(carried)
+            carried.append(batch[D.PACKED_KEY][2] is not None)
+            if index == items * stream.per_item - 1:
+                with pytest.raises(ValueError, match="iterate the loader with `batches`"):
+                    D.unpack_batch(batch)
+            _assert_same_batch(D.unpack_batch(batch, keep=keep), _expected_batch(stream, index, 2), spec)
     first = 2 * stream.ring_slots  # two workers, each with its ring
-    assert carried == [True] * first + [False] * (14 - first)
+    assert carried == [True] * first + [False] * (len(carried) - first)
     assert len(keep) == first
+
+
+def test_small_batches_go_several_per_loader_item():
+    """torch's per-item cost is amortised over ~16 MB of batches; big batches go one by one."""
+    assert D.batches_per_item(D.ITEM_BYTES // 4) == 4  # e.g. 8 samples at 224 px, 3 cameras
+    assert D.batches_per_item(D.ITEM_BYTES) == D.batches_per_item(10 * D.ITEM_BYTES) == 1
+    assert D.batches_per_item(1) == D.MAX_BATCHES_PER_ITEM
+    # a worker's n-th sample lands where the round-robin of its items puts it
+    b, k, workers = 3, 4, 2
+    worker1 = [D.rank_item(n, 1, workers, b, k) // b for n in range(0, 3 * k * b, b)]
+    assert worker1 == [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23]
+
+
+@pytest.mark.parametrize("consumed", [0, 5, 9, 17])
+def test_resume_points_skip_exactly_the_consumed_batches(consumed):
+    """After `consumed` batches of items of 4 from 3 workers, the workers together skip exactly them."""
+    k, workers = 4, 3
+    points = [D.resume_point(consumed, w, workers, k) for w in range(workers)]
+    assert sorted(w for w, _ in points) == [0, 1, 2] and sum(c for _, c in points) == consumed
+    logical, into = points[0]  # loader worker 0 delivers the next item: the one consumption stopped in
+    assert logical == consumed // k % workers and into % k == consumed % k
 
 
 def test_samples_are_decoded_into_batches_and_chunk_sliced(small_set):
