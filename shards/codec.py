@@ -105,15 +105,39 @@ def npy_view(data: bytes) -> np.ndarray:
     batch)."""
     if data[:6] != b"\x93NUMPY" or data[6] not in (1, 2):
         return np.load(io.BytesIO(data), allow_pickle=False)  # let numpy say what is wrong
-    end = (
-        10 + int.from_bytes(data[8:10], "little")
-        if data[6] == 1
-        else 12 + int.from_bytes(data[8:12], "little")
-    )
+    end = _npy_header_end(data)
     dtype, shape, fortran = _npy_layout(bytes(data[:end]))
     count = math.prod(shape)
     array = np.frombuffer(data, dtype=dtype, count=count, offset=end)
     return array.reshape(shape, order="F" if fortran else "C")
+
+
+def npy_into(data: bytes | memoryview, out: np.ndarray, *, leading: bool = False) -> None:
+    """Copy the array of .npy bytes into `out` (C-contiguous, e.g. a row of a batch buffer); with
+    `leading`, the array may have more rows and its first ones are copied (an action chunk out of a
+    longer horizon). An array of `out`'s dtype and (trailing) shape is copied as one memcpy, half the
+    cost of `np.copyto(out, npy_view(data))`, which a batch pays per member; anything else goes
+    through numpy (same-kind casts, broadcasting) and fails as it does. Raises ValueError for too
+    few rows."""
+    if data[:6] == b"\x93NUMPY" and data[6] in (1, 2):
+        end = _npy_header_end(data)
+        dtype, shape, fortran = _npy_layout(bytes(data[:end]))
+        fits = shape[1:] == out.shape[1:] and shape[:1] >= out.shape[:1] if leading else shape == out.shape
+        if fits and dtype == out.dtype and not (fortran and len(shape) > 1):
+            memoryview(out).cast("B")[:] = data[end : end + out.nbytes]
+            return
+    array = npy_view(data)  # numpy says what is wrong
+    if leading and len(array) < len(out):
+        raise ValueError(f"array {array.shape}, fewer rows than the {len(out)} wanted")
+    np.copyto(out, array[: len(out)] if leading else array)
+
+
+def _npy_header_end(data: bytes | memoryview) -> int:
+    return (
+        10 + int.from_bytes(data[8:10], "little")
+        if data[6] == 1
+        else 12 + int.from_bytes(data[8:12], "little")
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -55,7 +55,7 @@ from schemas.sample import (
     image_member,
     parse_sample_key,
 )
-from shards.codec import decode_image_into, npy_view, retain_freed_memory
+from shards.codec import decode_image_into, npy_into, retain_freed_memory
 from shards.errors import ShardCorruptError, ShardSetError
 from shards.guard import CorruptShardLog, VerifiedShards, iter_checked_shard
 from shards.reader import ShardSet, iter_tar_samples, open_shard_set
@@ -620,12 +620,9 @@ class SampleFormat:
                 decode_image_into(raw[member], images[row])  # ValueError if not the manifest's size
             state, action, pad = rows[len(self.cameras) :]
             member = STATE_MEMBER
-            np.copyto(state[row], npy_view(raw[member]))
+            npy_into(raw[member], state[row])
             for target, member in ((action, ACTION_MEMBER), (pad, ACTION_IS_PAD_MEMBER)):
-                chunk = npy_view(raw[member])[: self.chunk_size]
-                if len(chunk) < self.chunk_size:
-                    raise ValueError(f"{len(chunk)} steps, fewer than the chunk size {self.chunk_size}")
-                np.copyto(target[row], chunk)
+                npy_into(raw[member], target[row], leading=True)  # the chunk: the first chunk_size steps
             member = JSON_MEMBER
             meta = json.loads(
                 str(raw[member], "utf-8")

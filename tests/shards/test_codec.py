@@ -18,6 +18,7 @@ from shards.codec import (
     encode_npy,
     encode_png,
     encode_sample,
+    npy_into,
     npy_view,
 )
 from shards.reader import iter_tar_samples
@@ -138,6 +139,35 @@ def test_npy_members_decode_as_np_load_reads_them(array):
     view = npy_view(data)  # the same array, read in place (what the trainer copies into a batch)
     assert view.dtype == reference.dtype and not view.flags.writeable
     np.testing.assert_array_equal(view, reference)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(32, dtype=np.float32),
+        np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)),  # through numpy
+        np.arange(6, dtype=">f4").reshape(2, 3),  # another byte order: through numpy
+        np.arange(6, dtype=np.float64).reshape(2, 3),  # a same-kind cast, as np.copyto does
+    ],
+)
+def test_npy_members_copy_into_a_buffer_row_as_numpy_copies_them(array):
+    out = np.full((4, *array.shape), -1, np.float32)
+    npy_into(memoryview(encode_npy(array)), out[2])  # a view of a mapped shard, as the trainer has
+    np.testing.assert_array_equal(out[2], array)
+    assert (out[[0, 1, 3]] == -1).all()
+
+
+def test_npy_leading_rows_copy_a_chunk_out_of_a_longer_array():
+    horizon = np.arange(30 * 4, dtype=np.float32).reshape(30, 4)
+    out = np.zeros((2, 5, 4), np.float32)
+    npy_into(encode_npy(horizon), out[1], leading=True)
+    np.testing.assert_array_equal(out[1], horizon[:5])
+    with pytest.raises(ValueError, match=r"array \(3, 4\), fewer rows than the 5 wanted"):
+        npy_into(encode_npy(horizon[:3]), out[1], leading=True)
+    with pytest.raises(ValueError):  # not leading: the shape must be the row's
+        npy_into(encode_npy(horizon), out[1])
+    with pytest.raises(ValueError):
+        npy_into(encode_npy(np.zeros((30, 5), np.float32)), out[1], leading=True)
 
 
 def test_npy_bytes_that_are_not_npy_are_refused():

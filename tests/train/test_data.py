@@ -219,7 +219,7 @@ def test_a_sample_that_does_not_decode_is_named_or_skipped(small_set):
     assert [b["key"] for b in batches] == [[raws[0]["__key__"], raws[2]["__key__"]], [raws[4]["__key__"]]]
     reasons = [event["reason"] for event in log.events()]
     assert len(reasons) == 2 and raws[1]["__key__"] in reasons[0]
-    assert raws[3]["__key__"] in reasons[1] and "fewer than the chunk size 4" in reasons[1]
+    assert raws[3]["__key__"] in reasons[1] and "fewer rows than the 4 wanted" in reasons[1]
 
 
 @pytest.mark.parametrize("interleave", [True, False])
