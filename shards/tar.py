@@ -129,22 +129,15 @@ class MappedReader:
 
     def __init__(self, path: str):
         with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            self.map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        self.view = memoryview(self.map)
-        self.size = size
-        self.position = 0
-
-    def read(self, n: int = -1) -> bytes:
-        start = self.position
-        data = self.map[start:] if n < 0 else self.map[start : start + n]  # short at the end, as a file
-        self.position = start + len(data)
-        return data
+            self.size = os.fstat(file.fileno()).st_size
+            self.map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else io.BytesIO()
+        self.view = memoryview(self.map) if self.size else memoryview(b"")
+        self.read = self.map.read  # the map's own: bytes, short at the end, no Python frame per header
 
     def read_view(self, n: int) -> memoryview:
-        start = self.position
+        start = self.map.tell()
         view = self.view[start : start + n]
-        self.position = start + len(view)
+        self.map.seek(start + len(view))
         return view
 
     def hexdigest(self) -> str:
@@ -231,13 +224,22 @@ def iter_members(reader: BinaryIO, check_headers: bool = True) -> Iterator[Membe
             return
         if check_headers and not _checksum_ok(header):
             raise tarfile.ReadError(f"bad checksum in the tar header at byte {offset}")
-        size = _octal(header[124:136], "size")
+        try:  # the common case inline: a call per member costs more than parsing it
+            size = int(header[124:136].rstrip(b"\0 "), 8)
+        except ValueError:
+            size = _octal(header[124:136], "size")
         data = read_data(size)
         pad = -size % BLOCK
         if len(data) < size or len(reader.read(pad)) < pad:
             raise tarfile.ReadError(f"unexpected end of data in the member at byte {offset}")
         offset += BLOCK + size + pad
         kind = header[156:157]
+        if kind in _REGULAR and long_name is None:  # the common case first
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+            if header[345] != 0 and header[257:262] == b"ustar":
+                name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
+            yield Member(name, data, header)
+            continue
         if kind == _GNU_LONGNAME:
             long_name = bytes(data).split(b"\0", 1)[0].decode("utf-8")
             continue
@@ -247,14 +249,8 @@ def iter_members(reader: BinaryIO, check_headers: bool = True) -> Iterator[Membe
         if kind not in _REGULAR:  # directories, links, global pax headers: no sample data
             long_name = None
             continue
-        if long_name is not None:
-            yield Member(long_name, data, header, extended=True)
-            long_name = None
-            continue
-        name = header[:100].split(b"\0", 1)[0].decode("utf-8")
-        if header[257:262] == b"ustar" and header[345] != 0:
-            name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
-        yield Member(name, data, header)
+        yield Member(long_name, data, header, extended=True)
+        long_name = None
 
 
 # webdataset's grouping (`tariterators.base_plus_ext`): the key is the path up to the first dot of the

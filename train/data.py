@@ -386,12 +386,14 @@ class StratifiedBuffer:
 
     `pick(rng, candidates)` returns a random buffered sample of the first candidate episode that is
     buffered, else a random buffered sample. Over an epoch every sample still comes out exactly once;
-    only the order changes.
+    only the order changes. Adding and taking are O(1): a taken sample's hole is filled with the last
+    one, both in the buffer and in its episode's list of positions.
     """
 
     def __init__(self):
         self.items: list[dict] = []
         self.episodes: list[int] = []
+        self.slots: list[int] = []  # where each item's position is in its episode's list
         self.where: dict[int, list[int]] = {}  # episode -> positions in items (unordered)
 
     def __len__(self) -> int:
@@ -399,7 +401,9 @@ class StratifiedBuffer:
 
     def add(self, raw: dict) -> None:
         episode = parse_sample_key(raw["__key__"])[0]
-        self.where.setdefault(episode, []).append(len(self.items))
+        positions = self.where.setdefault(episode, [])
+        self.slots.append(len(positions))
+        positions.append(len(self.items))
         self.items.append(raw)
         self.episodes.append(episode)
 
@@ -411,19 +415,22 @@ class StratifiedBuffer:
         return self._take(rng.randrange(len(self.items)))
 
     def _take(self, k: int) -> dict:
-        item, episode = self.items[k], self.episodes[k]
+        items, episodes, slots = self.items, self.episodes, self.slots
+        item, episode = items[k], episodes[k]
         positions = self.where[episode]
-        positions.remove(k)
+        moved = positions.pop()  # fill k's place in its episode's list with the list's last
+        if moved != k:
+            positions[slots[k]] = moved
+            slots[moved] = slots[k]
         if not positions:
             del self.where[episode]
-        last = len(self.items) - 1
-        if k != last:  # move the last item into the hole
-            moved = self.episodes[last]
-            self.items[k], self.episodes[k] = self.items[last], moved
-            moved_positions = self.where[moved]
-            moved_positions[moved_positions.index(last)] = k
-        self.items.pop()
-        self.episodes.pop()
+        last = len(items) - 1
+        if k != last:  # fill the hole in the buffer with its last item
+            items[k], episodes[k], slots[k] = items[last], episodes[last], slots[last]
+            self.where[episodes[k]][slots[k]] = k
+        items.pop()
+        episodes.pop()
+        slots.pop()
         return item
 
 
@@ -445,7 +452,7 @@ class EpisodeSchedule:
         self.rank = rank
         self.candidates = candidates
         self._batch = -1
-        self._order: list[int] = []
+        self._wanted: list[tuple[int, ...]] = []  # per position of the current batch
         self._rng: np.random.Generator | None = None
         self._block = -1
         self._drawn = 0  # batches of the current block drawn so far
@@ -456,11 +463,11 @@ class EpisodeSchedule:
             return ()
         batch, position = divmod(item, self.batch_size)
         if batch != self._batch:
-            self._order = self._draw(batch)
+            order = self._draw(batch)
+            # fewer episodes than positions: share them round-robin
+            self._wanted = [tuple(order[p % len(order) :: self.batch_size]) for p in range(self.batch_size)]
             self._batch = batch
-        if position >= len(self._order):  # fewer episodes than positions: share them round-robin
-            position %= len(self._order)
-        return tuple(self._order[position :: self.batch_size])
+        return self._wanted[position]
 
     def _draw(self, batch: int) -> list[int]:
         """Batch `batch`'s permutation: draw number batch % BLOCK of the generator of its block
@@ -1003,6 +1010,9 @@ class TrainStream(IterableDataset):
             )
             for index, shards in enumerate(self.sources)
         ]
+        if len(streams) == 1:
+            yield from streams[0]
+            return
         for choice in choices:
             yield next(streams[choice])
 

@@ -52,6 +52,25 @@ def test_shard_order_and_shuffle_change_with_the_epoch_and_seed(small_set):
     assert sorted(epoch0) == sorted(epoch1) and epoch0 != epoch1
 
 
+def test_the_stratified_buffer_gives_each_sample_once_and_the_first_buffered_candidate():
+    rng = random.Random(0)
+    buffer = D.StratifiedBuffer()
+    keys = [f"e{rng.randrange(6):08d}_f{frame:06d}" for frame in range(400)]
+    taken = []
+    for key in keys:
+        buffer.add({"__key__": key})
+        if len(buffer) >= 50 or rng.random() < 0.3:
+            candidates = tuple(rng.sample(range(8), 3))  # episodes 6 and 7 are never buffered
+            buffered = {int(k[1:9]) for k in (item["__key__"] for item in buffer.items)}
+            raw = buffer.pick(rng, candidates)
+            first = next((c for c in candidates if c in buffered), None)
+            assert first is None or int(raw["__key__"][1:9]) == first
+            taken.append(raw["__key__"])
+    while len(buffer):
+        taken.append(buffer.pick(rng)["__key__"])
+    assert sorted(taken) == sorted(keys) and taken != keys
+
+
 def test_the_episode_schedule_depends_on_the_item_alone():
     """What a batch position asks for is a function of (seed, rank, item), however items are
     visited (resume jumps): positions of one batch ask for disjoint episodes."""
