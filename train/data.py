@@ -615,21 +615,21 @@ class SampleFormat:
             offset += slots[-1].nbytes
         return tuple(slots)
 
-    def decode_into(self, raw: dict, rows: list[np.ndarray], row: int, lists: dict[str, list]) -> None:
-        """Decode `raw` into row `row` of the batch tensors `rows` (in `layout` order, images
-        channels-last) and append its metadata to `lists`. A sample that does not decode, or does
+    def decode_into(self, raw: dict, row: list[np.ndarray], lists: dict[str, list]) -> None:
+        """Decode `raw` into `row`, its row of each batch tensor (in `layout` order, images
+        channels-last), and append its metadata to `lists`. A sample that does not decode, or does
         not match the manifest, raises `ShardCorruptError` naming it and its shard; its row is
         then left to the next sample, and `lists` are untouched."""
         member = "?"  # what was being decoded, for the error
         try:
-            for cam, images in zip(self.cameras, rows, strict=False):
+            for cam, image in zip(self.cameras, row, strict=False):
                 member = cam.member
-                decode_image_into(raw[member], images[row])  # ValueError if not the manifest's size
-            state, action, pad = rows[len(self.cameras) :]
+                decode_image_into(raw[member], image)  # ValueError if not the manifest's size
+            state, action, pad = row[len(self.cameras) :]
             member = STATE_MEMBER
-            npy_into(raw[member], state[row])
+            npy_into(raw[member], state)
             for target, member in ((action, ACTION_MEMBER), (pad, ACTION_IS_PAD_MEMBER)):
-                npy_into(raw[member], target[row], leading=True)  # the chunk: the first chunk_size steps
+                npy_into(raw[member], target, leading=True)  # the chunk: the first chunk_size steps
             member = JSON_MEMBER
             meta = json.loads(
                 str(raw[member], "utf-8")
@@ -724,7 +724,8 @@ class BatchBuilder:
         self.handed_over = False  # the buffer went with an earlier batch
         # numpy copies: torch's copy_ runs on its thread pool, which measured 10-100x slower when
         # other processes hold the cores
-        self.rows = [slot.stored(self.buffer).numpy() for slot in self.layout]  # images channels-last
+        tensors = [slot.stored(self.buffer).numpy() for slot in self.layout]  # images channels-last
+        self.rows = [[tensor[row] for tensor in tensors] for row in range(batch_size)]  # made once
         self.lists: dict[str, list] = {}
         self.count = 0
 
@@ -742,7 +743,7 @@ class BatchBuilder:
     def add(self, raw: dict) -> None:
         """Decode `raw` into the next row (`SampleFormat.decode_into`; a sample that does not
         decode raises and takes no row)."""
-        self.format.decode_into(raw, self.rows, self.count, self.lists)
+        self.format.decode_into(raw, self.rows[self.count], self.lists)
         self.count += 1
 
     def finish(self) -> dict[str, Any]:
