@@ -22,10 +22,10 @@ Handing over single samples, each in fresh shared memory, had cost more than dec
 batches go several to a DataLoader item (`batches_per_item`: 4 of 8 samples at 224 px), which the
 DataLoader hands out round-robin over the workers, so item q comes from worker q % workers; the
 episode-stratified picks still give a batch distinct episodes, from the ~1000 samples of that
-worker's buffer. Because each slot's stream is a pure function of (seed, epoch,
-slot) and the number of samples a slot yields per epoch is known from the manifest, the *data
-position* is just the number of batches consumed: on resume every worker skips, without decoding,
-exactly the samples it had delivered.
+worker's buffer. Because each slot's stream is a pure function of (seed, epoch, slot) and the
+number of samples a slot yields per epoch is known from the manifest, the *data position* is just
+the number of batches consumed: on resume every worker skips, without decoding, exactly the
+samples it had delivered (`resume_point`), even within an item.
 """
 
 from __future__ import annotations
@@ -631,9 +631,8 @@ class SampleFormat:
             for target, member in ((action, ACTION_MEMBER), (pad, ACTION_IS_PAD_MEMBER)):
                 npy_into(raw[member], target, leading=True)  # the chunk: the first chunk_size steps
             member = JSON_MEMBER
-            meta = json.loads(
-                str(raw[member], "utf-8")
-            )  # UTF-8 by the schema: skips json's encoding sniffing
+            # UTF-8 by the schema: skips json's encoding sniffing (and takes a memoryview)
+            meta = json.loads(str(raw[member], "utf-8"))
             values = (
                 str(meta["task"]),
                 float(meta["progress"]),
