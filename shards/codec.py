@@ -100,15 +100,14 @@ def decode_npy(data: bytes) -> np.ndarray:
     return npy_view(data).copy()
 
 
-def npy_view(data: bytes) -> np.ndarray:
+def npy_view(data: bytes | memoryview) -> np.ndarray:
     """The array of .npy bytes as a read-only view of them (no copy: for copying straight into a
     batch)."""
-    if data[:6] != b"\x93NUMPY" or data[6] not in (1, 2):
+    header = _npy_header(data)
+    if header is None:
         return np.load(io.BytesIO(data), allow_pickle=False)  # let numpy say what is wrong
-    end = _npy_header_end(data)
-    dtype, shape, fortran = _npy_layout(bytes(data[:end]))
-    count = math.prod(shape)
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=end)
+    end, dtype, shape, fortran = header
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=end)
     return array.reshape(shape, order="F" if fortran else "C")
 
 
@@ -119,9 +118,9 @@ def npy_into(data: bytes | memoryview, out: np.ndarray, *, leading: bool = False
     cost of `np.copyto(out, npy_view(data))`, which a batch pays per member; anything else goes
     through numpy (same-kind casts, broadcasting) and fails as it does. Raises ValueError for too
     few rows."""
-    if data[:6] == b"\x93NUMPY" and data[6] in (1, 2):
-        end = _npy_header_end(data)
-        dtype, shape, fortran = _npy_layout(bytes(data[:end]))
+    header = _npy_header(data)
+    if header is not None:
+        end, dtype, shape, fortran = header
         fits = shape[1:] == out.shape[1:] and shape[:1] >= out.shape[:1] if leading else shape == out.shape
         if fits and dtype == out.dtype and not (fortran and len(shape) > 1):
             memoryview(out).cast("B")[:] = data[end : end + out.nbytes]
@@ -132,12 +131,16 @@ def npy_into(data: bytes | memoryview, out: np.ndarray, *, leading: bool = False
     np.copyto(out, array[: len(out)] if leading else array)
 
 
-def _npy_header_end(data: bytes | memoryview) -> int:
-    return (
-        10 + int.from_bytes(data[8:10], "little")
-        if data[6] == 1
-        else 12 + int.from_bytes(data[8:12], "little")
-    )
+def _npy_header(data: bytes | memoryview) -> tuple[int, np.dtype, tuple[int, ...], bool] | None:
+    """(where the array starts, dtype, shape, Fortran order) of .npy bytes of format 1 or 2; None
+    for anything else (numpy's own reader then says what is wrong)."""
+    if data[:6] != b"\x93NUMPY" or data[6] not in (1, 2):
+        return None
+    if data[6] == 1:
+        end = 10 + int.from_bytes(data[8:10], "little")
+    else:
+        end = 12 + int.from_bytes(data[8:12], "little")
+    return (end, *_npy_layout(bytes(data[:end])))
 
 
 @functools.lru_cache(maxsize=256)

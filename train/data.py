@@ -982,14 +982,13 @@ class TrainStream(IterableDataset):
         b, per_item = self.batch_size, self.per_item
         worker, consumed = resume_point(self.start_batches, loader_worker, workers, per_item)
         skip = consumed * b
-        choices = mixture_choices(self.weights, self.seed, self.rank, worker)
-        per_source = [0] * len(self.sources)
-        if len(self.sources) > 1:
-            for choice in itertools.islice(mixture_choices(self.weights, self.seed, self.rank, worker), skip):
+        if len(self.sources) == 1:
+            per_source = [skip]
+        else:  # the skipped samples' sources are the first `skip` draws of this slot's mixture
+            choices = mixture_choices(self.weights, self.seed, self.rank, worker)
+            per_source = [0] * len(self.sources)
+            for choice in itertools.islice(choices, skip):
                 per_source[choice] += 1
-            choices = itertools.islice(choices, skip, None)
-        else:
-            per_source[0] = skip
         streams = [
             slot_stream(
                 shards,

@@ -290,6 +290,9 @@ def test_mixture_follows_the_weights(make_shards):
         D.parse_sample_key(raw["__key__"])[0] < 100 for raw in itertools.islice(stream.raw_samples(), 400)
     )
     assert 0.65 < from_a / 400 < 0.85
+    keys = [raw["__key__"] for raw in itertools.islice(stream.raw_samples(), 400)]
+    resumed = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0, batch_size=8, start_batches=13)
+    assert [raw["__key__"] for raw in itertools.islice(resumed.raw_samples(), 400 - 13 * 8)] == keys[13 * 8 :]
     with pytest.raises(D.DataSpecError, match="weight"):
         D.open_data([f"{a}@3", str(b)])
 
