@@ -136,7 +136,12 @@ class ShardScan:
         try:
             reader = MappedReader(self.url)
             self.bytes = reader.size
-            yield from self._samples(reader)
+            indexed = reader.samples(self.url)
+            if indexed is None:
+                yield from self._samples(reader)
+            for sample in indexed or ():
+                self.samples += 1
+                yield sample
             self.sha256 = reader.hexdigest() if self.digest else None
         except ShardCorruptError:
             raise

@@ -21,6 +21,11 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
+try:  # optional C extension (see shards/_tarindex.c); without it every tar is read header by header
+    from shards import _tarindex
+except ImportError:  # pragma: no cover - depends on the build
+    _tarindex = None
+
 BLOCK = tarfile.BLOCKSIZE  # 512: headers and padded payloads
 RECORD = tarfile.RECORDSIZE  # 20 blocks: tarfile pads an archive to whole records
 READ_BUFFER = 1 << 20
@@ -139,6 +144,17 @@ class MappedReader:
         view = self.view[start : start + n]
         self.map.seek(start + len(view))
         return view
+
+    def samples(self, url: str) -> list[dict] | None:
+        """The raw samples of the whole file as `shards.scan.ShardScan` yields them (webdataset's
+        grouping: `__key__`, `__url__` = `url`, each member's lower-cased suffix -> a view of its
+        data), found in one pass by `shards._tarindex` (checksums checked) for a plain tar as our
+        writer makes it: under 1 us per sample vs ~10 us in Python. None for anything else (other
+        layouts, a damaged file, the extension not built, a reader already read from):
+        `iter_members` then reads it header by header and says what is wrong."""
+        if _tarindex is None or self.map.tell() != 0:
+            return None
+        return _tarindex.samples(self.view, url)
 
     def hexdigest(self) -> str:
         """The sha256 of the whole file."""

@@ -1,5 +1,6 @@
 """shards.tar: headers are the bytes `tarfile` writes; members read back as `tarfile` reads them,
-from any stream, hashed and counted exactly; members group into samples as webdataset groups them."""
+from any stream, hashed and counted exactly; members group into samples as webdataset groups them;
+a mapped plain shard is indexed in one pass into exactly the samples read header by header."""
 
 import hashlib
 import io
@@ -8,6 +9,8 @@ import tarfile
 
 import pytest
 
+from shards import tar
+from shards.scan import ShardScan
 from shards.tar import (
     HashingReader,
     MappedReader,
@@ -171,3 +174,69 @@ def test_a_mapped_file_gives_its_members_as_views_of_the_map(tmp_path, tar_forma
     assert all(isinstance(m.data, memoryview) for m in read)
     assert [(m.name, bytes(m.data)) for m in read] == [(m.name, m.data) for m in _members(data)]
     assert reader.size == len(data) and reader.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def _scanned(path, zero_copy: bool) -> list[dict] | str:
+    """ShardScan's samples of `path` as bytes, or the error it raised."""
+    try:
+        samples = list(ShardScan(str(path), zero_copy=zero_copy))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in s.items()} for s in samples]
+
+
+def test_a_mapped_plain_shard_is_indexed_in_one_pass_into_the_samples_read_header_by_header(tmp_path):
+    assert tar._tarindex is not None, "shards._tarindex is not built (pip install -e . needs a C compiler)"
+    members = {
+        f"e1_f{i}.{suffix}": bytes([i]) * size
+        for i in range(3)
+        for suffix, size in [("json", 7), ("head.jpg", 1500)]
+    }
+    members["nested/dir/e2_f0.State.NPY"] = b"s" * 512  # suffixes are lower-cased, as webdataset does
+    members["e3_f0.json"] = b""
+    path = tmp_path / "plain.tar"
+    path.write_bytes(_tarfile_tar(members))
+
+    indexed = MappedReader(str(path)).samples(str(path))
+    assert indexed is not None and all(isinstance(s["head.jpg"], memoryview) for s in indexed[:3])
+    assert [s["__key__"] for s in indexed] == ["e1_f0", "e1_f1", "e1_f2", "nested/dir/e2_f0", "e3_f0"]
+    assert indexed[3]["state.npy"] == b"s" * 512
+    assert _scanned(path, zero_copy=True) == _scanned(path, zero_copy=False)
+
+
+def _other_layouts() -> dict[str, tuple[bytes, str | None]]:
+    """Tars the index leaves to the header-by-header reader: (bytes, what the reader says or None)."""
+    plain = _tarfile_tar({"e1_f0.json": b"a" * 100, "e1_f1.json": b"b" * 600})
+    long_name = "d" * 120 + "/e1_f0.json"
+    directory = io.BytesIO()
+    with tarfile.open(fileobj=directory, mode="w") as archive:
+        info = tarfile.TarInfo("sub")
+        info.type = tarfile.DIRTYPE
+        archive.addfile(info)
+        info = tarfile.TarInfo("sub/e1_f0.json")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"{}"))
+    return {
+        "gnu long name": (_tarfile_tar({long_name: b"{}"}, tarfile.GNU_FORMAT), None),
+        "pax record": (_tarfile_tar({long_name: b"{}"}, tarfile.PAX_FORMAT), None),
+        "ustar prefix": (_tarfile_tar({"p" * 90 + "/" + "q" * 20 + "/e1_f0.json": b"{}"}), None),
+        "a directory entry": (directory.getvalue(), None),
+        "a member without a key": (_tarfile_tar({"README": b"hi", "e1_f0.json": b"{}"}), None),
+        "a non-ASCII suffix": (_tarfile_tar({"e1_f0.jsön": b"{}"}), None),
+        "a suffix twice": (_tarfile_tar({"e1_f0.json": b"1", "e1_f0.JSON": b"2"}), "appears twice"),
+        "a bad checksum": (plain[:5] + bytes([plain[5] ^ 0x20]) + plain[6:], "bad checksum"),
+        "a cut member": (plain[:1700], "unexpected end of data in the member at byte 1024"),
+        "no end-of-archive block": (plain[:1024], "no end-of-archive block"),
+        "an empty file": (b"", "empty file"),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_other_layouts()))
+def test_other_layouts_and_damaged_files_are_read_header_by_header(tmp_path, layout):
+    data, error = _other_layouts()[layout]
+    path = tmp_path / "other.tar"
+    path.write_bytes(data)
+    assert MappedReader(str(path)).samples(str(path)) is None
+    mapped, streamed = _scanned(path, zero_copy=True), _scanned(path, zero_copy=False)
+    assert mapped == streamed
+    assert (error is None) == isinstance(mapped, list) and (error is None or error in mapped)
