@@ -30,6 +30,7 @@ samples it had delivered (`resume_point`), even within an item.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import json
@@ -1061,6 +1062,10 @@ PREFETCH_ITEMS = 2  # per worker, torch's default: with 1, a worker that has fin
 
 def _init_worker(_worker_id: int) -> None:
     retain_freed_memory()
+    # What a worker inherits from its parent (torch, lerobot, numpy: ~175k objects) lives as long as
+    # it does: frozen, the cyclic GC's full collections scan only what the stream allocates
+    # (~3 us less per 224 px sample measured here, 8% of the worker's own Python work).
+    gc.freeze()
 
 
 def make_loader(
