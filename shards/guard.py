@@ -45,7 +45,8 @@ class CorruptShardLog:
 
     Create it once in the training process, before the DataLoader starts its workers (the object
     pickles as its path; each worker appends one JSON line per skip). With several ranks, give
-    each rank its own path. `count` is the number of distinct shards skipped so far.
+    each rank its own path. `count` is the number of distinct shards found corrupt so far (the rest
+    of a shard skipped, or samples of it that do not decode).
     """
 
     def __init__(self, path: str | Path | None = None):
@@ -56,11 +57,14 @@ class CorruptShardLog:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         Path(self.path).write_text("")
 
-    def record(self, error: ShardCorruptError) -> None:
+    def record(self, error: ShardCorruptError, *, sample_only: bool = False) -> None:
+        """Log and append a skip: of the rest of the shard, or with `sample_only` of one sample that
+        does not decode (the shard's other samples are still read)."""
         event = {
             "url": error.url,
             "reason": error.reason,
             "samples_read": error.samples_read,
+            "skipped": "sample" if sample_only else "shard",
             "pid": os.getpid(),
             "time": time.time(),
         }
@@ -70,6 +74,11 @@ class CorruptShardLog:
             os.write(fd, line.encode("utf-8"))  # one short O_APPEND write: lines never interleave
         finally:
             os.close(fd)
+        if sample_only:
+            logger.warning(
+                "skipping a sample of corrupt shard %s: %s (--skip-corrupt)", error.url, error.reason
+            )
+            return
         used = f"; {error.samples_read} of its samples were already read" if error.samples_read else ""
         logger.warning("skipping corrupt shard %s: %s%s (--skip-corrupt)", error.url, error.reason, used)
 
@@ -95,11 +104,18 @@ class CorruptShardLog:
         shards = self.shards()
         if not shards:
             return "no corrupt shards skipped"
+        events = self.events()
+        cut = {event["url"] for event in events if event.get("skipped", "shard") == "shard"}
+        samples = sum(1 for event in events if event.get("skipped") == "sample")
+        skipped = []
+        if cut:
+            skipped.append(f"the rest of {len(cut)} corrupt shard{'s' if len(cut) != 1 else ''}")
+        if samples:
+            skipped.append(f"{samples} sample{'s' if samples != 1 else ''} that did not decode")
         listed = "; ".join(f"{url}: {reason}" for url, reason in shards.items())
         return (
-            f"skipped {len(shards)} corrupt shard{'s' if len(shards) != 1 else ''} (--skip-corrupt), "
-            f"so this run trained on fewer samples than the manifest lists: {listed}. "
-            "Run `b1k-shards verify` on the set to see every problem."
+            f"skipped {' and '.join(skipped)} (--skip-corrupt), so this run trained on fewer samples "
+            f"than the manifest lists: {listed}. Run `b1k-shards verify` on the set to see every problem."
         )
 
     def __repr__(self) -> str:

@@ -136,12 +136,13 @@ class ShardScan:
         try:
             reader = MappedReader(self.url)
             self.bytes = reader.size
-            indexed = reader.samples(self.url)
+            indexed = reader.samples(self.url)  # a plain shard: found in one pass, in C
             if indexed is None:
                 yield from self._samples(reader)
-            for sample in indexed or ():
-                self.samples += 1
-                yield sample
+            else:
+                for sample in indexed:
+                    self.samples += 1
+                    yield sample
             self.sha256 = reader.hexdigest() if self.digest else None
         except ShardCorruptError:
             raise

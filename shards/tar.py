@@ -1,7 +1,8 @@
 """The tar layout of a shard, standard library only: member headers written from a template, members
 read back from any byte stream (hashed and counted on the way), and webdataset's grouping of
 members into samples. Shared by the writer (preprocess's processes import neither torch nor
-webdataset) and by every reader (`shards.scan`).
+webdataset) and by every reader (`shards.scan`). A memory-mapped shard as our writer makes it is
+read in one pass by the optional C extension `shards._tarindex` (`MappedReader.samples`).
 
 Python's `tarfile` costs ~70 us per member on reading (TarInfo objects, many small reads) and
 ~0.3 ms on writing (`TarInfo.tobuf`); a sample has seven members. Shards are plain USTAR, so a

@@ -863,7 +863,7 @@ def batched(
         except ShardCorruptError as error:
             if corrupt is None:
                 raise
-            corrupt.record(error)
+            corrupt.record(error, sample_only=True)
             continue
         if builder.full:
             yield builder.finish()

@@ -225,7 +225,7 @@ def test_samples_are_decoded_into_batches_and_chunk_sliced(small_set):
     assert set(batch["task"]) <= {"pick up the radio", "put the dishes away"}
 
 
-def test_a_sample_that_does_not_decode_is_named_or_skipped(small_set):
+def test_a_sample_that_does_not_decode_is_named_or_skipped(small_set, caplog):
     spec = D.open_data([str(small_set)])
     fmt = D.SampleFormat.of(spec, 4)
     raws = list(itertools.islice(D._read_shard(spec.sources[0].train[0].url), 5))
@@ -234,11 +234,18 @@ def test_a_sample_that_does_not_decode_is_named_or_skipped(small_set):
     with pytest.raises(ShardCorruptError, match=rf"train-000000\.tar.*{raws[1]['__key__']} does not decode"):
         list(D.batched(iter(raws), fmt, 2))
     log = CorruptShardLog()
-    batches = list(D.batched(iter(raws), fmt, 2, corrupt=log))
+    with caplog.at_level("WARNING", logger="shards"):
+        batches = list(D.batched(iter(raws), fmt, 2, corrupt=log))
     assert [b["key"] for b in batches] == [[raws[0]["__key__"], raws[2]["__key__"]], [raws[4]["__key__"]]]
     reasons = [event["reason"] for event in log.events()]
     assert len(reasons) == 2 and raws[1]["__key__"] in reasons[0]
     assert raws[3]["__key__"] in reasons[1] and "fewer rows than the 4 wanted" in reasons[1]
+    # only those samples were skipped, and the log says so
+    assert [event["skipped"] for event in log.events()] == ["sample", "sample"]
+    assert sum("skipping a sample of corrupt shard" in r.getMessage() for r in caplog.records) == 2
+    assert log.count == 1 and log.summary().startswith(
+        "skipped 2 samples that did not decode (--skip-corrupt)"
+    )
 
 
 @pytest.mark.parametrize("interleave", [True, False])

@@ -263,7 +263,7 @@ def test_skip_corrupt_counts_and_goes_on(small_set, tiny_backbone, tmp_path):
     args = _args(broken, tiny_backbone, out, "--max-steps", 60, "--save-every", 0, "--log-every", 20)
     result = _invoke([*args, "--num-workers", 0, "--val-every", 0, "--skip-corrupt"])
     assert result.exit_code == 0, result.output
-    assert "skipped 1 corrupt shard" in result.output and "train-000003.tar" in result.output
+    assert "skipped the rest of 1 corrupt shard" in result.output and "train-000003.tar" in result.output
     assert _log(out)[60]["skipped_shards"] == 1
 
 
