@@ -10,7 +10,7 @@ Per episode, in the work directory:
   episode_<index:08d>.tar   the samples (frames 0, stride, 2*stride, ...), written last: its
                             presence (temp + rename) marks the episode done for `--resume`. The
                             json lists each sample's tar bytes and payload, so the final stage copies
-                            samples by size (`read_work_samples`) without parsing a tar member.
+                            samples by size (`WorkTar`) without parsing a tar member.
   episode_<index:08d>.skipped.json   instead of the above, when `--skip-bad-episodes` skipped it
 """
 
@@ -272,25 +272,38 @@ def process_episode(
     return result
 
 
-def read_work_samples(path: Path, result: EpisodeResult, frame_stride: int) -> Iterator[RawSample]:
-    """The samples of an episode's work tar as `RawSample`s, cut by the sizes its result lists: one
-    read per sample, no member parsing (the bytes `shards.writer.iter_raw_samples` would give). Each
-    sample must start with its own key's first member header: a short, misaligned or foreign file
-    raises `ValueError` naming the file and sample."""
-    frames = range(0, result.length, frame_stride)
-    if len(frames) != len(result.sample_bytes) or len(frames) != len(result.sample_payloads):
-        raise ValueError(
-            f"{path}: its record lists {len(result.sample_bytes)} samples, "
-            f"expected {len(frames)} (frames 0..{result.length - 1}, stride {frame_stride})"
-        )
-    with open(path, "rb", buffering=0) as f:
-        for frame, size, payload in zip(frames, result.sample_bytes, result.sample_payloads, strict=True):
-            key = sample_key(result.episode_index, frame)
-            data = f.read(size)
-            if len(data) != size:
-                raise ValueError(f"{path}: ends inside sample {key} ({len(data)} of {size} bytes)")
-            if not data.startswith(key.encode() + b"."):
-                raise ValueError(
-                    f"{path}: sample {key} is not where its record says (bytes {f.tell() - size}..)"
-                )
-            yield RawSample(key, data, payload)
+class WorkTar:
+    """Where each sample of an episode's work tar lies, from the episode's record: the final stage
+    cuts samples out by these sizes (one read each, no member parsing), in any order. Raises
+    `ValueError` naming the file if the record does not list one sample per kept frame."""
+
+    def __init__(self, path: Path, result: EpisodeResult, frame_stride: int):
+        frames = range(0, result.length, frame_stride)
+        if len(frames) != len(result.sample_bytes) or len(frames) != len(result.sample_payloads):
+            raise ValueError(
+                f"{path}: its record lists {len(result.sample_bytes)} samples, "
+                f"expected {len(frames)} (frames 0..{result.length - 1}, stride {frame_stride})"
+            )
+        self.path = path
+        self.episode_index = result.episode_index
+        self.frame_stride = frame_stride
+        self.sizes = np.asarray(result.sample_bytes, dtype=np.int64)
+        self.payloads = np.asarray(result.sample_payloads, dtype=np.int64)
+        self.offsets = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def read(self, fd: int, k: int) -> RawSample:
+        """Sample `k` (the k-th kept frame) read from `fd`, an open descriptor of the file. It must
+        start with its own key's first member header: a short, misaligned or foreign file raises
+        `ValueError` naming the file and sample (the bytes `shards.writer.iter_raw_samples` would
+        give otherwise)."""
+        key = sample_key(self.episode_index, k * self.frame_stride)
+        size, offset = int(self.sizes[k]), int(self.offsets[k])
+        data = os.pread(fd, size, offset)
+        if len(data) != size:
+            raise ValueError(f"{self.path}: ends inside sample {key} ({len(data)} of {size} bytes)")
+        if not data.startswith(key.encode() + b"."):
+            raise ValueError(f"{self.path}: sample {key} is not where its record says (bytes {offset}..)")
+        return RawSample(key, data, int(self.payloads[k]))

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -182,6 +182,30 @@ class _TarSamples:
         self.handle.path.unlink(missing_ok=True)
 
 
+def starts_new_shard(samples: int, size: int, payload: int, max_samples: int, max_bytes: int) -> bool:
+    """Whether a sample of `payload` member bytes goes to a new shard rather than the open one, which
+    holds `samples` samples in `size` tar bytes (`ShardWriter`'s rule)."""
+    return samples >= max_samples or size + payload > max_bytes
+
+
+def plan_shards(
+    sizes: Sequence[int], payloads: Sequence[int], max_samples: int, max_bytes: int
+) -> list[range]:
+    """The positions of the samples each shard gets when `ShardWriter` writes samples of these tar
+    sizes and payloads in order: shards can then be written independently (in parallel) with
+    `write_tar`, byte for byte as `ShardWriter` writes them."""
+    spans: list[range] = []
+    start, size = 0, 0
+    for position, (sample_size, payload) in enumerate(zip(sizes, payloads, strict=True)):
+        if position > start and starts_new_shard(position - start, size, payload, max_samples, max_bytes):
+            spans.append(range(start, position))
+            start, size = position, 0
+        size += sample_size
+    if len(sizes) > start:
+        spans.append(range(start, len(sizes)))
+    return spans
+
+
 class ShardWriter:
     """Write samples into `<prefix>-<index:06d>.tar` shards under `root`, starting a new shard when
     the current one holds `max_samples` samples or would grow past `max_bytes` bytes."""
@@ -223,8 +247,8 @@ class ShardWriter:
     def write_raw(self, raw: RawSample) -> None:
         """Write a sample already in tar form (`encode_tar_sample`, `iter_raw_samples`)."""
         current = self._open
-        if current is not None and (
-            current.samples >= self.max_samples or current.size + raw.payload > self.max_bytes
+        if current is not None and starts_new_shard(
+            current.samples, current.size, raw.payload, self.max_samples, self.max_bytes
         ):
             self._finish_shard()
         if self._open is None:

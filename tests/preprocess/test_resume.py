@@ -125,9 +125,11 @@ def _crash_before_stats(dataset, out: Path, monkeypatch) -> Path:
     return out / ".work"
 
 
-def test_a_damaged_work_tar_is_named(dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_damaged_work_tar_is_named(dataset, tmp_path, monkeypatch, workers):
     """The final stage cuts samples out of the work tars by their recorded sizes: a work tar that does
-    not match its record fails the run with a message naming the episode and the file."""
+    not match its record fails the run with a message naming the episode and the file, whether one
+    thread writes the shards or several, and leaves no temporary shard behind."""
     out = tmp_path / "set"
     work = _crash_before_stats(dataset, out, monkeypatch)
     tar = work / "episode_00000002.tar"
@@ -136,10 +138,11 @@ def test_a_damaged_work_tar_is_named(dataset, tmp_path, monkeypatch):
     with pytest.raises(
         PreprocessError, match=r"work tar of episode 2 is unreadable: .*episode_00000002\.tar"
     ):
-        preprocess(dataset.root, out, resume=True, **OPTIONS)
+        preprocess(dataset.root, out, resume=True, **{**OPTIONS, "workers": workers})
     tar.write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(PreprocessError, match=r"work tar of episode 2 is unreadable: .*ends inside sample"):
-        preprocess(dataset.root, out, resume=True, **OPTIONS)
+        preprocess(dataset.root, out, resume=True, **{**OPTIONS, "workers": workers})
+    assert not list(out.glob("*.tmp")) and not (out / "manifest.json").exists()
 
 
 def test_work_records_without_sample_sizes_are_redone(dataset, reference, tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """shards.writer: shards appear only complete (temporary name while open, rename on close), rotate
 by samples and bytes, carry a sha256 that matches the file, and are byte-identical for the same
-samples."""
+samples, whether one writer writes them in order or each shard of a plan is written on its own."""
 
 import hashlib
 import io
@@ -16,7 +16,9 @@ from shards.writer import (
     ShardInfo,
     ShardWriter,
     atomic_write_text,
+    encode_tar_sample,
     iter_raw_samples,
+    plan_shards,
     write_tar,
 )
 
@@ -211,3 +213,25 @@ def test_raw_reader_rejects_damaged_tars(tmp_path):
     (tmp_path / "garbled.tar").write_bytes(bytes(garbled))
     with pytest.raises(tarfile.ReadError, match=r"garbled\.tar: bad checksum in the tar header at byte 0"):
         list(iter_raw_samples(tmp_path / "garbled.tar"))
+
+
+@pytest.mark.parametrize(("max_samples", "max_bytes"), [(4, 1 << 30), (1000, 9_000), (3, 7_000), (1, 1)])
+def test_a_shard_plan_cuts_where_the_writer_does(tmp_path, max_samples, max_bytes):
+    rng = np.random.default_rng(7)
+    samples = [encode_tar_sample(s) for s in _samples(1)] + [
+        encode_tar_sample(_samples(1, payload=int(size))[0] | {"__key__": f"e00000002_f{i:06d}"})
+        for i, size in enumerate(rng.integers(10, 5000, 23))
+    ]
+    with ShardWriter(tmp_path / "writer", max_samples=max_samples, max_bytes=max_bytes) as writer:
+        for raw in samples:
+            writer.write_raw(raw)
+    spans = plan_shards([len(r.data) for r in samples], [r.payload for r in samples], max_samples, max_bytes)
+    assert [s.start for s in spans[1:]] == [s.stop for s in spans[:-1]] and spans[-1].stop == len(samples)
+    (tmp_path / "plan").mkdir()
+    planned = [
+        write_tar(tmp_path / "plan" / f"train-{i:06d}.tar", [samples[p] for p in span])
+        for i, span in reversed(list(enumerate(spans)))  # any order: each shard stands alone
+    ][::-1]
+    assert planned == writer.shards
+    assert len(writer.shards) > 1
+    assert plan_shards([], [], max_samples, max_bytes) == []
