@@ -56,7 +56,7 @@ from schemas.sample import (
     image_member,
     parse_sample_key,
 )
-from shards.codec import decode_image_into, npy_into, retain_freed_memory
+from shards.codec import DECODE_TARGET_SKEW, decode_image_into, npy_into, retain_freed_memory
 from shards.errors import ShardCorruptError, ShardSetError
 from shards.guard import CorruptShardLog, VerifiedShards, iter_checked_shard
 from shards.reader import ShardSet, iter_tar_samples, open_shard_set
@@ -612,6 +612,9 @@ class SampleFormat:
         slots, offset = [], 0
         for key, dtype, shape in tensors:
             offset = -(-offset // 64) * 64  # aligned for every dtype (and cache lines)
+            if dtype == torch.uint8:  # images off alignment, where libjpeg-turbo fills them faster
+                # (`shards.codec.decode_target`); each row keeps it when H * W * 3 is a multiple of 32
+                offset += DECODE_TARGET_SKEW
             slots.append(TensorSlot(key, dtype, (batch_size, *shape), offset))
             offset += slots[-1].nbytes
         return tuple(slots)

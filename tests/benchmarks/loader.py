@@ -11,7 +11,8 @@ state leaks from one configuration into the next.
            equivalent pipeline below on shards.reader.sample_pipeline), num_workers N.
   floor    the bare floor: decode the same JPEG bytes (3 cameras per sample) in a tight loop with
            the decoder the trainer's stream uses (shards.codec.decode_image_into, into one reused
-           buffer per camera), one process = one worker; `--decoder tensor|pil` for torchvision's
+           buffer per camera, placed as the trainer places its batch rows: `decode_target`), one
+           process = one worker; `--decoder tensor|pil` for torchvision's
            or Pillow's decoder instead.
 """
 
@@ -341,8 +342,9 @@ def reader_decoder(which: str = "auto"):
         buffers: dict[int, np.ndarray] = {}
 
         def decode_into(data: bytes, camera: int) -> None:
-            if camera not in buffers:
-                buffers[camera] = np.empty(codec.decode_image_tensor(data).permute(1, 2, 0).shape, np.uint8)
+            if camera not in buffers:  # placed as the trainer places its batch rows (`decode_target`)
+                height, width = codec.decode_image_tensor(data).shape[1:]
+                buffers[camera] = codec.decode_target(height, width)
             codec.decode_image_into(data, buffers[camera])
 
         how = (

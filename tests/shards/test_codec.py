@@ -203,9 +203,25 @@ def test_images_decode_into_a_buffer_as_torchvision_decodes_them(monkeypatch, in
         encode_png(np.asarray(image)),
     ):
         expected = codec.decode_image_tensor(data).permute(1, 2, 0).numpy()
-        out = np.zeros((height, width, 3), np.uint8)
-        codec.decode_image_into(data, out)
-        np.testing.assert_array_equal(out, expected)
+        for out in (_aligned(height, width), codec.decode_target(height, width)):
+            codec.decode_image_into(data, out)
+            np.testing.assert_array_equal(out, expected)
+
+
+def _aligned(height: int, width: int) -> np.ndarray:
+    raw = np.zeros(height * width * 3 + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + height * width * 3].reshape(height, width, 3)
+
+
+def test_decode_targets_lie_off_alignment_where_libjpeg_turbo_writes_through_the_cache():
+    """libjpeg-turbo writes 16/32-byte aligned rows with non-temporal stores (slower here, and
+    the batch is read right after): targets start DECODE_TARGET_SKEW past a 64-byte boundary."""
+    for height, width in ((224, 224), (37, 53)):
+        target = codec.decode_target(height, width)
+        assert target.shape == (height, width, 3) and target.dtype == np.uint8
+        assert target.flags.c_contiguous and target.flags.writeable
+        assert target.ctypes.data % 64 == codec.DECODE_TARGET_SKEW and codec.DECODE_TARGET_SKEW % 16
 
 
 def _pillow_jpeg(image: Image.Image) -> bytes:
