@@ -648,8 +648,9 @@ def write_shards(
     """Copy the samples of the episodes' work tars into `<prefix>-NNNNNN.tar` shards under `out`, in
     `order` ((tar, sample) rows, `interleave_order`), cut as `ShardWriter` cuts them. The shards are
     written independently (`plan_shards`), by one thread per `--workers`: reading, hashing, writing
-    and syncing a shard release the GIL, so on N cores this stage takes ~1/N of the time it took
-    one writer (at many workers it had been a serial tail of ~25% of the run)."""
+    and syncing a shard release the GIL, so the stage no longer runs on one core while the others
+    idle (300 MB of shards: 0.47 s with one writer, 0.25 s with two threads here). The episodes
+    scale with the workers; a one-core final stage would not."""
     first = np.cumsum([0] + [len(tar) for tar in tars])[:-1]  # each tar's first row in the flat arrays
     flat = first[order[:, 0]] + order[:, 1] if len(order) else np.zeros(0, dtype=np.int64)
     sizes = np.concatenate([tar.sizes for tar in tars] or [np.zeros(0, np.int64)])[flat]
