@@ -1,8 +1,8 @@
 """`b1k-preprocess`: a LeRobot BEHAVIOR dataset (v2.1 or v3.0) -> a WebDataset shard set.
 
-This module imports only click and light modules at load time: it is also the main module of every
-spawned episode worker, and `main` starts those workers (`preprocess.workers.EpisodePool`) before it
-imports the pipeline (numpy, PyAV, pyarrow), so the workers' start-up overlaps the parent's.
+This module imports only click and light modules at load time: it is also the main module of the
+episode workers' fork server, and `main` starts those workers (`preprocess.workers.EpisodePool`)
+before it imports the pipeline (numpy, PyAV, pyarrow), so the workers' start-up overlaps the parent's.
 """
 
 from __future__ import annotations

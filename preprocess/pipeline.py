@@ -5,9 +5,10 @@
    the whole selection with `--seed`, so every partition agrees), then this machine's slice
    (`--partition K/N`: the sorted selection's episodes K, K+N, K+2N, ...).
 2. Episodes: each one becomes a per-episode work tar + npz in `<output>/.work/` (see
-   `preprocess.episode`), over a `spawn` process pool (PyAV is not fork-safe); an episode whose
-   work tar exists is skipped by `--resume`. A worker's error reaches the parent as an exception;
-   the pool is shut down (no hung pool), nothing is left looking complete.
+   `preprocess.episode`), over a process pool forked from a clean fork server
+   (`preprocess.workers`: PyAV is not fork-safe); an episode whose work tar exists is skipped by
+   `--resume`. A worker's error reaches the parent as an exception; the pool is shut down (no hung
+   pool), nothing is left looking complete.
 3. Interleave, per split: a seeded, bounded window of open episode tars (default 64 episodes);
    each next sample is drawn from a window episode with probability proportional to its
    remaining samples; a finished episode is replaced by the next one of a seeded permutation.

@@ -1,18 +1,19 @@
 """The process pool that runs episodes, and what runs inside its workers.
 
-Workers are `spawn`ed (PyAV is not fork-safe), so each one starts a fresh interpreter, imports the
-main module (`preprocess.cli`: light, it imports the heavy modules only when it runs) and then the
-episode code (numpy, PyAV, pyarrow, Pillow: ~0.3 s CPU). `EpisodePool` starts its workers at once
-and gives each a warm-up task that does those imports, so `b1k-preprocess` starts the pool before it
-imports anything heavy itself: the workers' start-up overlaps the parent's imports and planning
-instead of following them. This module imports only the standard library at load time (it is
-imported by every worker before anything else).
+Workers are forked from a `forkserver` that has imported the episode code (numpy, PyAV, pyarrow,
+Pillow: ~0.3 s CPU) once, before any video is opened: a worker starts warm, the imports are paid
+once instead of once per worker, and no worker is a fork of a process that has run FFmpeg threads
+(PyAV is not fork-safe: the parent is never forked). `EpisodePool` starts its workers at once, so
+`b1k-preprocess` starts the pool before it imports anything heavy itself: the fork server's imports
+overlap the parent's imports and planning instead of following them. This module imports only the
+standard library at load time (it is imported by every worker before anything else).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -27,24 +28,46 @@ class WorkerError(RuntimeError):
 
 
 _WORKER_FRAMES = None  # a shared counter, set in each pool worker
-_WORKER_PARENT = None
+_WORKER_RUN: tuple[int, int | None] | None = None  # (pid, pidfd) of the b1k-preprocess process
 
 
-def _init_worker(counter) -> None:
-    global _WORKER_FRAMES, _WORKER_PARENT
+def _init_worker(counter, run_pid: int) -> None:
+    global _WORKER_FRAMES, _WORKER_RUN
     _WORKER_FRAMES = counter
-    _WORKER_PARENT = os.getppid()
+    try:
+        pidfd = os.pidfd_open(run_pid)  # readable once that process has exited, even if unreaped
+    except ProcessLookupError:
+        os._exit(3)  # the run is already gone
+    except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3): poll the pid instead
+        pidfd = None
+    _WORKER_RUN = (run_pid, pidfd)
+
+
+def _run_has_ended() -> bool:
+    """Whether the b1k-preprocess process has exited (killed: nothing else ends it before us). Our
+    parent is the fork server, which outlives the run while its children hold it open."""
+    if _WORKER_RUN is None:
+        return False
+    pid, pidfd = _WORKER_RUN
+    if pidfd is not None:
+        return bool(select.select([pidfd], [], [], 0)[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def _warm_up() -> None:
-    """Import the episode code now (the parent is still planning), not with the first episode."""
+    """Import the episode code now (the parent is still planning), not with the first episode: a no-op
+    when the fork server's preload already has."""
     # an import error is raised again by the first episode, with its own message
     with contextlib.suppress(Exception):
         import preprocess.episode  # noqa: F401
 
 
 def _count_frames(count: int) -> None:
-    if _WORKER_PARENT is not None and os.getppid() != _WORKER_PARENT:
+    if _run_has_ended():
         os._exit(3)  # the run was killed: stop now (a resumed run removes our temporary files)
     if _WORKER_FRAMES is not None:
         with _WORKER_FRAMES.get_lock():
@@ -68,14 +91,19 @@ def episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> 
 
 
 class EpisodePool:
-    """`workers` spawned processes, started (and warming up) as soon as this is built."""
+    """`workers` processes, started (and warming up) as soon as this is built."""
 
     def __init__(self, workers: int):
-        context = get_context("spawn")
+        context = get_context("forkserver")
+        # "__main__": the fork server imports the main module once, not each worker (as spawn would)
+        context.set_forkserver_preload(["__main__", "preprocess.episode"])
         self.workers = workers
         self.counter = context.Value("q", 0)  # frames decoded by all workers (for the progress bar)
         self.executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(self.counter,)
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self.counter, os.getpid()),
         )
         # The executor starts a process per submit while none is idle: one warm-up task per worker
         # starts them all now.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -196,16 +197,19 @@ def test_resume_of_a_finished_set_is_a_no_op(dataset, reference, tmp_path):
 
 
 def _pool_workers(parent: int) -> list[int]:
-    workers = []
+    """The episode workers of `parent`: the children of its fork server (forked, they keep its cmdline)."""
+    processes = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
             cmdline = (status.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields.get("PPid", "0").strip()) == parent and b"spawn_main" in cmdline:
-            workers.append(int(status.parent.name))
-    return workers
+        processes[int(status.parent.name)] = (int(fields.get("PPid", "0").strip()), cmdline)
+    servers = {
+        pid for pid, (ppid, cmdline) in processes.items() if ppid == parent and b"forkserver" in cmdline
+    }
+    return [pid for pid, (ppid, _) in processes.items() if ppid in servers]
 
 
 def test_a_worker_killed_mid_run_fails_the_run_cleanly(dataset, tmp_path):
@@ -235,6 +239,56 @@ def test_a_worker_killed_mid_run_fails_the_run_cleanly(dataset, tmp_path):
     assert process.returncode == 1, stderr
     assert "a worker process died while processing episode" in stderr and "--resume" in stderr
     assert not (out / "manifest.json").exists()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited worker may wait a moment to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_workers_stop_mid_episode_when_the_run_is_killed(synthetic_dataset, tmp_path):
+    """Killing b1k-preprocess alone (not its process group) stops its workers at their next frames:
+    they do not finish their episodes for a run that is gone. Each worker is paused (SIGSTOP) as soon
+    as its episode's temporary tar appears, and resumed once the run is dead, so that it is caught
+    mid-episode however fast this machine is."""
+    long = synthetic_dataset(layout="v3.0", lengths=(1000,), episodes=2, depth=False)
+    out = tmp_path / "set"
+    command = [
+        sys.executable, "-m", "preprocess.cli", "--dataset-path", str(long.root), "--output-dir", str(out),
+        "--workers", "2", "--no-progress",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    paused: set[int] = set()  # workers, by the pid in their temporary tar's name
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None and len(paused) < 2:
+            for part in out.glob(".work/episode_*.tar.*.part.tmp"):
+                pid = int(part.name.split(".")[2])
+                if pid not in paused:
+                    os.kill(pid, signal.SIGSTOP)
+                    paused.add(pid)
+            time.sleep(0.002)
+        assert len(paused) == 2, "both workers were not caught mid-episode"
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_running(pid) for pid in paused):
+        time.sleep(0.05)
+    alive = [pid for pid in paused if _running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers outlived the run by 30 s"
+    assert not list(out.glob(".work/episode_*.tar")), "a worker finished its episode after the run was killed"
 
 
 @pytest.mark.parametrize("workers,decoder_threads", [(2, 1), (1, 2)])
