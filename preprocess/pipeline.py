@@ -535,7 +535,15 @@ def run_episodes(
     def on_done(result: EpisodeResult) -> None:
         results[result.episode_index] = result
         progress.episode_done(0 if pooled else result.length - counted.pop(result.episode_index, 0))
-        log.debug("episode %d: %d samples, %d bytes", result.episode_index, result.samples, result.tar_bytes)
+        ahead = (
+            ""
+            if result.decode_ahead_from is None
+            else f", decoded ahead from frame {result.decode_ahead_from}"
+        )
+        log.debug(
+            "episode %d: %d samples, %d bytes, %.1f s%s",
+            result.episode_index, result.samples, result.tar_bytes, result.seconds, ahead,
+        )  # fmt: skip
 
     # Longest episodes first: the pool's tail is short (results do not depend on the order).
     todo.sort(key=lambda i: (-lengths[i], i))
@@ -585,6 +593,7 @@ def _run_pool(
                     pending[pool.submit(index, options, str(work))] = index
                 except BrokenProcessPool as exc:  # a worker died before this episode was queued
                     on_error(index, exc)
+            pool.lend_spare_cores(len(queue) + len(pending))
             finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             decoded = pool.frames_decoded()
             progress.frames_done(decoded - shown)

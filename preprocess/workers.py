@@ -28,12 +28,14 @@ class WorkerError(RuntimeError):
 
 
 _WORKER_FRAMES = None  # a shared counter, set in each pool worker
+_WORKER_SPARE = None  # shared: spare cores per running episode (set by the parent at the tail)
 _WORKER_RUN: tuple[int, int | None] | None = None  # (pid, pidfd) of the b1k-preprocess process
 
 
-def _init_worker(counter, run_pid: int) -> None:
-    global _WORKER_FRAMES, _WORKER_RUN
+def _init_worker(counter, spare, run_pid: int) -> None:
+    global _WORKER_FRAMES, _WORKER_SPARE, _WORKER_RUN
     _WORKER_FRAMES = counter
+    _WORKER_SPARE = spare
     try:
         pidfd = os.pidfd_open(run_pid)  # readable once that process has exited, even if unreaped
     except ProcessLookupError:
@@ -74,6 +76,10 @@ def _count_frames(count: int) -> None:
             _WORKER_FRAMES.value += count
 
 
+def _spare_core() -> bool:
+    return _WORKER_SPARE is not None and _WORKER_SPARE.value > 0
+
+
 def episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> EpisodeResult:
     """`process_episode` in a worker: data errors travel as they are, anything else as a `WorkerError`
     carrying the worker's traceback."""
@@ -81,7 +87,7 @@ def episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> 
     from preprocess.source import SourceError
 
     try:
-        return process_episode(episode_index, options, work_dir, _count_frames)
+        return process_episode(episode_index, options, work_dir, _count_frames, _spare_core)
     except SourceError:  # EpisodeDataError included
         raise
     except Exception as exc:
@@ -99,11 +105,12 @@ class EpisodePool:
         context.set_forkserver_preload(["__main__", "preprocess.episode"])
         self.workers = workers
         self.counter = context.Value("q", 0)  # frames decoded by all workers (for the progress bar)
+        self.spare = context.RawValue("i", 0)  # spare cores per running episode (`lend_spare_cores`)
         self.executor = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.counter, os.getpid()),
+            initargs=(self.counter, self.spare, os.getpid()),
         )
         # The executor starts a process per submit while none is idle: one warm-up task per worker
         # starts them all now.
@@ -112,6 +119,15 @@ class EpisodePool:
 
     def submit(self, episode_index: int, options: EpisodeOptions, work_dir: str) -> Future:
         return self.executor.submit(episode_task, episode_index, options, work_dir)
+
+    def lend_spare_cores(self, outstanding: int) -> None:
+        """Tell the workers how many episodes are left to finish (running or queued): once fewer than
+        the workers, the idle workers' cores are lent to the running episodes, which then decode
+        ahead in a helper thread (`preprocess.episode.process_episode`'s `spare_core`). A run's tail
+        then no longer runs on one core while the others wait; never more busy threads than workers."""
+        self.spare.value = (
+            (self.workers - outstanding) // outstanding if 0 < outstanding < self.workers else 0
+        )
 
     def frames_decoded(self) -> int:
         with self.counter.get_lock():
