@@ -103,8 +103,9 @@ class EpisodePool:
 
     def __init__(self, workers: int):
         context = get_context("forkserver")
-        # "__main__": the fork server imports the main module once, not each worker (as spawn would)
-        context.set_forkserver_preload(["__main__", "preprocess.episode"])
+        # preprocess.cli: what b1k-preprocess's script imports, and each worker runs that script as its
+        # main module ("__main__" itself is not preloaded: CPython's fork server never gets its path)
+        context.set_forkserver_preload(["preprocess.cli", "preprocess.episode"])
         self.workers = workers
         self.counter = context.Value("q", 0)  # frames decoded by all workers (for the progress bar)
         self.spare = context.RawValue("i", 0)  # spare cores per running episode (`lend_spare_cores`)
