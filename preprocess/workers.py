@@ -15,6 +15,7 @@ import contextlib
 import os
 import select
 import threading
+import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -30,35 +31,33 @@ class WorkerError(RuntimeError):
 
 _WORKER_FRAMES = None  # a shared counter, set in each pool worker
 _WORKER_SPARE = None  # shared: spare cores per running episode (set by the parent at the tail)
-_WORKER_RUN: tuple[int, int | None] | None = None  # (pid, pidfd) of the b1k-preprocess process
 
 
 def _init_worker(counter, spare, run_pid: int) -> None:
-    global _WORKER_FRAMES, _WORKER_SPARE, _WORKER_RUN
+    global _WORKER_FRAMES, _WORKER_SPARE
     _WORKER_FRAMES = counter
     _WORKER_SPARE = spare
+    threading.Thread(target=_exit_when_gone, args=(run_pid,), name="run-watch", daemon=True).start()
+
+
+def _exit_when_gone(run_pid: int) -> None:
+    """Exit as soon as the b1k-preprocess process has (killed: it would have stopped us otherwise),
+    mid-episode or idle: an idle worker waits on a queue the run's death does not close, and our
+    parent, the fork server, outlives the run while its children hold it open. A resumed run removes
+    the temporary files this leaves."""
     try:
         pidfd = os.pidfd_open(run_pid)  # readable once that process has exited, even if unreaped
     except ProcessLookupError:
-        os._exit(3)  # the run is already gone
+        os._exit(3)
     except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3): poll the pid instead
-        pidfd = None
-    _WORKER_RUN = (run_pid, pidfd)
-
-
-def _run_has_ended() -> bool:
-    """Whether the b1k-preprocess process has exited (killed: nothing else ends it before us). Our
-    parent is the fork server, which outlives the run while its children hold it open."""
-    if _WORKER_RUN is None:
-        return False
-    pid, pidfd = _WORKER_RUN
-    if pidfd is not None:
-        return bool(select.select([pidfd], [], [], 0)[0])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+        while True:
+            try:
+                os.kill(run_pid, 0)
+            except ProcessLookupError:
+                os._exit(3)
+            time.sleep(1.0)
+    select.select([pidfd], [], [])
+    os._exit(3)
 
 
 def _warm_up() -> None:
@@ -70,8 +69,6 @@ def _warm_up() -> None:
 
 
 def _count_frames(count: int) -> None:
-    if _run_has_ended():
-        os._exit(3)  # the run was killed: stop now (a resumed run removes our temporary files)
     if _WORKER_FRAMES is not None:
         with _WORKER_FRAMES.get_lock():
             _WORKER_FRAMES.value += count

@@ -291,6 +291,30 @@ def test_workers_stop_mid_episode_when_the_run_is_killed(synthetic_dataset, tmp_
     assert not list(out.glob(".work/episode_*.tar")), "a worker finished its episode after the run was killed"
 
 
+def test_idle_workers_exit_when_the_run_is_killed():
+    """A worker waiting for its next episode (an empty queue: a run's tail) exits too when the run is
+    killed: the queue it waits on is not closed by the run's death."""
+    code = "import time\nfrom preprocess.workers import EpisodePool\npool = EpisodePool(2)\ntime.sleep(120)\n"
+    process = subprocess.Popen([sys.executable, "-c", code])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = _pool_workers(process.pid)
+            time.sleep(0.05)
+        assert len(workers) == 2, "the pool's workers did not start"
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.05)
+    alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "idle workers outlived the run by 15 s"
+
+
 @pytest.mark.parametrize("workers,decoder_threads", [(2, 1), (1, 2)])
 def test_workers_and_decoder_threads_do_not_change_the_bytes(
     dataset, reference, tmp_path, workers, decoder_threads
