@@ -250,8 +250,19 @@ def _running(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+def _survivors(pids, within_s: float) -> list[int]:
+    """The processes of `pids` still running after `within_s` seconds (killed then, not left behind)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.05)
+    alive = [pid for pid in pids if _running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    return alive
+
+
 def test_workers_stop_mid_episode_when_the_run_is_killed(synthetic_dataset, tmp_path):
-    """Killing b1k-preprocess alone (not its process group) stops its workers at their next frames:
+    """Killing b1k-preprocess alone (not its process group) stops its workers mid-episode at once:
     they do not finish their episodes for a run that is gone. Each worker is paused (SIGSTOP) as soon
     as its episode's temporary tar appears, and resumed once the run is dead, so that it is caught
     mid-episode however fast this machine is."""
@@ -281,13 +292,7 @@ def test_workers_stop_mid_episode_when_the_run_is_killed(synthetic_dataset, tmp_
         for pid in paused:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(_running(pid) for pid in paused):
-        time.sleep(0.05)
-    alive = [pid for pid in paused if _running(pid)]
-    for pid in alive:
-        os.kill(pid, signal.SIGKILL)
-    assert not alive, "workers outlived the run by 30 s"
+    assert not _survivors(paused, within_s=30), "workers outlived the run by 30 s"
     assert not list(out.glob(".work/episode_*.tar")), "a worker finished its episode after the run was killed"
 
 
@@ -306,13 +311,7 @@ def test_idle_workers_exit_when_the_run_is_killed():
     finally:
         process.kill()
         process.wait(timeout=30)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_running(pid) for pid in workers):
-        time.sleep(0.05)
-    alive = [pid for pid in workers if _running(pid)]
-    for pid in alive:
-        os.kill(pid, signal.SIGKILL)
-    assert not alive, "idle workers outlived the run by 15 s"
+    assert not _survivors(workers, within_s=15), "idle workers outlived the run by 15 s"
 
 
 @pytest.mark.parametrize("workers,decoder_threads", [(2, 1), (1, 2)])
