@@ -23,7 +23,7 @@ from preprocess.defaults import (
     DEFAULT_SHARD_MAX_SAMPLES,
 )
 from preprocess.workers import EpisodePool, pool_size
-from schemas.presets import DEFAULT_PRESET, PRESETS
+from schemas.presets import DEFAULT_PRESET, PRESET_NAMES
 
 _UNITS = {
     "": 1,
@@ -107,8 +107,10 @@ def _setup_logging(level: int) -> None:
     "state_preset",
     default=DEFAULT_PRESET,
     show_default=True,
-    type=click.Choice(sorted(PRESETS)),
-    help="Which of the 256 R1Pro state dims to keep, in order.",
+    type=click.Choice(sorted(PRESET_NAMES)),
+    help="Which R1Pro state dims to keep, by slice name, so a preset means the same quantities on the 2025 "
+    "(256-dim) and 2026 (61-dim) layouts (detected from the dataset): top32 = arm/eef/gripper/trunk "
+    "positions (ascending indices), standard = every dim the layout allows in the standard track.",
 )
 @click.option(
     "--state-indices",
@@ -116,8 +118,9 @@ def _setup_logging(level: int) -> None:
     "state_indices",
     default=None,
     metavar="LIST",
-    help="Custom state dims instead of the preset: indices and half-open ranges, e.g. '158:165,179,186:189'. "
-    "Warns about dims not allowed in the standard track.",
+    help="Custom state dims instead of the preset: indices into the dataset's state layout and half-open "
+    "ranges, e.g. '158:165,179,186:189' (2025, 0..255) or '3:10,53:57' (2026, 0..60). Warns about dims "
+    "not allowed in the standard track.",
 )
 @click.option(
     "--filter-state/--no-filter-state",

@@ -28,7 +28,7 @@ import numpy as np
 from preprocess.images import encode_rgb_jpeg
 from preprocess.source import EpisodeDataError, SourceDataset, SourceError, first_non_finite
 from preprocess.video import DecodeAhead, iter_episode_frames
-from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_DIM, STATE_KEY
+from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
 from schemas.sample import progress, sample_key, temporal_weight
 from shards.codec import encode_sample, retain_freed_memory
 from shards.writer import RawSample, encode_tar_sample, write_tar
@@ -49,6 +49,7 @@ class EpisodeOptions:
     """Everything a worker needs to process an episode (picklable)."""
 
     dataset_path: str
+    state_dim: int  # of the dataset's state layout (`schemas.r1pro.StateLayout.dim`)
     state_indices: tuple[int, ...]
     horizon: int
     temporal_alpha: float
@@ -153,10 +154,10 @@ def process_episode(
     data = source.read_episode(episode_index)
     length = data.length
 
-    if data.state.shape[1] != STATE_DIM:
+    if data.state.shape[1] != options.state_dim:
         raise EpisodeDataError(
             f"{ref.data_path}: episode {episode_index} field {STATE_KEY!r} has {data.state.shape[1]} dims, "
-            f"expected {STATE_DIM} (the R1Pro layout that the state preset indexes)",
+            f"expected {options.state_dim} (the dataset's R1Pro state layout, which the state preset indexes)",
             episode_index,
         )
     if data.action.shape[1] != ACTION_DIM:

@@ -56,8 +56,18 @@ from preprocess.images import DEFAULT_JPEG_QUALITY, RESIZE_METHOD, ImageSize
 from preprocess.source import EpisodeDataError, SourceDataset, SourceError
 from preprocess.workers import EpisodePool, WorkerError, pool_size
 from schemas.manifest import MANIFEST_NAME, dump_manifest, validate_manifest
-from schemas.presets import DEFAULT_PRESET, StateSelection, resolve_state_selection
-from schemas.r1pro import ACTION_DIM, ACTION_KEY, CAMERAS, STATE_DIM, STATE_KEY, action_names
+from schemas.presets import DEFAULT_PRESET, PRESET_NAMES, StateSelection, resolve_state_selection
+from schemas.r1pro import (
+    ACTION_DIM,
+    ACTION_KEY,
+    CAMERAS,
+    LAYOUTS,
+    STATE_KEY,
+    LayoutError,
+    StateLayout,
+    action_names,
+    detect_layout,
+)
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, image_member
 from shards.stats import compute_stats, load_stats_values, write_stats_values
 from shards.writer import RawSample, ShardInfo, atomic_write_text, plan_shards, write_tar
@@ -211,13 +221,43 @@ def _probe_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def detect_state_layout(source: SourceDataset) -> StateLayout:
+    """The R1Pro state layout of the dataset: info.json's shape and names of `observation.state`, or,
+    when info.json gives no shape, the first episode's state width."""
+    info_path = source.root / "meta/info.json"
+    shape = source.feature_shape(STATE_KEY)
+    if len(shape) > 1:
+        raise PreprocessError(f"{info_path}: feature {STATE_KEY!r} has shape {list(shape)}, expected one dim")
+    if shape:
+        dim, where = shape[0], f"{info_path}: feature {STATE_KEY!r}"
+    else:
+        first = min(source.episodes, default=None)
+        if first is None:
+            raise PreprocessError(f"{source.root}: the dataset lists no episodes")
+        dim = source.read_episode(first).state.shape[1]
+        where = f"{source.episode(first).data_path}: episode {first} field {STATE_KEY!r}"
+    try:
+        layout = detect_layout(dim, source.features.get(STATE_KEY, {}).get("names"))
+    except LayoutError:
+        expected = " or ".join(f"[{known.dim}] ({known.describe()})" for known in LAYOUTS.values())
+        raise PreprocessError(
+            f"{where} has shape [{dim}], expected {expected}: the state presets ({', '.join(PRESET_NAMES)}) "
+            "and --state-indices are defined on these R1Pro layouts only"
+        ) from None
+    log.info("state layout %s (%s)", layout.describe(), where)
+    return layout
+
+
 def make_plan(config: PreprocessConfig) -> Plan:
     source = SourceDataset(config.dataset_path)
     warnings: list[str] = []
+    layout = detect_state_layout(source)
     try:
-        selection = resolve_state_selection(config.state_preset, config.state_indices)
+        selection = resolve_state_selection(config.state_preset, config.state_indices, layout)
     except ValueError as exc:
-        raise PreprocessError(str(exc)) from None
+        raise PreprocessError(
+            f"{exc} (state layout {layout.describe()}, detected in {source.root})"
+        ) from None
     if selection.not_standard_track:
         message = (
             f"state dims {list(selection.not_standard_track)} "
@@ -226,12 +266,6 @@ def make_plan(config: PreprocessConfig) -> Plan:
         )
         warnings.append(message)
         log.warning("warning: %s", message)
-    state_shape = source.feature_shape(STATE_KEY)
-    if state_shape and state_shape != (STATE_DIM,):
-        raise PreprocessError(
-            f"{source.root / 'meta/info.json'}: feature {STATE_KEY!r} has shape {list(state_shape)}, expected [{STATE_DIM}] "
-            f"(the R1Pro layout that state preset {selection.preset!r} indexes)"
-        )
     action_shape = source.feature_shape(ACTION_KEY)
     if action_shape and action_shape != (ACTION_DIM,):
         raise PreprocessError(
@@ -297,6 +331,7 @@ def make_plan(config: PreprocessConfig) -> Plan:
 
     options = EpisodeOptions(
         dataset_path=str(source.root),
+        state_dim=layout.dim,
         state_indices=selection.indices,
         horizon=config.horizon,
         temporal_alpha=float(config.temporal_alpha),
@@ -723,6 +758,31 @@ def _stats_chunks(work: Path, episodes: list[int], key: str) -> Iterator[np.ndar
             yield data["state" if key == STATE_KEY else "action"]
 
 
+def _task_counts(task_of_sample: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(task_of_sample, return_counts=True)
+    return {str(t): int(c) for t, c in zip(values.tolist(), counts.tolist(), strict=True)}
+
+
+def _with_task_counts(entries: list[dict], task_of_sample: np.ndarray) -> list[dict]:
+    """Each shard entry with its samples per task: the shards cut the interleaved order in sequence,
+    so shard k holds the order's rows after the samples of shards 0..k-1."""
+    start = 0
+    for entry in entries:
+        entry["tasks"] = _task_counts(task_of_sample[start : start + entry["samples"]])
+        start += entry["samples"]
+    return entries
+
+
+def _task_totals(episodes: list[int], samples: list[int], tasks: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per task of a split: its episodes and samples (what `b1k-shards inspect` and task balancing read)."""
+    totals: dict[str, dict[str, int]] = {}
+    for task, count in zip(tasks.tolist(), samples, strict=True):
+        entry = totals.setdefault(str(task), {"episodes": 0, "samples": 0})
+        entry["episodes"] += 1
+        entry["samples"] += count
+    return dict(sorted(totals.items(), key=lambda item: int(item[0])))
+
+
 def finalize(
     plan: Plan, config: PreprocessConfig, work: Path, results: dict[int, EpisodeResult], skipped: list[dict]
 ) -> dict:
@@ -750,11 +810,14 @@ def finalize(
         )
         shards = write_shards(tars, order, out, _split_prefix(split, plan.partition), config)
         samples = len(order)
+        tasks = np.asarray([results[i].task_index for i in episodes], dtype=np.int64)
         splits[split] = {
             "episodes": episodes,
-            "shards": [s.to_json() for s in shards],
+            "shards": _with_task_counts([s.to_json() for s in shards], tasks[order[:, 0]]),
             "samples": samples,
             "frames": sum(results[i].length for i in episodes),
+            "tasks": _task_totals(episodes, [len(tar) for tar in tars], tasks),
+            "episode_tasks": {str(i): int(t) for i, t in zip(episodes, tasks.tolist(), strict=True)},
         }
         log.info(
             "%s: %d episodes, %d samples -> %d shards in %s", split, len(episodes), samples, len(shards), out
@@ -818,7 +881,8 @@ def finalize(
             "preset": plan.selection.preset,
             "indices": list(plan.selection.indices),
             "names": list(plan.selection.names),
-            "source_dim": STATE_DIM,
+            "layout": plan.selection.layout.name,
+            "source_dim": plan.selection.layout.dim,
             "not_standard_track": list(plan.selection.not_standard_track),
         },
         "action": {"dim": ACTION_DIM, "names": action_names()},

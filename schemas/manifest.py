@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, layout_named
 from schemas.sample import SCHEMA_VERSION
 
 MANIFEST_NAME = "manifest.json"
@@ -42,6 +43,29 @@ def _require_vector(obj: dict, key: str, dim: int, where: str) -> list[float]:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             raise ManifestError(f"{where}.{key}[{i}]: expected a finite number, got {v!r}")
     return values
+
+
+def _require_task_key(key: str, where: str) -> None:
+    """Task and episode keys are decimal integers (JSON object keys are strings)."""
+    if not (key.isdigit() or (key.startswith("-") and key[1:].isdigit())):
+        raise ManifestError(f"{where}: expected an integer key, got {key!r:.60}")
+
+
+def _require_count(obj: dict, key: str, where: str) -> int:
+    value = _require(obj, key, int, where)
+    if value < 0:
+        raise ManifestError(f"{where}.{key}: expected >= 0, got {value}")
+    return value
+
+
+def state_layout_of(manifest: dict, where: str = "manifest") -> StateLayout:
+    """The R1Pro state layout a manifest's state indices refer to (sets written before layouts were
+    recorded hold the 2025 one)."""
+    name = manifest.get("state", {}).get("layout", DEFAULT_LAYOUT.name)
+    try:
+        return layout_named(name)
+    except LayoutError as exc:
+        raise ManifestError(f"{where}.state.layout: {exc}") from None
 
 
 def validate_stats(stats: dict, dims: dict[str, int], where: str = "manifest.stats") -> None:
@@ -87,6 +111,12 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
         raise ManifestError(
             f"{where}.state: expected as many names as indices (>0), got {len(names)} and {len(indices)}"
         )
+    layout = state_layout_of(manifest, where)
+    for i, index in enumerate(indices):
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < layout.dim:
+            raise ManifestError(
+                f"{where}.state.indices[{i}]: expected an index into the {layout.describe()} state, got {index!r}"
+            )
     action = _require(manifest, "action", dict, where)
     action_dim = _require(action, "dim", int, f"{where}.action")
     if len(_require(action, "names", list, f"{where}.action")) != action_dim:
@@ -107,8 +137,25 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
         entry = _require(splits, split, dict, f"{where}.splits")
         _require(entry, "episodes", list, f"{where}.splits.{split}")
         shards = _require(entry, "shards", list, f"{where}.splits.{split}")
+        if "tasks" in entry:
+            for task, totals in _require(entry, "tasks", dict, f"{where}.splits.{split}").items():
+                at = f"{where}.splits.{split}.tasks.{task}"
+                _require_task_key(task, at)
+                for key in ("episodes", "samples"):
+                    _require_count(totals, key, at)
+        if "episode_tasks" in entry:
+            for episode, task in _require(entry, "episode_tasks", dict, f"{where}.splits.{split}").items():
+                at = f"{where}.splits.{split}.episode_tasks.{episode}"
+                _require_task_key(episode, at)
+                if not isinstance(task, int) or isinstance(task, bool):
+                    raise ManifestError(f"{at}: expected a task index (int), got {task!r:.60}")
         for i, shard in enumerate(shards):
             at = f"{where}.splits.{split}.shards[{i}]"
+            if "tasks" in shard:
+                counts = _require(shard, "tasks", dict, at)
+                for task in counts:
+                    _require_task_key(task, f"{at}.tasks")
+                    _require_count(counts, task, f"{at}.tasks")
             name = _require(shard, "name", str, at)
             if name.startswith("/") or ".." in name.split("/"):
                 raise ManifestError(f"{at}.name: expected a path relative to the set's root, got {name!r}")

@@ -1,31 +1,32 @@
-"""State presets: which of the 256 R1Pro state dims become the policy's state, and in what order."""
+"""State presets: which dims of an R1Pro state layout become the policy's state, and in what order.
+
+A preset is defined by slice names (`schemas.r1pro.StateLayout`), so `top32` is the same 32
+quantities on the 2025 (256-dim) and 2026 (61-dim) layouts; its indices are ascending on each.
+`standard` is every dim the layout allows in the standard track. `--state-indices` picks dims by
+index on any layout, checked against its size.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.r1pro import STATE_DIM, standard_track_allowed, state_names
+from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout
 
-# Ascending index order: checkpoints trained by the original script expect exactly this order.
-TOP32_INDICES: tuple[int, ...] = (
-    *range(158, 165),  # arm_left_qpos
-    179,
-    180,  # arm_left_qvel, first two
-    *range(186, 189),  # eef_left_pos
-    193,
-    194,  # gripper_left_qpos
-    *range(197, 204),  # arm_right_qpos
-    218,
-    219,  # arm_right_qvel, first two
-    *range(225, 228),  # eef_right_pos
-    232,
-    233,  # gripper_right_qpos
-    *range(236, 240),  # trunk_qpos
+# (slice name, how many of its first dims; None = all). Checkpoints trained by the original script
+# expect these quantities in ascending index order of the 2025 layout, which the 2026 layout keeps.
+TOP32_SLICES: tuple[tuple[str, int | None], ...] = (
+    ("arm_left_qpos", None),
+    ("arm_left_qvel", 2),
+    ("eef_left_pos", None),
+    ("gripper_left_qpos", None),
+    ("arm_right_qpos", None),
+    ("arm_right_qvel", 2),
+    ("eef_right_pos", None),
+    ("gripper_right_qpos", None),
+    ("trunk_qpos", None),
 )
 
-STANDARD_INDICES: tuple[int, ...] = tuple(i for i in range(STATE_DIM) if standard_track_allowed(i))
-
-PRESETS: dict[str, tuple[int, ...]] = {"top32": TOP32_INDICES, "standard": STANDARD_INDICES}
+PRESET_NAMES: tuple[str, ...] = ("standard", "top32")
 DEFAULT_PRESET = "top32"
 
 
@@ -33,13 +34,39 @@ class StateSelectionError(ValueError):
     pass
 
 
+def slice_indices(layout: StateLayout, slices: tuple[tuple[str, int | None], ...]) -> tuple[int, ...]:
+    """The ascending union of the named slices' (first `count`) indices on `layout`."""
+    chosen: set[int] = set()
+    for name, count in slices:
+        try:
+            segment = layout.segment(name)
+        except LayoutError as exc:
+            raise StateSelectionError(str(exc)) from None
+        chosen.update(range(segment.start, segment.stop if count is None else segment.start + count))
+    return tuple(sorted(chosen))
+
+
+def preset_indices(name: str, layout: StateLayout = DEFAULT_LAYOUT) -> tuple[int, ...]:
+    if name == "top32":
+        return slice_indices(layout, TOP32_SLICES)
+    if name == "standard":
+        return tuple(i for i in range(layout.dim) if layout.allowed(i))
+    raise StateSelectionError(f"unknown state preset {name!r}; expected one of {sorted(PRESET_NAMES)}")
+
+
+TOP32_INDICES: tuple[int, ...] = preset_indices("top32")  # on the 2025 layout
+STANDARD_INDICES: tuple[int, ...] = preset_indices("standard")  # on the 2025 layout
+
+
 @dataclass(frozen=True)
 class StateSelection:
-    """The chosen state dims: a preset name (or `custom`), source indices in order, and their names."""
+    """The chosen state dims: a preset name (or `custom`), source indices in order, their names, and
+    the layout they index."""
 
     preset: str
     indices: tuple[int, ...]
     names: tuple[str, ...] = field(default=())
+    layout: StateLayout = DEFAULT_LAYOUT
 
     @property
     def dim(self) -> int:
@@ -47,12 +74,13 @@ class StateSelection:
 
     @property
     def not_standard_track(self) -> tuple[int, ...]:
-        """Indices that the BEHAVIOR standard track does not allow (global pose, base joints)."""
-        return tuple(i for i in self.indices if not standard_track_allowed(i))
+        """Indices that the BEHAVIOR standard track does not allow (2025: global pose, base joints)."""
+        return tuple(i for i in self.indices if not self.layout.allowed(i))
 
 
-def parse_state_indices(text: str) -> tuple[int, ...]:
-    """Parse `158:165,179,186:189` (Python-style half-open ranges and single indices) into indices."""
+def parse_state_indices(text: str, layout: StateLayout = DEFAULT_LAYOUT) -> tuple[int, ...]:
+    """Parse `158:165,179,186:189` (Python-style half-open ranges and single indices) into indices of
+    `layout`."""
     indices: list[int] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -76,9 +104,11 @@ def parse_state_indices(text: str) -> tuple[int, ...]:
             ) from exc
     if not indices:
         raise StateSelectionError("--state-indices selects no dims")
-    out_of_range = [i for i in indices if not 0 <= i < STATE_DIM]
+    out_of_range = [i for i in indices if not 0 <= i < layout.dim]
     if out_of_range:
-        raise StateSelectionError(f"--state-indices {out_of_range} outside 0..{STATE_DIM - 1}")
+        raise StateSelectionError(
+            f"--state-indices {out_of_range} outside 0..{layout.dim - 1} (state layout {layout.describe()})"
+        )
     duplicated = sorted({i for i in indices if indices.count(i) > 1})
     if duplicated:
         raise StateSelectionError(f"--state-indices repeats {duplicated}")
@@ -86,14 +116,12 @@ def parse_state_indices(text: str) -> tuple[int, ...]:
 
 
 def resolve_state_selection(
-    preset: str | None = DEFAULT_PRESET, indices: str | None = None
+    preset: str | None = DEFAULT_PRESET, indices: str | None = None, layout: StateLayout = DEFAULT_LAYOUT
 ) -> StateSelection:
-    """A preset by name, or a custom list (`--state-indices`, which wins over the preset)."""
+    """A preset by name, or a custom list (`--state-indices`, which wins over the preset), on `layout`."""
     if indices:
-        chosen = parse_state_indices(indices)
-        return StateSelection("custom", chosen, tuple(state_names(chosen)))
+        chosen = parse_state_indices(indices, layout)
+        return StateSelection("custom", chosen, tuple(layout.names(chosen)), layout)
     name = preset or DEFAULT_PRESET
-    if name not in PRESETS:
-        raise StateSelectionError(f"unknown state preset {name!r}; expected one of {sorted(PRESETS)}")
-    chosen = PRESETS[name]
-    return StateSelection(name, chosen, tuple(state_names(chosen)))
+    chosen = preset_indices(name, layout)
+    return StateSelection(name, chosen, tuple(layout.names(chosen)), layout)

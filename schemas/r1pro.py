@@ -1,4 +1,10 @@
-"""R1Pro robot layouts as recorded in the BEHAVIOR Challenge data (see shared/BEHAVIOR.md)."""
+"""R1Pro robot layouts as recorded in the BEHAVIOR Challenge data (see shared/BEHAVIOR.md).
+
+The proprioceptive state differs between releases: 256 dims in 2025, 61 in 2026. Each is a
+`StateLayout` (named slices with their standard-track flags), kept as data so that presets can be
+defined by slice names and mean the same quantities on every release. The action (23 dims) and
+the three RGB cameras are the same in both.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from dataclasses import dataclass
 
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
-STATE_DIM = 256
+STATE_DIM = 256  # the 2025 layout; the 2026 layout has 61 (`StateLayout.dim`)
 ACTION_DIM = 23
 FPS = 30
 
@@ -79,6 +85,101 @@ STATE_SEGMENTS: tuple[Segment, ...] = (
     Segment("base_qvel", 253, 256),
 )
 
+# The 2026 release's 61-dim state (its evaluator's PROPRIOCEPTION_INDICES["R1Pro"]). It has no
+# base-pose slices; every dim is allowed until the 2026 track rules say otherwise (one edit here).
+STATE_SEGMENTS_2026: tuple[Segment, ...] = (
+    Segment("base_qvel", 0, 3),
+    Segment("arm_left_qpos", 3, 10),
+    Segment("arm_left_qvel", 10, 17),
+    Segment("eef_left_pos", 17, 20),
+    Segment("eef_left_quat", 20, 24),
+    Segment("gripper_left_qpos", 24, 26),
+    Segment("gripper_left_qvel", 26, 28),
+    Segment("arm_right_qpos", 28, 35),
+    Segment("arm_right_qvel", 35, 42),
+    Segment("eef_right_pos", 42, 45),
+    Segment("eef_right_quat", 45, 49),
+    Segment("gripper_right_qpos", 49, 51),
+    Segment("gripper_right_qvel", 51, 53),
+    Segment("trunk_qpos", 53, 57),
+    Segment("trunk_qvel", 57, 61),
+)
+
+
+class LayoutError(ValueError):
+    """A state vector matches no known R1Pro layout, or a slice/index is not in a layout."""
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """One release's `observation.state`: named slices tiling `dim` dims, with standard-track flags."""
+
+    name: str  # recorded in manifests and checkpoints, e.g. "r1pro-2025"
+    release: str  # the BEHAVIOR Challenge release that records it
+    segments: tuple[Segment, ...]
+
+    @property
+    def dim(self) -> int:
+        return self.segments[-1].stop
+
+    def segment(self, name: str) -> Segment:
+        for segment in self.segments:
+            if segment.name == name:
+                return segment
+        raise LayoutError(f"state layout {self.name} has no slice {name!r}")
+
+    def names(self, indices: list[int] | tuple[int, ...]) -> list[str]:
+        return [dim_name(i, self.segments) for i in indices]
+
+    def allowed(self, index: int) -> bool:
+        """Whether state index `index` may be used in the BEHAVIOR Challenge standard track."""
+        return segment_of(index, self.segments).allowed(index)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.dim} dims, the {self.release} release)"
+
+
+LAYOUT_2025 = StateLayout("r1pro-2025", "2025", STATE_SEGMENTS)
+LAYOUT_2026 = StateLayout("r1pro-2026", "2026", STATE_SEGMENTS_2026)
+LAYOUTS: dict[str, StateLayout] = {layout.name: layout for layout in (LAYOUT_2025, LAYOUT_2026)}
+DEFAULT_LAYOUT = LAYOUT_2025  # what manifests and checkpoints written before layouts were recorded hold
+
+
+def known_layouts() -> str:
+    return ", ".join(layout.describe() for layout in LAYOUTS.values())
+
+
+def layout_named(name: str) -> StateLayout:
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise LayoutError(f"unknown state layout {name!r}; known layouts: {known_layouts()}") from None
+
+
+def _flat_names(names: object) -> list[str] | None:
+    """info.json `names` as a flat list of strings (LeRobot writes a list, or {"axis": [...]})."""
+    if isinstance(names, dict) and len(names) == 1:
+        names = next(iter(names.values()))
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return names
+    return None
+
+
+def detect_layout(dim: int, names: object = None) -> StateLayout:
+    """The layout of a dataset's state from its dim and, when info.json gives them, its dim names.
+
+    Names win when they equal a layout's own (`arm_left_qpos_0`, ...); otherwise the dim decides.
+    A dim no layout has is an error naming the layouts known."""
+    flat = _flat_names(names)
+    if flat is not None:
+        for layout in LAYOUTS.values():
+            if flat == layout.names(range(layout.dim)):
+                return layout
+    for layout in LAYOUTS.values():
+        if layout.dim == dim:
+            return layout
+    raise LayoutError(f"a {dim}-dim state matches no known R1Pro layout; known layouts: {known_layouts()}")
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -89,7 +190,12 @@ class Camera:
 
     @property
     def policy_key(self) -> str:
-        """The batch key SmolVLA sees for this camera."""
+        """The feature key a policy sees for this camera: the dataset's own (what every lerobot tool uses)."""
+        return self.video_key
+
+    @property
+    def legacy_key(self) -> str:
+        """The key checkpoints written before 2026-12 used (`observation.images.head`); still served."""
         return f"observation.images.{self.name}"
 
 
@@ -113,14 +219,24 @@ def dim_name(index: int, segments: tuple[Segment, ...] = STATE_SEGMENTS) -> str:
     return segment.name if segment.size == 1 else f"{segment.name}_{index - segment.start}"
 
 
-def state_names(indices: list[int] | tuple[int, ...]) -> list[str]:
-    return [dim_name(i, STATE_SEGMENTS) for i in indices]
+def camera_for_key(key: str) -> Camera:
+    """The camera a policy feature key names: the dataset's key, or the legacy short one."""
+    for camera in CAMERAS:
+        if key in (camera.video_key, camera.legacy_key):
+            return camera
+    raise LayoutError(
+        f"image feature {key!r} is none of the R1Pro cameras ({', '.join(c.video_key for c in CAMERAS)})"
+    )
+
+
+def state_names(indices: list[int] | tuple[int, ...], layout: StateLayout | None = None) -> list[str]:
+    return (layout or DEFAULT_LAYOUT).names(indices)
 
 
 def action_names() -> list[str]:
     return [dim_name(i, ACTION_SEGMENTS) for i in range(ACTION_DIM)]
 
 
-def standard_track_allowed(index: int) -> bool:
+def standard_track_allowed(index: int, layout: StateLayout | None = None) -> bool:
     """Whether state index `index` may be used in the BEHAVIOR Challenge standard track."""
-    return segment_of(index).allowed(index)
+    return (layout or DEFAULT_LAYOUT).allowed(index)

@@ -15,8 +15,8 @@ import numpy as np
 from schemas.r1pro import ACTION_DIM, CAMERAS, STATE_DIM
 
 
-def lr_state(episode: int, frame: int) -> np.ndarray:
-    return (episode * 1000 + frame + np.arange(STATE_DIM) / 1000).astype(np.float32)
+def lr_state(episode: int, frame: int, dim: int = STATE_DIM) -> np.ndarray:
+    return (episode * 1000 + frame + np.arange(dim) / 1000).astype(np.float32)
 
 
 def lr_action(episode: int, frame: int) -> np.ndarray:
@@ -34,14 +34,21 @@ def lr_frame(camera: int, episode: int, frame: int, height: int, width: int) -> 
 
 
 def build_lerobot_dataset(
-    root: Path, lengths=(12, 20, 7), head: int = 48, wrist: int = 32, task="hide the eggs"
+    root: Path,
+    lengths=(12, 20, 7),
+    head: int = 48,
+    wrist: int = 32,
+    task: str | tuple[str, ...] = "hide the eggs",
+    state_dim: int = STATE_DIM,
 ) -> Path:
-    """Write the dataset with lerobot's writer; returns its root."""
+    """Write the dataset with lerobot's writer; returns its root. `task`: one for every episode, or one
+    per episode (cycled); `state_dim`: 256 (2025 release) or 61 (2026 release, `names` null)."""
+    tasks = (task,) if isinstance(task, str) else tuple(task)
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     sizes = {CAMERAS[0].video_key: head, CAMERAS[1].video_key: wrist, CAMERAS[2].video_key: wrist}
     features = {
-        "observation.state": {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
+        "observation.state": {"dtype": "float32", "shape": (state_dim,), "names": None},
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
         **{
             key: {"dtype": "video", "shape": (s, s, 3), "names": ["height", "width", "channels"]}
@@ -54,9 +61,9 @@ def build_lerobot_dataset(
     for episode, length in enumerate(lengths):
         for frame in range(length):
             item = {
-                "observation.state": lr_state(episode, frame),
+                "observation.state": lr_state(episode, frame, state_dim),
                 "action": lr_action(episode, frame),
-                "task": task,
+                "task": tasks[episode % len(tasks)],
             }
             for c, (key, s) in enumerate(sizes.items()):
                 item[key] = lr_frame(c, episode, frame, s, s)

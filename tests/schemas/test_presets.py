@@ -7,9 +7,10 @@ from schemas.presets import (
     TOP32_INDICES,
     StateSelectionError,
     parse_state_indices,
+    preset_indices,
     resolve_state_selection,
 )
-from schemas.r1pro import standard_track_allowed
+from schemas.r1pro import LAYOUT_2025, LAYOUT_2026, standard_track_allowed
 
 BEHAVIOR_TOP32 = [
     *range(158, 165),
@@ -81,3 +82,41 @@ def test_bad_custom_lists_say_what_is_wrong(text, message):
 def test_unknown_preset_lists_known_ones():
     with pytest.raises(StateSelectionError, match=r"unknown state preset 'top64'.*standard.*top32"):
         resolve_state_selection("top64")
+
+
+# BEHAVIOR.md, "The 2026 release": the same 32 quantities on the 61-dim layout.
+BEHAVIOR_TOP32_2026 = [
+    *range(3, 10),
+    10,
+    11,
+    *range(17, 20),
+    24,
+    25,
+    *range(28, 35),
+    35,
+    36,
+    *range(42, 45),
+    49,
+    50,
+]
+BEHAVIOR_TOP32_2026 += [*range(53, 57)]
+
+
+def test_top32_on_the_2026_layout_is_behaviors_list_and_the_same_quantities():
+    assert list(preset_indices("top32", LAYOUT_2026)) == BEHAVIOR_TOP32_2026
+    on_2025 = resolve_state_selection("top32", layout=LAYOUT_2025)
+    on_2026 = resolve_state_selection("top32", layout=LAYOUT_2026)
+    assert on_2026.names == on_2025.names
+    assert on_2026.layout is LAYOUT_2026 and on_2026.not_standard_track == ()
+
+
+def test_standard_on_the_2026_layout_is_every_dim():
+    assert preset_indices("standard", LAYOUT_2026) == tuple(range(61))
+
+
+def test_custom_indices_are_checked_against_the_layouts_size():
+    assert resolve_state_selection(indices="53:57,0", layout=LAYOUT_2026).names == (
+        "trunk_qpos_0", "trunk_qpos_1", "trunk_qpos_2", "trunk_qpos_3", "base_qvel_0",
+    )  # fmt: skip
+    with pytest.raises(StateSelectionError, match=r"\[158\] outside 0..60 \(state layout r1pro-2026"):
+        parse_state_indices("158", LAYOUT_2026)

@@ -2,14 +2,22 @@
 
 import itertools
 
+import pytest
+
 from schemas.r1pro import (
     ACTION_DIM,
     ACTION_SEGMENTS,
     CAMERAS,
+    LAYOUT_2025,
+    LAYOUT_2026,
     STATE_DIM,
     STATE_SEGMENTS,
+    LayoutError,
     action_names,
+    camera_for_key,
+    detect_layout,
     dim_name,
+    layout_named,
     standard_track_allowed,
 )
 
@@ -47,4 +55,38 @@ def test_cameras_are_the_three_rgb_streams():
         ("left_wrist", "observation.images.rgb.left_wrist", 480),
         ("right_wrist", "observation.images.rgb.right_wrist", 480),
     ]
-    assert CAMERAS[0].policy_key == "observation.images.head"
+    # Policies see the dataset's own keys; checkpoints written before 2026-12 used the short ones.
+    assert CAMERAS[0].policy_key == "observation.images.rgb.head"
+    assert CAMERAS[0].legacy_key == "observation.images.head"
+
+
+def test_a_feature_key_names_its_camera_in_either_spelling():
+    assert camera_for_key("observation.images.rgb.left_wrist").name == "left_wrist"
+    assert camera_for_key("observation.images.left_wrist").name == "left_wrist"
+    with pytest.raises(LayoutError, match=r"'observation.images.top' is none of the R1Pro cameras"):
+        camera_for_key("observation.images.top")
+
+
+def test_the_2026_layout_tiles_61_dims_with_the_evaluators_slices():
+    segments = LAYOUT_2026.segments
+    assert segments[0].start == 0 and LAYOUT_2026.dim == 61
+    for before, after in itertools.pairwise(segments):
+        assert before.stop == after.start
+    assert (LAYOUT_2026.segment("trunk_qpos").start, LAYOUT_2026.segment("trunk_qpos").stop) == (53, 57)
+    assert LAYOUT_2026.names([0, 3, 60]) == ["base_qvel_0", "arm_left_qpos_0", "trunk_qvel_3"]
+    assert all(LAYOUT_2026.allowed(i) for i in range(61))
+
+
+def test_layouts_are_detected_by_dim_and_by_names():
+    assert detect_layout(256) is LAYOUT_2025
+    assert detect_layout(61, None) is LAYOUT_2026
+    assert detect_layout(61, LAYOUT_2026.names(range(61))) is LAYOUT_2026
+    assert detect_layout(61, {"axes": LAYOUT_2026.names(range(61))}) is LAYOUT_2026
+    assert layout_named("r1pro-2026") is LAYOUT_2026
+
+
+def test_an_unknown_state_width_names_the_known_layouts():
+    with pytest.raises(LayoutError, match=r"a 64-dim state.*r1pro-2025 \(256 dims.*r1pro-2026 \(61 dims"):
+        detect_layout(64)
+    with pytest.raises(LayoutError, match=r"unknown state layout 'r1pro-2024'; known layouts: r1pro-2025"):
+        layout_named("r1pro-2024")
