@@ -1,6 +1,6 @@
 """Synthetic BEHAVIOR (R1Pro) datasets in the real LeRobot on-disk layouts, for tests and the demo.
 
-One builder, two layouts (see shared/BEHAVIOR.md):
+One builder, two on-disk layouts and two releases (see shared/BEHAVIOR.md):
 
 * ``v2.1`` -- the 2025 BEHAVIOR challenge release: one parquet and one mp4 per camera per episode,
   "chunk" folders named per task (``data/task-0006/episode_00060010.parquet``,
@@ -19,7 +19,9 @@ One builder, two layouts (see shared/BEHAVIOR.md):
 Every layout carries the three RGB cameras as AV1 mp4 (libsvtav1, yuv420p, 30 fps, lerobot's
 default encoder settings), a depth video ``observation.images.depth.head`` (12-bit HEVC as
 lerobot's depth encoder writes it) that readers must ignore, ``observation.cam_rel_poses`` (and in
-v2.1 ``observation.task_info``), 256-dim float32 state and 23-dim float32 action.
+v2.1 ``observation.task_info``), a float32 state and a 23-dim float32 action. The ``release`` picks
+the state: ``2025`` the 256-dim R1Pro layout (``schemas.r1pro.LAYOUT_2025``), ``2026`` the 61-dim
+one (``LAYOUT_2026``, ``names`` null in info.json, LeRobot v3.0 only, as the 2026 release).
 
 Alignment codes, so tests can prove that pixels, state and actions of one (episode, frame) went
 together:
@@ -32,7 +34,10 @@ together:
   (episode_index, frame_index); every dim has its own fractional part ``(d + 1) / 512`` (so all dims
   differ) and an integer part that, depending on ``d % 4``, is the frame index, the episode index
   (low 15 bits / high bits) or a mix; any selection holding each residue class, such as the top32
-  preset, recovers both (:func:`decode_state_id`).
+  preset, recovers both (:func:`decode_state_id`). The codes are those of the 2025 (256-dim) layout;
+  a 2026 (61-dim) state holds, in each dim, the code of the 2025 dim with the same name
+  (``arm_left_qpos_0`` is dim 3 of 2026 and dim 158 of 2025), so the same quantity carries the same
+  value on both releases and a top32 selection is the same 32 values on either.
 
 Deterministic given the config (the seed picks the texture and tints); parquet/json files are
 byte-for-byte reproducible, mp4 files decode to the same frames.
@@ -60,11 +65,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.r1pro import ACTION_DIM, CAMERAS, FPS, STATE_DIM
+from schemas.r1pro import ACTION_DIM, CAMERAS, FPS, LAYOUT_2025, LAYOUT_2026, STATE_DIM, StateLayout
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("v3.0", "v2.1")
+# BEHAVIOR Challenge release -> the state layout it records (and the on-disk layouts it ships in)
+RELEASES: dict[str, StateLayout] = {"2025": LAYOUT_2025, "2026": LAYOUT_2026}
+RELEASE_LAYOUTS: dict[str, tuple[str, ...]] = {"2025": LAYOUTS, "2026": ("v3.0",)}
 RGB_KEYS: tuple[str, ...] = tuple(c.video_key for c in CAMERAS)  # head, left_wrist, right_wrist
 HEAD_KEY, LEFT_WRIST_KEY, RIGHT_WRIST_KEY = RGB_KEYS
 DEPTH_KEY = "observation.images.depth.head"
@@ -105,12 +113,31 @@ _ACTION_FRAC = (np.arange(ACTION_DIM, dtype=np.float64) + 1.0) / 64.0
 _LOW = 32768  # integer parts stay below 2**15: 15 + 9 bits fit float32's 24-bit significand exactly
 
 
-def expected_states(episode_index: int, frame_indices: Sequence[int] | np.ndarray) -> np.ndarray:
-    """float32 [N, 256] state of `episode_index` at `frame_indices` (exact; see the module doc).
+def code_dims(state_layout: StateLayout = LAYOUT_2025) -> np.ndarray:
+    """For each dim of `state_layout`, the 2025-layout dim whose code it carries (same slice name
+    and offset): identity on the 2025 layout."""
+    if state_layout == LAYOUT_2025:
+        return np.arange(STATE_DIM, dtype=np.int64)
+    dims = [
+        LAYOUT_2025.segment(segment.name).start + offset
+        for segment in state_layout.segments
+        for offset in range(segment.size)
+    ]
+    return np.asarray(dims, dtype=np.int64)
 
-    dim d: ``(d + 1) / 512`` plus, by ``d % 4``: 0 -> frame, 1 -> episode % 32768,
-    2 -> episode // 32768, 3 -> (frame * (d + 1) + episode) % 32768.
+
+def expected_states(
+    episode_index: int, frame_indices: Sequence[int] | np.ndarray, state_layout: StateLayout = LAYOUT_2025
+) -> np.ndarray:
+    """float32 [N, state_layout.dim] state of `episode_index` at `frame_indices` (exact; see the
+    module doc).
+
+    2025 dim d: ``(d + 1) / 512`` plus, by ``d % 4``: 0 -> frame, 1 -> episode % 32768,
+    2 -> episode // 32768, 3 -> (frame * (d + 1) + episode) % 32768. Another layout's dim holds
+    the value of the 2025 dim with its name (:func:`code_dims`).
     """
+    if state_layout != LAYOUT_2025:
+        return expected_states(episode_index, frame_indices)[:, code_dims(state_layout)]
     e = int(episode_index)
     f = np.asarray(frame_indices, dtype=np.int64).reshape(-1, 1)
     d = np.arange(STATE_DIM, dtype=np.int64).reshape(1, -1)
@@ -123,9 +150,11 @@ def expected_states(episode_index: int, frame_indices: Sequence[int] | np.ndarra
     return (integer.astype(np.float64) + _STATE_FRAC).astype(np.float32)
 
 
-def expected_state(episode_index: int, frame_index: int) -> np.ndarray:
-    """float32 [256] state of one frame."""
-    return expected_states(episode_index, [frame_index])[0]
+def expected_state(
+    episode_index: int, frame_index: int, state_layout: StateLayout = LAYOUT_2025
+) -> np.ndarray:
+    """float32 [state_layout.dim] state of one frame (256 on the 2025 layout)."""
+    return expected_states(episode_index, [frame_index], state_layout)[0]
 
 
 def expected_actions(episode_index: int, frame_indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -153,23 +182,30 @@ def expected_cam_rel_poses(episode_index: int, frame_indices: Sequence[int] | np
     return ((j + 1) / 32.0 + f / 1024.0 + (episode_index % 7) / 8.0).astype(np.float32)
 
 
-def decode_state_id(state: np.ndarray, indices: Sequence[int] | None = None) -> tuple[int, int]:
+def decode_state_id(
+    state: np.ndarray, indices: Sequence[int] | None = None, state_layout: StateLayout | None = None
+) -> tuple[int, int]:
     """(episode_index, frame_index) from a state vector or a selection of its dims.
 
-    `indices` are the source dims of `state`'s entries (default: all 256 when `state` has 256
-    entries, the top32 preset when it has 32). The selection must hold dims with d % 4 in {0, 1, 2}.
+    `indices` are the source dims of `state`'s entries on `state_layout` (default: the 2025
+    layout). Without `indices`: all dims when `state` has a layout's full size (256: 2025, 61:
+    2026), the top32 preset when it has 32 (the same values on both layouts). The selection must
+    hold codes with d % 4 in {0, 1, 2} (d: the 2025 dim, see :func:`code_dims`).
     """
     values = np.asarray(state, dtype=np.float64).reshape(-1)
+    if state_layout is None:
+        full = [layout for layout in RELEASES.values() if layout.dim == values.size]
+        state_layout = full[0] if indices is None and full else LAYOUT_2025
     if indices is None:
-        if values.size == STATE_DIM:
-            indices = range(STATE_DIM)
+        if values.size == state_layout.dim:
+            indices = range(state_layout.dim)
         elif values.size == 32:
-            from schemas.presets import TOP32_INDICES
+            from schemas.presets import preset_indices
 
-            indices = TOP32_INDICES
+            indices = preset_indices("top32", state_layout)
         else:
             raise ValueError(f"pass the source indices of a {values.size}-dim state selection")
-    idx = np.asarray(list(indices), dtype=np.int64)
+    idx = code_dims(state_layout)[np.asarray(list(indices), dtype=np.int64)]
     integer = np.rint(values - _STATE_FRAC[idx]).astype(np.int64)
     by_kind = {}
     for k in (0, 1, 2):
@@ -357,6 +393,7 @@ class SyntheticConfig:
     """What to build. Lengths and task ids are per episode (cycled when shorter than `episodes`)."""
 
     layout: str = "v3.0"  # "v3.0" or "v2.1"
+    release: str = "2025"  # BEHAVIOR release whose state layout to write: "2025" (256 dims) or "2026" (61)
     episodes: int | None = None  # default: len(lengths)
     lengths: tuple[int, ...] = DEFAULT_LENGTHS  # frames per episode
     tasks: tuple[int, ...] = DEFAULT_TASKS  # BEHAVIOR task id per episode
@@ -387,6 +424,13 @@ class SyntheticConfig:
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.release not in RELEASES:
+            raise ValueError(f"release must be one of {tuple(RELEASES)}, got {self.release!r}")
+        if self.layout not in RELEASE_LAYOUTS[self.release]:
+            raise ValueError(
+                f"the {self.release} release is LeRobot {' / '.join(RELEASE_LAYOUTS[self.release])} only, "
+                f"not {self.layout} (use layout v3.0)"
+            )
         if not self.lengths or any(int(n) < 1 for n in self.lengths):
             raise ValueError(f"episode lengths must be >= 1, got {self.lengths}")
         if not self.tasks or any(not 0 <= int(t) < 100 for t in self.tasks):
@@ -403,6 +447,10 @@ class SyntheticConfig:
     @property
     def num_episodes(self) -> int:
         return self.episodes if self.episodes is not None else len(self.lengths)
+
+    @property
+    def state_layout(self) -> StateLayout:
+        return RELEASES[self.release]
 
     def camera_sizes(self) -> dict[str, tuple[int, int]]:
         return {
@@ -424,9 +472,14 @@ class SyntheticEpisode:
     data_file: str  # path relative to the root
     video_files: dict[str, str] = field(default_factory=dict)  # video key -> path relative to root
     from_timestamps: dict[str, float] = field(default_factory=dict)  # video key -> start in its file, s
+    release: str = "2025"  # whose state layout `states()` is on
+
+    @property
+    def state_layout(self) -> StateLayout:
+        return RELEASES[self.release]
 
     def states(self) -> np.ndarray:
-        return expected_states(self.episode_index, np.arange(self.length))
+        return expected_states(self.episode_index, np.arange(self.length), self.state_layout)
 
     def actions(self) -> np.ndarray:
         return expected_actions(self.episode_index, np.arange(self.length))
@@ -442,6 +495,14 @@ class SyntheticDatasetInfo:
     depth_keys: list[str]
     tasks: dict[int, str]  # task_index (as written) -> task string
     config: SyntheticConfig
+
+    @property
+    def release(self) -> str:
+        return self.config.release
+
+    @property
+    def state_layout(self) -> StateLayout:
+        return self.config.state_layout
 
     @property
     def episode_indices(self) -> list[int]:
@@ -469,6 +530,8 @@ class SyntheticDatasetInfo:
         return {
             "root": str(self.root),
             "layout": self.layout,
+            "release": self.release,
+            "state_dim": self.state_layout.dim,
             "fps": self.fps,
             "episodes": [asdict(e) for e in self.episodes],
             "camera_sizes": {k: list(v) for k, v in self.camera_sizes.items()},
@@ -519,6 +582,7 @@ def _plan(config: SyntheticConfig) -> list[SyntheticEpisode]:
                 task=task_name(t),
                 dataset_from_index=start,
                 data_file="",
+                release=config.release,
             )
         )
         start += lengths[i]
@@ -654,8 +718,8 @@ def _image_stats(samples: np.ndarray, is_depth: bool, quantiles: bool = True) ->
 def _episode_columns(ep: SyntheticEpisode, fps: int, layout: str) -> dict[str, np.ndarray]:
     frames = np.arange(ep.length, dtype=np.int64)
     return {
-        "observation.state": expected_states(ep.episode_index, frames),
-        "action": expected_actions(ep.episode_index, frames),
+        "observation.state": ep.states(),
+        "action": ep.actions(),
         CAM_REL_POSES_KEY: expected_cam_rel_poses(ep.episode_index, frames),
         "timestamp": (frames / fps).astype(np.float64 if layout == "v2.1" else np.float32),
         "frame_index": frames,
@@ -836,7 +900,7 @@ def _write_v21(root, config, episodes, jobs, samples) -> None:
             "index": {"dtype": "int64", "shape": [1], "names": None},
             "task_index": {"dtype": "int64", "shape": [1], "names": None},
             CAM_REL_POSES_KEY: {"dtype": "float32", "shape": [CAM_REL_POSES_DIM], "names": None},
-            "observation.state": {"dtype": "float32", "shape": [STATE_DIM], "names": None},
+            "observation.state": {"dtype": "float32", "shape": [config.state_layout.dim], "names": None},
             TASK_INFO_KEY: {"dtype": "float32", "shape": [None], "names": None},
         }
     )
@@ -915,7 +979,7 @@ def _write_v30(root, config, episodes, jobs, samples) -> None:
     sizes = config.camera_sizes()
     video_keys = [*RGB_KEYS, *([DEPTH_KEY] if config.depth else [])]
     features: dict[str, dict] = {
-        "observation.state": {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
+        "observation.state": {"dtype": "float32", "shape": (config.state_layout.dim,), "names": None},
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
         CAM_REL_POSES_KEY: {"dtype": "float32", "shape": (CAM_REL_POSES_DIM,), "names": None},
     }
@@ -1083,6 +1147,12 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
     help="On-disk layout: lerobot v3.0 (several episodes per file) or BEHAVIOR's v2.1 release (task-NNNN folders).",
 )
 @click.option(
+    "--release",
+    type=click.Choice(tuple(RELEASES)),
+    default="2025",
+    help="BEHAVIOR release whose R1Pro state to write: 2025 (256 dims) or 2026 (61 dims, names null; v3.0 only).",
+)
+@click.option(
     "--episodes",
     type=click.IntRange(min=1),
     default=None,
@@ -1146,6 +1216,7 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
 def main(
     output_dir,
     layout,
+    release,
     episodes,
     lengths,
     tasks,
@@ -1163,8 +1234,8 @@ def main(
 ):
     """Write a small but faithful synthetic BEHAVIOR (R1Pro) LeRobot dataset.
 
-    256-dim state, 23-dim action, three RGB cameras as AV1 mp4, a depth video, several tasks and
-    episode lengths; pixels and state/action values encode (episode, frame) so that readers can be
+    R1Pro state of the 2025 (256 dims) or 2026 (61 dims) release, 23-dim action, three RGB cameras as
+    AV1 mp4, a depth video, several tasks and episode lengths; pixels and state/action values encode (episode, frame) so that readers can be
     checked for alignment (see preprocess/synthetic.py).
     """
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only on the console
@@ -1173,6 +1244,7 @@ def main(
     try:
         config = SyntheticConfig(
             layout=layout,
+            release=release,
             episodes=episodes,
             lengths=lengths,
             tasks=tasks,
@@ -1190,7 +1262,8 @@ def main(
     except (ValueError, FileExistsError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(
-        f"wrote {info.layout} dataset to {info.root}: {len(info.episodes)} episodes "
+        f"wrote {info.layout} dataset ({info.release} release, {info.state_layout.dim}-dim state) to {info.root}: "
+        f"{len(info.episodes)} episodes "
         f"({', '.join(f'{e.episode_index}:{e.length}' for e in info.episodes)}), {info.total_frames} frames, "
         f"tasks {info.tasks}, cameras {', '.join(f'{k} {h}x{w}' for k, (h, w) in info.camera_sizes.items())}"
         + (f", depth {DEPTH_KEY}" if info.depth_keys else "")
@@ -1200,12 +1273,14 @@ def main(
 __all__ = [
     "CAMERA_CODES",
     "DEPTH_KEY",
+    "RELEASES",
     "RGB_KEYS",
     "FrameCode",
     "SyntheticConfig",
     "SyntheticDatasetInfo",
     "SyntheticEpisode",
     "build_dataset",
+    "code_dims",
     "decode_frame_code",
     "decode_frame_id",
     "decode_state_id",

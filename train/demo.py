@@ -1,6 +1,7 @@
 """`make demo`: the whole mission on a small synthetic BEHAVIOR dataset, through the real commands.
 
-    python -m train.demo --out demo-output
+    python -m train.demo --out demo-output                  # the 2025 release's 256-dim state
+    python -m train.demo --out demo-output --release 2026   # the 2026 release: 61-dim state, 2 tasks
 
 Runs, each as a subprocess exactly as a user would type it (their output streams through):
 
@@ -35,6 +36,8 @@ from pathlib import Path
 
 import click
 
+from schemas.r1pro import LAYOUTS
+
 MARKER = ".b1k-demo"  # --out is only ever wiped when it holds this file (i.e. a previous demo made it)
 
 # The commands to run the same on real data: the README's quick start, verbatim
@@ -56,7 +59,9 @@ b1k-train --shards ~/shards/task-0006 --output-dir ~/runs/smolvla-task-0006 \\
   --batch-size 16 --max-steps 100000 --chunk-size 30 --num-workers 8 --lr 1e-4
 """
 
-CAMERAS = ("head", "left_wrist", "right_wrist")
+# The synthetic dataset's BEHAVIOR task ids per release: the 2026 demo shows a multi-task set.
+RELEASE_TASKS = {"2025": (6,), "2026": (6, 1)}
+RELEASE_STATE_DIMS = {layout.release: layout.dim for layout in LAYOUTS.values()}
 ACTION_GROUPS = (
     ("base", 0, 3),
     ("torso", 3, 7),
@@ -191,6 +196,7 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
     from lerobot.policies.factory import make_pre_post_processors
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
+    from schemas.r1pro import camera_for_key
     from shards.codec import decode_sample
     from shards.reader import iter_tar_samples, open_shard_set
 
@@ -213,10 +219,18 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
     meta = sample["json"]
 
     # A raw observation as a robot would give it: RGB images float [0, 1] CHW, the filtered state, the task.
+    # The image keys are the checkpoint's own: the dataset's (`observation.images.rgb.head`) or, in
+    # checkpoints written before those, the short ones (`observation.images.head`).
     observation = {}
-    for camera, spec in manifest["cameras"].items():
-        image = np.array(sample[spec.get("member", f"{camera}.jpg")], dtype=np.uint8)  # HxWx3 RGB
-        observation[f"observation.images.{camera}"] = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    for key in policy.config.image_features:
+        camera = camera_for_key(key).name
+        if camera not in manifest["cameras"]:
+            raise click.ClickException(
+                f"the checkpoint expects camera {camera!r} ({key}), the shard set has none"
+            )
+        member = manifest["cameras"][camera].get("member", f"{camera}.jpg")
+        image = np.array(sample[member], dtype=np.uint8)  # HxWx3 RGB
+        observation[key] = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
     observation["observation.state"] = torch.from_numpy(np.array(sample["state.npy"], dtype=np.float32))
     observation["task"] = meta["task"]
     missing = sorted(set(policy.config.input_features) - set(observation))
@@ -311,7 +325,14 @@ def train_numbers(run_dir: Path, batch_size: int) -> dict:
     type=click.IntRange(min=3),
     default=6,
     show_default=True,
-    help="Synthetic episodes (task 6; one is held out for val).",
+    help="Synthetic episodes (task 6; with --release 2026 tasks 6 and 1 alternate; one is held out for val).",
+)
+@click.option(
+    "--release",
+    type=click.Choice(tuple(RELEASE_TASKS)),
+    default="2025",
+    show_default=True,
+    help="BEHAVIOR release the synthetic dataset follows: 2025 (256-dim state) or 2026 (61-dim state).",
 )
 @click.option("--steps", type=click.IntRange(min=2), default=40, show_default=True, help="Training steps.")
 @click.option(
@@ -351,6 +372,7 @@ def train_numbers(run_dir: Path, batch_size: int) -> dict:
 def main(
     out: Path,
     episodes: int,
+    release: str,
     steps: int,
     batch_size: int,
     num_workers: int,
@@ -370,10 +392,14 @@ def main(
             f"select_action on held-out frame {frame['key']} -> {result['action_dim']}-dim action ({result_path})"
         )
         return
-    run_demo(out, episodes=episodes, steps=steps, batch_size=batch_size, num_workers=num_workers)
+    run_demo(
+        out, episodes=episodes, release=release, steps=steps, batch_size=batch_size, num_workers=num_workers
+    )
 
 
-def run_demo(out: Path, *, episodes: int, steps: int, batch_size: int, num_workers: int) -> None:
+def run_demo(
+    out: Path, *, episodes: int, release: str, steps: int, batch_size: int, num_workers: int
+) -> None:
     started = time.perf_counter()
     prepare_out(out)
     runner = Runner(out, total_steps=7)
@@ -389,7 +415,11 @@ def run_demo(out: Path, *, episodes: int, steps: int, batch_size: int, num_worke
     )
     click.echo(f"everything goes to {o}/ ; commands run from {rel(runner.bin)}/")
 
-    runner.header("a synthetic BEHAVIOR dataset (LeRobot v3.0, R1Pro, 3 RGB cameras as AV1 mp4, task 6)")
+    tasks = RELEASE_TASKS[release]
+    runner.header(
+        f"a synthetic BEHAVIOR dataset (LeRobot v3.0, {release} release: {RELEASE_STATE_DIMS[release]}-dim R1Pro"
+        f" state, 3 RGB cameras as AV1 mp4, task{'s' if len(tasks) > 1 else ''} {', '.join(map(str, tasks))})"
+    )
     runner.run(
         "dataset",
         [
@@ -398,12 +428,14 @@ def run_demo(out: Path, *, episodes: int, steps: int, batch_size: int, num_worke
             dataset,
             "--layout",
             "v3.0",
+            "--release",
+            release,
             "--episodes",
             str(episodes),
             "--lengths",
             lengths,
             "--tasks",
-            "6",
+            ",".join(map(str, tasks)),
             "--head-size",
             "128",
             "--wrist-size",
@@ -516,6 +548,8 @@ def make_summary(
     shard_bytes = sum(sh["bytes"] for s in splits for sh in splits[s]["shards"])
     frames = sum(samples.values())
     video_bytes = dir_bytes(out / "dataset" / "videos")
+    info = json.loads((out / "dataset" / "meta" / "info.json").read_text())
+    state_dim = info["features"]["observation.state"]["shape"][0]
     match = re.findall(r"([\d.]+) frames/s", pre_out)
     fps = float(match[-1]) if match else frames / runner.timings["preprocess"]
     fps_note = "" if match else " (incl. start-up)"
@@ -531,7 +565,9 @@ def make_summary(
         "",
         click.style("produced (all under " + o + "/):", bold=True),
         f"  dataset/          synthetic LeRobot v3.0 dataset: {len(splits['train']['episodes']) + len(splits['val']['episodes'])}"
-        f" episodes, {frames} frames, {human_bytes(video_bytes)} of AV1 video",
+        f" episodes, {info['total_tasks']} task{'s' if info['total_tasks'] > 1 else ''}, {state_dim}-dim state,"
+        f" {frames} frames,"
+        f" {human_bytes(video_bytes)} of AV1 video",
         "  tiny-smolvlm/     tiny random-weight SmolVLM backbone (config, processor, tokenizer)",
         f"  shards/           shard set (schema v{manifest['schema_version']}): manifest.json + {n_shards} .tar shards,"
         f" {human_bytes(shard_bytes)}; train {samples.get('train', 0)} samples"
