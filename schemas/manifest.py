@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, layout_named
@@ -43,6 +44,24 @@ def _require_vector(obj: dict, key: str, dim: int, where: str) -> list[float]:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             raise ManifestError(f"{where}.{key}[{i}]: expected a finite number, got {v!r}")
     return values
+
+
+# A file name inside a set: plain relative path segments of letters, digits, `.`, `_`, `-` (no scheme,
+# no `..`, no leading `-` or `.`, nothing a shell or a URL parser reads specially). Sets travel between
+# people, and a name ends up in a path, a URL and possibly a `pipe:` command line.
+_NAME_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+MAX_NAME_SEGMENTS = 8
+
+
+def require_set_name(name: str, where: str) -> str:
+    """`name` if it is a plain relative path inside the set; else a ManifestError naming the field."""
+    segments = name.split("/")
+    if len(segments) > MAX_NAME_SEGMENTS or not all(_NAME_SEGMENT.fullmatch(seg) for seg in segments):
+        raise ManifestError(
+            f"{where}: expected a path relative to the set's root: segments of letters, digits, '.', '_' and "
+            f"'-', not starting with '.' or '-' (no scheme, '..', spaces or shell characters), got {name!r:.80}"
+        )
+    return name
 
 
 def _require_task_key(key: str, where: str) -> None:
@@ -156,15 +175,17 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
                 for task in counts:
                     _require_task_key(task, f"{at}.tasks")
                     _require_count(counts, task, f"{at}.tasks")
-            name = _require(shard, "name", str, at)
-            if name.startswith("/") or ".." in name.split("/"):
-                raise ManifestError(f"{at}.name: expected a path relative to the set's root, got {name!r}")
+            require_set_name(_require(shard, "name", str, at), f"{at}.name")
             _require(shard, "samples", int, at)
             _require(shard, "bytes", int, at)
             digest = _require(shard, "sha256", str, at)
             if len(digest) != 64:
                 raise ManifestError(f"{at}.sha256: expected 64 hex characters, got {digest!r}")
     _require(manifest, "tasks", dict, where)
+    for key, sidecar in (manifest.get("stats_values") or {}).items():
+        require_set_name(
+            _require(sidecar, "name", str, f"{where}.stats_values.{key}"), f"{where}.stats_values.{key}.name"
+        )
     return manifest
 
 

@@ -4,7 +4,6 @@ and stream its samples as a webdataset pipeline."""
 from __future__ import annotations
 
 import random
-import shlex
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ from typing import Any
 
 import webdataset as wds
 
-from schemas.manifest import MANIFEST_NAME, ManifestError, parse_manifest, shards_of
+from schemas.manifest import MANIFEST_NAME, ManifestError, parse_manifest, require_set_name, shards_of
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
 from shards.errors import ShardCorruptError, ShardSetError, verify_hint
 from shards.guard import (
@@ -60,7 +59,9 @@ class ShardSet:
     def url(self, name: str) -> str:
         """The address of a file of the set, as webdataset's `gopen` opens it."""
         if self.kind == "pipe":
-            return self.root.format(name=shlex.quote(name))
+            # Names are plain (`schemas.manifest.require_set_name`: no quote, space or shell character),
+            # so whatever quoting the user's template puts around {name}, a name stays one word.
+            return self.root.replace("{name}", require_set_name(name, "file name"))
         if self.kind == "http":
             return f"{self.root.rstrip('/')}/{name}"
         return str(Path(self.root) / name)

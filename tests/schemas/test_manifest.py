@@ -101,3 +101,27 @@ def test_unparseable_text_names_the_file():
         parse_manifest("{", where="set/manifest.json")
     with pytest.raises(ManifestError, match="expected a JSON object"):
         parse_manifest(json.dumps([1]))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["pipe:touch /tmp/owned", "https://elsewhere/x.tar", "/etc/passwd", "a/../../x.tar", "x.tar; rm -rf ~",
+     "$(id).tar", "-rf.tar", ".hidden.tar", "a b.tar", "x`id`.tar", "a//b.tar", ""],
+)  # fmt: skip
+def test_a_name_that_could_leave_the_set_or_reach_a_shell_is_refused_when_read(name):
+    """Shard and sidecar names are checked as the manifest is read, before anything opens them."""
+    shard = copy.deepcopy(VALID)
+    shard["splits"]["train"]["shards"][0]["name"] = name
+    with pytest.raises(ManifestError, match=r"splits\.train\.shards\[0\]\.name: expected a path relative"):
+        validate_manifest(shard)
+    sidecar = copy.deepcopy(VALID)
+    sidecar["stats_values"] = {"action": {"name": name}}
+    with pytest.raises(ManifestError, match=r"stats_values\.action\.name: expected a path relative"):
+        validate_manifest(sidecar)
+
+
+def test_plain_relative_names_are_accepted():
+    ok = copy.deepcopy(VALID)
+    ok["splits"]["train"]["shards"][0]["name"] = "train-p000of004-000001.tar"
+    ok["stats_values"] = {"action": {"name": "stats/action.npy"}}
+    assert validate_manifest(ok) is ok

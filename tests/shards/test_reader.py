@@ -3,6 +3,7 @@ prefix on a local server, `pipe:` command), the same samples every way; and corr
 the training stream: a clear error naming the shard, or (skip_corrupt) skipped and counted."""
 
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -73,6 +74,22 @@ def test_pipe_template_reads_the_same_samples(shard_set):
     assert piped.url("train-000001.tar") == f"pipe:cat {shard_set}/train-000001.tar"
     assert piped.manifest == local.manifest
     assert _raw(piped) == _raw(local)
+
+
+def test_a_pipe_template_that_quotes_its_name_keeps_every_name_one_word(shard_set, tmp_path):
+    """A template may quote {name}; names are plain, so none can close the quote and run code."""
+    quoted = open_shard_set(f"pipe:cat '{shard_set}/{{name}}'")
+    assert _raw(quoted) == _raw(open_shard_set(shard_set))
+    hostile = tmp_path / "hostile"
+    shutil.copytree(shard_set, hostile)
+    owned = tmp_path / "OWNED"
+    manifest = read_manifest(hostile)
+    manifest["splits"]["train"]["shards"][0]["name"] = f"x.tar'; touch {owned}; '"
+    (hostile / "manifest.json").write_text(json.dumps(manifest))
+    for location in (f"pipe:cat '{hostile}/{{name}}'", str(hostile)):
+        with pytest.raises(ManifestError, match=r"shards\[0\]\.name: expected a path relative to the set's root"):
+            open_shard_set(location)
+    assert not owned.exists()
 
 
 def test_bad_locations_are_named(tmp_path, http_server):
