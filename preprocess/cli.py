@@ -253,7 +253,12 @@ def _setup_logging(level: int) -> None:
     metavar="EPISODES",
     help="Episodes mixed at a time when writing the shards.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace a shard set already in --output-dir.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a shard set already in --output-dir. The new set is built beside it (room for both is "
+    "needed) and replaces it only once complete: a run that fails leaves the previous set as it was.",
+)
 @click.option(
     "--resume",
     is_flag=True,

@@ -69,6 +69,7 @@ from schemas.r1pro import (
     detect_layout,
 )
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, image_member
+from shards.lock import LOCK_NAME, FolderLock, FolderLockedError
 from shards.stats import compute_stats, load_stats_values, write_stats_values
 from shards.writer import RawSample, ShardInfo, atomic_write_text, plan_shards, write_tar
 
@@ -76,6 +77,7 @@ log = logging.getLogger(__name__)
 
 TOOL = "b1k-preprocess"
 WORK_DIR = ".work"
+STAGE_DIR = "final"  # in the work dir: the final stage's shards and sidecars until they are swapped in
 OPTIONS_FILE = "options.json"
 
 
@@ -355,7 +357,7 @@ def make_plan(config: PreprocessConfig) -> Plan:
 
 
 # ------------------------------------------------------------------ output directory
-_OURS = (MANIFEST_NAME, WORK_DIR, "stats")
+_OURS = (MANIFEST_NAME, WORK_DIR, "stats", LOCK_NAME)
 
 
 def _is_ours(path: Path) -> bool:
@@ -371,7 +373,7 @@ def prepare_output(config: PreprocessConfig) -> Path | None:
     fingerprint = config.fingerprint()
     if out.exists() and not out.is_dir():
         raise PreprocessError(f"--output-dir {out}: exists and is not a directory")
-    entries = sorted(out.iterdir()) if out.is_dir() else []
+    entries = sorted(e for e in out.iterdir() if e.name != LOCK_NAME) if out.is_dir() else []
     if entries:
         if config.resume:
             recorded = None
@@ -404,11 +406,12 @@ def prepare_output(config: PreprocessConfig) -> Path | None:
                     f"--overwrite: {out} holds files this tool did not write ({foreign[:10]}); "
                     "remove them or choose another --output-dir"
                 )
-            for entry in entries:
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+            # The previous set stays until the new one is complete (`replace_set`); an earlier run's
+            # unfinished work is not a result and goes now.
+            shutil.rmtree(work, ignore_errors=True)
+            log.info(
+                "--overwrite: the new set is built beside the one in %s and replaces it once complete", out
+            )
         else:
             raise PreprocessError(
                 f"--output-dir {out} is not empty ({len(entries)} entries, e.g. {entries[0].name!r}); "
@@ -787,11 +790,11 @@ def finalize(
     plan: Plan, config: PreprocessConfig, work: Path, results: dict[int, EpisodeResult], skipped: list[dict]
 ) -> dict:
     out = Path(config.output_dir)
-    # Never trust anything of an earlier final stage: redo it from the work files.
-    for entry in out.iterdir():
-        if entry.name.endswith((".tar", ".tmp")) and entry.is_file():
-            entry.unlink()
-    shutil.rmtree(out / "stats", ignore_errors=True)
+    # The new set is written whole into the work dir and swapped in once complete (`replace_set`), so
+    # an earlier set in `out` (--overwrite) stays good until then. Never trust an earlier final stage.
+    stage = work / STAGE_DIR
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
 
     splits: dict[str, dict] = {}
     seed_of = {"train": 0, "val": 1}
@@ -808,7 +811,7 @@ def finalize(
             seed=(config.seed * 1000003 + seed_of[split]) & 0xFFFFFFFF,
             window=config.interleave_window,
         )
-        shards = write_shards(tars, order, out, _split_prefix(split, plan.partition), config)
+        shards = write_shards(tars, order, stage, _split_prefix(split, plan.partition), config)
         samples = len(order)
         tasks = np.asarray([results[i].task_index for i in episodes], dtype=np.int64)
         splits[split] = {
@@ -832,7 +835,7 @@ def finalize(
     stats, stats_values = {}, {}
     for key, dim in ((STATE_KEY, plan.selection.dim), (ACTION_KEY, ACTION_DIM)):
         entry = write_stats_values(
-            out,
+            stage,
             key,
             _stats_chunks(work, train, key),
             total,
@@ -840,7 +843,7 @@ def finalize(
             episodes=[(i, results[i].length) for i in train],
         )
         stats_values[key] = entry
-        stats[key] = compute_stats(load_stats_values(out / entry["name"]))
+        stats[key] = compute_stats(load_stats_values(stage / entry["name"]))
 
     source = plan.source
     manifest = {
@@ -914,8 +917,22 @@ def finalize(
         "totals": _totals(splits, results),
     }
     validate_manifest(manifest)
-    atomic_write_text(out / MANIFEST_NAME, dump_manifest(manifest))
+    replace_set(out, stage, dump_manifest(manifest))
     return manifest
+
+
+def replace_set(out: Path, stage: Path, manifest_text: str) -> None:
+    """Swap a complete new set (its shards and sidecars in `stage`) into `out`: the old manifest goes
+    first (from then on `out` reads as incomplete, never as a mix), then the old shards and sidecars;
+    the new files are renamed in (same filesystem: no copy) and the manifest is written last."""
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    for entry in out.iterdir():
+        if entry.name.endswith((".tar", ".tmp")) and entry.is_file():
+            entry.unlink()
+    shutil.rmtree(out / "stats", ignore_errors=True)
+    for entry in stage.iterdir():
+        os.replace(entry, out / entry.name)
+    atomic_write_text(out / MANIFEST_NAME, manifest_text)
 
 
 def _totals(splits: dict, results: dict[int, EpisodeResult]) -> dict:
@@ -951,6 +968,17 @@ def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> dict:
 
 def _run(config: PreprocessConfig, pool: EpisodePool | None, started: float) -> dict:
     plan = make_plan(config)
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise PreprocessError(f"--output-dir {out}: exists and is not a directory")
+    try:
+        with FolderLock(out, TOOL):  # held until the manifest is written and the work dir removed
+            return _run_locked(plan, config, pool, started)
+    except FolderLockedError as exc:
+        raise PreprocessError(f"--output-dir {exc}") from None
+
+
+def _run_locked(plan: Plan, config: PreprocessConfig, pool: EpisodePool | None, started: float) -> dict:
     out = Path(config.output_dir)
     log.info(
         "source %s (LeRobot %s, %d episodes, %g fps) -> %s",

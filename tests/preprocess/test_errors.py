@@ -238,6 +238,32 @@ def test_non_empty_output_dir(dataset, tmp_path):
     assert read_set(out)[0]["cameras"]["head"]["quality"] == 80
 
 
+def test_overwrite_that_fails_leaves_the_previous_set_good(dataset, tmp_path):
+    """--overwrite builds the new set beside the old one: a run that fails (here a NaN in a used state
+    dim) leaves the previous set exactly as it was; one that succeeds replaces it whole."""
+    out = tmp_path / "out"
+    assert cli(dataset, out).exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def poison(v):
+        v[2, 160] = np.nan  # arm_left_qpos_2: in top32
+        return v
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset, broken)
+    rewrite_parquet(episode_parquet(broken, BAD), "observation.state", poison)
+    assert_fails(cli(broken, out, "--overwrite", "--jpeg-quality", "80"), f"episode {BAD}", "is nan")
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {k: v for k, v in after.items() if k.parts[0] != ".work"} == before
+    assert read_set(out)[0]["cameras"]["head"]["quality"] == 90  # verifies: sizes, sha256, samples
+    result = cli(dataset, out, "--overwrite", "--jpeg-quality", "80")
+    assert result.exit_code == 0, result.output
+    manifest, _ = read_set(out)
+    assert manifest["cameras"]["head"]["quality"] == 80
+    names = {s["name"] for split in manifest["splits"].values() for s in split["shards"]}
+    assert {p.name for p in out.glob("*.tar")} == names and not (out / ".work").exists()
+
+
 def test_resume_with_other_options(dataset, tmp_path):
     out = tmp_path / "out"
     assert cli(dataset, out).exit_code == 0
@@ -296,3 +322,36 @@ def test_progress_and_summary_lines(dataset, tmp_path):
     assert "B/frame of source RGB video" in result.output
     totals = read_set(tmp_path / "out")[0]["totals"]
     assert totals["frames"] == 57 and totals["source_video_bytes_per_frame"] > 0
+
+
+HOLD_LOCK = """
+import sys, time
+from shards.lock import FolderLock
+FolderLock(sys.argv[1], "b1k-preprocess").acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_on_a_locked_folder_names_the_holder_and_a_killed_holders_lock_is_taken_over(
+    dataset, tmp_path, caplog
+):
+    """Two runs on one folder (a requeued cluster job): the second stops at once, naming the first, and
+    touches nothing; once the first is killed (-9: no clean-up), its lock is stale and a run takes it over."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        text = assert_fails(
+            cli(dataset, out, "--resume"), f"{out} is in use by b1k-preprocess (pid {holder.pid} on"
+        )
+        assert "error:" in text and "Traceback" not in text
+        assert sorted(p.name for p in out.iterdir()) == [".b1k-lock"]  # nothing written or removed
+    finally:
+        holder.kill()
+        holder.wait()
+    with caplog.at_level("WARNING", logger="shards.lock"):
+        result = cli(dataset, out)
+    assert result.exit_code == 0, result.output
+    assert f"taking over the lock of b1k-preprocess (pid {holder.pid}" in caplog.text
+    assert (out / "manifest.json").is_file() and not (out / ".b1k-lock").exists()

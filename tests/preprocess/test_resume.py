@@ -102,14 +102,18 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(dataset, reference, tmp_
 
 
 def test_interrupted_final_stage_is_redone(dataset, reference, tmp_path, monkeypatch):
-    """Killed after some shards were renamed into place but before the manifest: resume rewrites them."""
+    """Killed after some shards were written but before the manifest: the shards wait in the work dir's
+    stage (the output holds no half set), and resume rewrites them."""
     out = tmp_path / "set"
-    _crash_before_stats(dataset, out, monkeypatch)
-    assert list(out.glob("train-*.tar")) and not (out / "manifest.json").exists()
-    (out / "train-000009.tar.tmp").write_bytes(b"partial")  # a shard that was being written
-    (out / "train-000000.tar").write_bytes(b"garbage")  # never trust a final-stage file
+    work = _crash_before_stats(dataset, out, monkeypatch)
+    stage = work / pipeline.STAGE_DIR
+    assert list(stage.glob("train-*.tar")) and not list(out.glob("*.tar"))
+    assert not (out / "manifest.json").exists()
+    (stage / "train-000009.tar.tmp").write_bytes(b"partial")  # a shard that was being written
+    (stage / "train-000000.tar").write_bytes(b"garbage")  # never trust a final-stage file
+    (out / "train-000000.tar").write_bytes(b"garbage")  # nor one in the output without a manifest
     preprocess(dataset.root, out, resume=True, **OPTIONS)
-    assert not (out / "train-000009.tar.tmp").exists()
+    assert not list(out.rglob("*.tmp"))
     assert_same_set(reference, out)
 
 
