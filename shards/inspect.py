@@ -1,7 +1,8 @@
 """`b1k-shards inspect`: what a shard set holds, in words and (with `--sheet`) in a picture.
 
 `summarize(manifest)` reads only the manifest (so it is instant, also for a remote set):
-schema version, creator, source, episodes and samples per split, tasks, cameras and their stored
+schema version, creator, source, episodes and samples per split, tasks (with episodes and samples
+per task and split, where the manifest records them), cameras and their stored
 sizes, state preset and names, horizon, alpha, bytes and bytes per frame, and the stats table.
 
 `contact_sheet(shard_set, ...)` draws a few samples, one row each: the three camera images side
@@ -76,6 +77,7 @@ def summary_dict(manifest: dict) -> dict:
         "partition": manifest.get("partition"),
         "splits": splits,
         "tasks": manifest["tasks"],
+        "task_counts": task_counts(manifest),
         "cameras": manifest["cameras"],
         "state": {
             "preset": manifest["state"]["preset"],
@@ -93,6 +95,45 @@ def summary_dict(manifest: dict) -> dict:
         "samples": total_samples,
         "bytes_per_frame": total_bytes / total_samples if total_samples else 0.0,
     }
+
+
+def task_counts(manifest: dict) -> dict[str, dict[str, dict] | None]:
+    """Per split: {task index: {"task", "episodes", "samples"}}, or None where the manifest does not
+    record them (sets written before `splits.<split>.tasks` existed)."""
+    out: dict[str, dict[str, dict] | None] = {}
+    for split in SPLITS:
+        recorded = manifest["splits"][split].get("tasks")
+        out[split] = (
+            None
+            if recorded is None
+            else {
+                task: {"task": manifest["tasks"].get(task, "?"), **counts}
+                for task, counts in sorted(recorded.items(), key=lambda kv: int(kv[0]))
+            }
+        )
+    return out
+
+
+def _task_lines(manifest: dict) -> list[str]:
+    """The per-task table: episodes, samples and share of the split's samples, then the task string."""
+    counts = task_counts(manifest)
+    recorded = [split for split in SPLITS if counts[split] is not None]
+    if not recorded:
+        return ["per task    not recorded (a set written before b1k-preprocess counted samples per task)"]
+    columns = "".join(f"{split + ' episodes':>16}{'samples':>10}{'share':>8}" for split in SPLITS)
+    lines = [f"per task    {'task':>4}{columns}"]
+    totals = {split: sum(c["samples"] for c in (counts[split] or {}).values()) for split in SPLITS}
+    for task in sorted({t for split in recorded for t in counts[split]}, key=int):
+        row = f"            {task:>4}"
+        for split in SPLITS:
+            if counts[split] is None:
+                row += f"{'not recorded':>34}"
+                continue
+            entry = counts[split].get(task, {"episodes": 0, "samples": 0})
+            share = entry["samples"] / totals[split] if totals[split] else 0.0
+            row += f"{entry['episodes']:>16}{entry['samples']:>10}{share:>8.1%}"
+        lines.append(f"{row}  {manifest['tasks'].get(task, '?')}")
+    return lines
 
 
 def _stats_table(manifest: dict, key: str, names: list[str]) -> list[str]:
@@ -143,6 +184,7 @@ def summarize(manifest: dict, location: str = "", stats: bool = True) -> str:
     lines.append(f"tasks       {len(tasks)}: " + "; ".join(f"{k}: {v}" for k, v in list(tasks.items())[:8]))
     if len(tasks) > 8:
         lines[-1] += f"; ... ({len(tasks) - 8} more)"
+    lines.extend(_task_lines(manifest))
     for i, (name, camera) in enumerate(manifest["cameras"].items()):
         quality = f" q{camera['quality']}" if "quality" in camera else ""
         native = ""

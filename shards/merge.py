@@ -40,7 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.manifest import MANIFEST_NAME, SPLITS, STAT_KEYS, dump_manifest, validate_manifest
+from schemas.manifest import (
+    MANIFEST_NAME,
+    SPLITS,
+    STAT_KEYS,
+    dump_manifest,
+    state_layout_of,
+    validate_manifest,
+)
 from schemas.sample import JSON_MEMBER, SCHEMA_VERSION, parse_sample_key
 from shards.reader import ShardSet, open_shard_set
 from shards.scan import is_local, open_stream
@@ -112,6 +119,7 @@ def _fields(manifest: dict) -> dict[str, object]:
     """The fields every merged input must share, by dotted name."""
     out: dict[str, object] = {
         "schema_version": manifest["schema_version"],
+        "state.layout": state_layout_of(manifest).name,
         "state.preset": manifest["state"]["preset"],
         "state.indices": manifest["state"]["indices"],
         "horizon": manifest["horizon"],
@@ -123,7 +131,7 @@ def _fields(manifest: dict) -> dict[str, object]:
         "temporal.alpha": float(manifest["temporal"]["alpha"]),
     }
     for name, camera in sorted(manifest["cameras"].items()):
-        for key in ("height", "width", "encoding"):
+        for key in ("height", "width", "encoding", "video_key"):
             out[f"cameras.{name}.{key}"] = camera.get(key)
     return out
 
@@ -552,6 +560,7 @@ def build_manifest(
             values = [inp.manifest["splits"][split].get(counter) for inp in inputs]
             if all(isinstance(v, int) for v in values):
                 split_entry[counter] = sum(values)
+        split_entry.update(_merge_split_tasks([inp.manifest["splits"][split] for inp in inputs]))
         splits[split] = split_entry
     base["splits"] = splits
     base["stats"] = stats
@@ -580,6 +589,25 @@ def build_manifest(
         base.pop("totals", None)
     base["schema_version"] = SCHEMA_VERSION
     return validate_manifest(base)
+
+
+def _merge_split_tasks(entries: list[dict]) -> dict:
+    """A split's `tasks` (episodes and samples per task, added up) and `episode_tasks` (joined: the
+    inputs' episodes are disjoint), each only when every input records it: a partial count would
+    mislead `b1k-shards inspect` and `b1k-train --task-balance`. (Shard entries keep their own `tasks`.)"""
+    out: dict = {}
+    if all("tasks" in e for e in entries):
+        totals: dict[str, dict[str, int]] = {}
+        for entry in entries:
+            for task, counts in entry["tasks"].items():
+                total = totals.setdefault(task, {"episodes": 0, "samples": 0})
+                total["episodes"] += counts["episodes"]
+                total["samples"] += counts["samples"]
+        out["tasks"] = dict(sorted(totals.items(), key=lambda kv: int(kv[0])))
+    if all("episode_tasks" in e for e in entries):
+        joined = {k: v for entry in entries for k, v in entry["episode_tasks"].items()}
+        out["episode_tasks"] = dict(sorted(joined.items(), key=lambda kv: int(kv[0])))
+    return out
 
 
 def _merge_totals(inputs: list[_Input], placed: list[_Placed]) -> dict | None:

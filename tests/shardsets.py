@@ -114,6 +114,14 @@ def make_sample(
     return encode_sample(sample_key(episode, frame), images, state, action, is_pad, meta)
 
 
+def _task_counts(tasks: Iterable[int]) -> dict[str, int]:
+    """{task index: samples}, as the manifest records it (keys are strings, in task order)."""
+    counts: dict[int, int] = {}
+    for task in tasks:
+        counts[task] = counts.get(task, 0) + 1
+    return {str(t): counts[t] for t in sorted(counts)}
+
+
 def _stats(
     root: Path,
     train: dict[int, int],
@@ -147,6 +155,7 @@ def write_shard_set(
     horizon: int = 8,
     alpha: float = 2.0,
     tasks: Mapping[int, str] | None = None,
+    episode_tasks: Mapping[int, int] | None = None,
     samples_per_shard: int = 40,
     interleave: bool = True,
     stats_sidecar: bool = False,
@@ -157,7 +166,9 @@ def write_shard_set(
     """Write a shard set under `root` and return its manifest.
 
     `episodes`: {episode: length}, or a count of episodes from `first_episode` of `length` frames each.
-    Episodes take the tasks (`TASKS` by default) round-robin by episode index. `interleave=False`
+    Episodes take the tasks (`TASKS` by default) round-robin by episode index, or as `episode_tasks`
+    ({episode: task index}) says; the splits and shards record their samples per task as
+    `b1k-preprocess` does (`splits.<split>.tasks`, `.episode_tasks`, `.shards[i].tasks`). `interleave=False`
     writes episodes one after the other (episode-pure shards). `nan_action`: (episode, frame) samples whose
     action chunk is NaN (left out of the stats). With `partition=(K, N)` only the sorted episodes [K::N]
     are written, like `b1k-preprocess --partition K/N`. `stats_sidecar`: write the stats' values sidecars.
@@ -168,6 +179,7 @@ def write_shard_set(
     cameras = dict(CAMERAS if cameras is None else cameras)
     tasks = dict(TASKS if tasks is None else tasks)
     task_keys = sorted(tasks)
+    task_of = {e: task_keys[e % len(task_keys)] for e in lengths} | dict(episode_tasks or {})
     val, nan = set(val_episodes), set(nan_action)
     mine = sorted(lengths)
     if partition is not None:
@@ -181,7 +193,7 @@ def write_shard_set(
         prefix = split if partition is None else f"{split}-p{partition[0]:03d}of{partition[1]:03d}"
         with ShardWriter(root, prefix=prefix, max_samples=samples_per_shard) as writer:
             for e, f in order:
-                task_index = task_keys[e % len(task_keys)]
+                task_index = task_of[e]
                 writer.write(
                     make_sample(
                         e,
@@ -196,11 +208,20 @@ def write_shard_set(
                         nan_action=(e, f) in nan,
                     )
                 )
+        shards, start = [s.to_json() for s in writer.shards], 0
+        for shard in shards:  # the shards cut `order` in sequence
+            shard["tasks"] = _task_counts(task_of[e] for e, _ in order[start : start + shard["samples"]])
+            start += shard["samples"]
         splits[split] = {
             "episodes": sorted(chosen),
-            "shards": [s.to_json() for s in writer.shards],
+            "shards": shards,
             "samples": sum(chosen.values()),
             "frames": sum(chosen.values()),
+            "tasks": {
+                task: {"episodes": sum(str(task_of[e]) == task for e in chosen), "samples": samples}
+                for task, samples in _task_counts(task_of[e] for e, _ in order).items()
+            },
+            "episode_tasks": {str(e): task_of[e] for e in sorted(chosen)},
         }
     train = {e: lengths[e] for e in splits["train"]["episodes"]}
     stats, stats_values = _stats(root, train, state_dim, nan, stats_sidecar)

@@ -138,6 +138,15 @@ def _last_line(text: str) -> str:
     "whenever the buffers hold them (same data per epoch, only the order changes).",
 )
 @opt(
+    "--task-balance",
+    "task_balance",
+    is_flag=True,
+    default=False,
+    help="Balance the tasks: every sample of task t streams r_t = max(1, round(n_max / n_t)) times per epoch "
+    "(n_t: its train samples over all --shards sets), so small tasks are not drowned; needs sets whose "
+    "manifest counts samples per task (b1k-preprocess writes them). Default mixture weights follow.",
+)
+@opt(
     "--skip-corrupt",
     "skip_corrupt",
     is_flag=True,

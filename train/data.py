@@ -7,7 +7,9 @@ describe the same features. Each DataLoader worker of each rank (a *slot*) build
 2. its share of it, split by node (rank) and then by worker, like webdataset's `split_by_node` /
    `split_by_worker`: whole shards when there are at least as many shards as parts, otherwise
    every part reads the shards and keeps every `parts`-th sample (so 8 workers on a 3-shard set
-   still all work, and ranks stay disjoint);
+   still all work, and ranks stay disjoint); with `--task-balance` each sample of task t is first
+   repeated r_t = max(1, round(n_max / n_t)) times in a row (`repeat_by_task`: its task from its
+   key's episode; the manifest counts each shard's samples per task, so the epoch's size stays known);
 3. a buffer shuffle over the raw (still encoded) samples, seeded by (seed, epoch, slot), whose picks
    are episode-stratified: every batch position asks for an episode of a per-batch random
    permutation (the same schedule in every worker), so a batch's samples come from distinct
@@ -34,6 +36,7 @@ import gc
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import random
@@ -47,7 +50,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from schemas.manifest import ManifestError, dump_manifest, shards_of
+from schemas.manifest import ManifestError, dump_manifest, shards_of, state_layout_of
+from schemas.r1pro import StateLayout
 from schemas.sample import (
     ACTION_IS_PAD_MEMBER,
     ACTION_MEMBER,
@@ -61,11 +65,12 @@ from shards.errors import ShardCorruptError, ShardSetError
 from shards.guard import CorruptShardLog, VerifiedShards, iter_checked_shard
 from shards.reader import ShardSet, iter_tar_samples, open_shard_set
 
-IMAGE_PREFIX = "observation.images."
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 PAD_KEY = "action_is_pad"
 STAT_FIELDS = ("mean", "std", "min", "max", "q01", "q99")
+
+logger = logging.getLogger(__name__)
 
 
 class ShardReadError(ShardSetError):
@@ -78,14 +83,37 @@ class DataSpecError(ValueError):
 
 @dataclass(frozen=True)
 class CameraSpec:
+    """A camera as the manifest describes it: the shard member keeps the short name (`head.jpg`);
+    batches and the policy use the dataset's own key (`observation.images.rgb.head`), so a checkpoint's
+    features are the dataset's and lerobot tools read both alike."""
+
     name: str
     height: int
     width: int
     member: str  # tar member of its image, e.g. "head.jpg"
+    key: str  # the dataset's video key, e.g. "observation.images.rgb.head"
+    entry: dict = field(default_factory=dict, compare=False)  # the manifest's camera entry, as recorded
 
-    @property
-    def key(self) -> str:
-        return IMAGE_PREFIX + self.name
+    @classmethod
+    def of(cls, name: str, entry: dict) -> CameraSpec:
+        return cls(
+            name,
+            int(entry["height"]),
+            int(entry["width"]),
+            image_member(name, entry["encoding"]),
+            str(entry["video_key"]),
+            dict(entry),
+        )
+
+    def describe(self) -> dict:
+        """What a checkpoint records of it, for whoever feeds the policy raw frames (`deploy/`)."""
+        recorded = ("source_height", "source_width", "resize", "encoding", "quality")
+        return {
+            "video_key": self.key,
+            "height": self.height,
+            "width": self.width,
+            **{k: self.entry[k] for k in recorded if k in self.entry},
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +137,7 @@ class ShardSource:
     train: list[ShardRef]
     val: list[ShardRef]
     episodes: list[int] = field(default_factory=list)  # of the train split
+    repeats: TaskRepeats | None = None  # `--task-balance`: its samples repeated by task
 
     @property
     def manifest(self) -> dict:
@@ -117,6 +146,13 @@ class ShardSource:
     @property
     def train_samples(self) -> int:
         return sum(s.samples for s in self.train)
+
+    @property
+    def epoch_samples(self) -> int:
+        """Samples of an epoch of its train stream: the train samples, repeated by task when balanced."""
+        if self.repeats is None:
+            return self.train_samples
+        return sum(self.repeats.shard_samples(s) for s in self.train)
 
 
 @dataclass
@@ -128,11 +164,14 @@ class DataSpec:
     state_names: list[str]
     state_indices: list[int]
     state_preset: str
+    state_layout: StateLayout
     action_dim: int
     action_names: list[str]
     horizon: int
     manifest_alpha: float
     stats: dict[str, dict[str, list[float]]]
+    tasks: dict[int, str] = field(default_factory=dict)  # task index -> string, of every set
+    fps: float = 30.0
     sources: list[ShardSource] = field(default_factory=list)
 
     @property
@@ -163,9 +202,17 @@ class DataSpec:
                 }
                 for src in self.sources
             ],
-            "state": {"preset": self.state_preset, "indices": self.state_indices, "names": self.state_names},
+            "state": {
+                "layout": self.state_layout.name,
+                "source_dim": self.state_layout.dim,
+                "preset": self.state_preset,
+                "indices": self.state_indices,
+                "names": self.state_names,
+            },
             "action": {"dim": self.action_dim, "names": self.action_names},
-            "cameras": {c.name: {"height": c.height, "width": c.width} for c in self.cameras},
+            "cameras": {c.name: c.describe() for c in self.cameras},
+            "tasks": {str(index): task for index, task in sorted(self.tasks.items())},
+            "fps": self.fps,
             "horizon": self.horizon,
             "manifest_alpha": self.manifest_alpha,
         }
@@ -236,8 +283,9 @@ def _check_local_shards(shard_set: ShardSet, refs: list[ShardRef]) -> None:
             raise ShardReadError(f"shard {ref.url} listed in the manifest is missing")
 
 
-def open_data(shards: list[str]) -> DataSpec:
-    """Open every `--shards` entry, check they agree on features, merge stats; the trainer's view of the data."""
+def open_data(shards: list[str], task_balance: bool = False) -> DataSpec:
+    """Open every `--shards` entry, check they agree on features, merge stats; the trainer's view of the data.
+    `task_balance`: each set's train samples are repeated by task (`balance_tasks`)."""
     if not shards:
         raise DataSpecError("no shard set given (--shards)")
     parsed = [parse_shards_arg(s) for s in shards]
@@ -258,22 +306,37 @@ def open_data(shards: list[str]) -> DataSpec:
             raise DataSpecError(f"{location}: the train split holds no samples")
         episodes = [int(e) for e in shard_set.manifest["splits"]["train"]["episodes"]]
         sources.append(ShardSource(location, shard_set, 0.0, train, val, episodes))
+    if task_balance:
+        for src, repeats in zip(sources, balance_tasks(sources), strict=True):
+            src.repeats = repeats
     for src, (_, weight) in zip(sources, parsed, strict=True):
-        # Default mixture: proportional to size, i.e. like concatenating the sets.
-        src.weight = float(weight) if weight is not None else float(src.train_samples)
+        # Default mixture: proportional to the epoch's size, i.e. like concatenating the sets.
+        src.weight = float(weight) if weight is not None else float(src.epoch_samples)
 
     first = sources[0].manifest
-    cameras = [
-        CameraSpec(name, int(c["height"]), int(c["width"]), image_member(name, c["encoding"]))
-        for name, c in first["cameras"].items()
-    ]
-    for src in sources[1:]:
+    cameras = [CameraSpec.of(name, c) for name, c in first["cameras"].items()]
+    layout = state_layout_of(first, sources[0].location)
+    tasks: dict[int, str] = {}
+    for src in sources:
         m = src.manifest
-        other = {name: (int(c["height"]), int(c["width"])) for name, c in m["cameras"].items()}
-        if other != {c.name: (c.height, c.width) for c in cameras}:
+        other = {
+            name: (int(c["height"]), int(c["width"]), c["video_key"]) for name, c in m["cameras"].items()
+        }
+        if other != {c.name: (c.height, c.width, c.key) for c in cameras}:
             raise DataSpecError(f"{src.location}: cameras {other} differ from {sources[0].location}'s")
+        if state_layout_of(m, src.location) != layout:
+            raise DataSpecError(
+                f"{src.location}: state layout {state_layout_of(m).name} differs from "
+                f"{sources[0].location}'s {layout.name} (sets of different releases cannot be mixed)"
+            )
         if list(m["state"]["indices"]) != list(first["state"]["indices"]):
             raise DataSpecError(f"{src.location}: state indices differ from {sources[0].location}'s")
+        for index, task in m["tasks"].items():
+            if tasks.setdefault(int(index), str(task)) != str(task):  # e.g. two v3.0 sets, dense indices
+                logger.warning(
+                    f"{src.location}: task {index} is {task!r}, an earlier set calls it {tasks[int(index)]!r}; "
+                    "the checkpoint's task table keeps the earlier one (serve with --prompt to choose)"
+                )
         if m["action"]["dim"] != first["action"]["dim"]:
             raise DataSpecError(f"{src.location}: action dim differs from {sources[0].location}'s")
     alphas = {float(src.manifest["temporal"]["alpha"]) for src in sources}
@@ -283,13 +346,105 @@ def open_data(shards: list[str]) -> DataSpec:
         state_names=list(first["state"]["names"]),
         state_indices=list(first["state"]["indices"]),
         state_preset=str(first["state"]["preset"]),
+        state_layout=layout,
         action_dim=int(first["action"]["dim"]),
         action_names=list(first["action"]["names"]),
         horizon=min(int(src.manifest["horizon"]) for src in sources),
         manifest_alpha=alphas.pop() if len(alphas) == 1 else float(first["temporal"]["alpha"]),
         stats=_merge_stats([src.manifest for src in sources]),
+        tasks=tasks,
+        fps=float(first["fps"]),
         sources=sources,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Task balance (`--task-balance`): a small task's samples are repeated so that it is not drowned
+
+
+def task_repeats(samples: dict[str, int]) -> dict[str, int]:
+    """Each task's repeat factor r_t = max(1, round(n_max / n_t)) from its train samples n_t: in an
+    epoch every task then weighs about as much as the largest."""
+    most = max(samples.values(), default=0)
+    return {task: max(1, round(most / n)) if n > 0 else 1 for task, n in sorted(samples.items())}
+
+
+@dataclass(frozen=True)
+class TaskRepeats:
+    """`--task-balance` in one set: each sample of task t is streamed `of_task[t]` times in a row."""
+
+    of_task: dict[int, int]  # the set's task index -> r_t (from the task's train samples in all sets)
+    task_of_episode: dict[int, int]  # the set's train episodes -> their task index
+
+    def of_episode(self, episode: int) -> int:
+        return self.of_task[self.task_of_episode[episode]]
+
+    def shard_samples(self, ref: ShardRef) -> int:
+        """What a shard yields into the stream: each of its samples of task t, r_t times."""
+        return sum(self.of_task[int(task)] * int(n) for task, n in ref.entry["tasks"].items())
+
+
+def task_records(src: ShardSource) -> tuple[dict[int, int], dict[int, int]]:
+    """(train samples per task, task of each train episode) as the set's manifest records them, per
+    shard too (so an epoch's size is known without reading a shard); DataSpecError naming the set
+    where they are missing or do not add up."""
+    split = src.manifest["splits"]["train"]
+    missing = [f"splits.train.{key}" for key in ("tasks", "episode_tasks") if key not in split]
+    if any(ref.entry is None or "tasks" not in ref.entry for ref in src.train):
+        missing.append("splits.train.shards[].tasks")
+    if missing:
+        raise DataSpecError(
+            f"{src.location}: --task-balance needs the samples per task that b1k-preprocess records "
+            f"({', '.join(missing)}); this set was written before it did: re-run b1k-preprocess"
+        )
+    samples = {int(task): int(counts["samples"]) for task, counts in split["tasks"].items()}
+    episodes = {int(episode): int(task) for episode, task in split["episode_tasks"].items()}
+    for ref in src.train:
+        counts = {int(task): int(n) for task, n in ref.entry["tasks"].items()}
+        if sum(counts.values()) != ref.samples or not counts.keys() <= samples.keys():
+            raise DataSpecError(f"{src.location}: the task counts of shard {ref.entry['name']} do not add up")
+    unknown = sorted(set(src.episodes) - episodes.keys())
+    if unknown or not set(episodes.values()) <= samples.keys():
+        raise DataSpecError(
+            f"{src.location}: splits.train.episode_tasks does not give every train episode a known task"
+        )
+    return samples, episodes
+
+
+def _task_name(src: ShardSource, task: int) -> str:
+    return str(src.manifest["tasks"].get(str(task), f"task {task}"))
+
+
+def balance_tasks(sources: list[ShardSource]) -> list[TaskRepeats]:
+    """Each set's `TaskRepeats`, from the tasks' train samples over all sets. A task is its string:
+    sets number their tasks each in their own way (two v3.0 sets both have a task 0)."""
+    records = [task_records(src) for src in sources]
+    totals: dict[str, int] = {}
+    for src, (samples, _) in zip(sources, records, strict=True):
+        for task, n in samples.items():
+            totals[_task_name(src, task)] = totals.get(_task_name(src, task), 0) + n
+    repeats = task_repeats(totals)
+    return [
+        TaskRepeats({task: repeats[_task_name(src, task)] for task in samples}, episodes)
+        for src, (samples, episodes) in zip(sources, records, strict=True)
+    ]
+
+
+def task_balance_rows(spec: DataSpec) -> list[dict[str, Any]]:
+    """Per task of a balanced spec (an empty list if not balanced): the task, its train samples over
+    the sets, its repeat factor and its samples per epoch (what `b1k-train --task-balance` logs)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for src in spec.sources:
+        if src.repeats is None:
+            return []
+        for task, counts in src.manifest["splits"]["train"]["tasks"].items():
+            name = _task_name(src, int(task))
+            row = rows.setdefault(name, {"task": name, "samples": 0})
+            row["samples"] += int(counts["samples"])
+            row["repeats"] = src.repeats.of_task[int(task)]  # the same in every set
+    for row in rows.values():
+        row["effective"] = row["samples"] * row["repeats"]
+    return sorted(rows.values(), key=lambda row: row["samples"], reverse=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,14 +458,18 @@ def _seed(*parts: int) -> int:
 
 @dataclass(frozen=True)
 class SlotPlan:
-    """What one slot reads in one epoch: its shards in order, then sample strides (stride, offset)."""
+    """What one slot reads in one epoch: its shards in order, each sample repeated by its task
+    (`--task-balance`), then sample strides (stride, offset)."""
 
     shards: tuple[ShardRef, ...]
     strides: tuple[tuple[int, int], ...]
+    repeats: TaskRepeats | None = None
 
     @property
     def samples(self) -> int:
-        total = sum(s.samples for s in self.shards)
+        """Samples the slot yields per epoch, known from the manifest alone."""
+        count = (lambda s: s.samples) if self.repeats is None else self.repeats.shard_samples
+        total = sum(count(s) for s in self.shards)
         for stride, offset in self.strides:
             total = len(range(offset, total, stride))
         return total
@@ -323,9 +482,11 @@ def plan_slot(
     world: int,
     worker: int,
     workers: int,
+    repeats: TaskRepeats | None = None,
 ) -> SlotPlan:
     """Split `shards` (in `order`) by node, then by worker: by whole shards while there are enough,
-    by sample stride otherwise. The slots of one epoch partition the samples."""
+    by sample stride otherwise. The slots of one epoch partition the samples (with `repeats`, the
+    repeated samples)."""
     selected = [shards[i] for i in order] if order is not None else list(shards)
     strides: list[tuple[int, int]] = []
     for part, parts in ((rank, world), (worker, workers)):
@@ -335,7 +496,7 @@ def plan_slot(
             selected = selected[part::parts]
         else:
             strides.append((parts, part))
-    return SlotPlan(tuple(selected), tuple(strides))
+    return SlotPlan(tuple(selected), tuple(strides), repeats)
 
 
 def epoch_order(n_shards: int, seed: int, epoch: int) -> list[int]:
@@ -377,9 +538,21 @@ def _plan_raw(
     stream: Iterator[dict] = itertools.chain.from_iterable(
         _read_shard(s, corrupt, verified) for s in plan.shards
     )
+    if plan.repeats is not None:
+        stream = repeat_by_task(stream, plan.repeats.of_episode)
     for stride, offset in plan.strides:
         stream = itertools.islice(stream, offset, None, stride)
     return stream
+
+
+def repeat_by_task(stream: Iterator[dict], repeats_of_episode: Callable[[int], int]) -> Iterator[dict]:
+    """Each raw sample `repeats_of_episode(its episode)` times in a row (`--task-balance`); the task
+    comes from the key's episode, so nothing is parsed. The copies share the members, not the dict."""
+    for raw in stream:
+        repeats = repeats_of_episode(parse_sample_key(raw["__key__"])[0])
+        yield raw
+        for _ in range(repeats - 1):
+            yield dict(raw)
 
 
 class StratifiedBuffer:
@@ -521,6 +694,7 @@ def slot_stream(
     per_item: int = 1,
     corrupt: CorruptShardLog | None = None,
     verified: VerifiedShards | None = None,
+    repeats: TaskRepeats | None = None,
 ) -> Iterator[dict]:
     """The infinite raw-sample stream of one slot (epoch after epoch), skipping its first `skip` samples.
 
@@ -531,7 +705,7 @@ def slot_stream(
     """
     position = 0  # samples of this slot before the current epoch (skipped ones included)
     for epoch in itertools.count():
-        plan = plan_slot(shards, epoch_order(len(shards), seed, epoch), rank, world, worker, workers)
+        plan = plan_slot(shards, epoch_order(len(shards), seed, epoch), rank, world, worker, workers, repeats)
         size = plan.samples
         if size == 0:
             raise DataSpecError(
@@ -952,6 +1126,7 @@ class TrainStream(IterableDataset):
         self.corrupt = corrupt
         self.sources = [src.train for src in spec.sources]
         self.episodes = [src.episodes for src in spec.sources]
+        self.repeats = [src.repeats for src in spec.sources]  # `--task-balance` (None: off)
         self.batch_size = batch_size
         self.stratify = stratify
         self.weights = [src.weight for src in spec.sources]
@@ -1010,6 +1185,7 @@ class TrainStream(IterableDataset):
                 per_item=per_item,
                 corrupt=self.corrupt,
                 verified=self.verified,
+                repeats=self.repeats[index],
             )
             for index, shards in enumerate(self.sources)
         ]

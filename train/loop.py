@@ -94,6 +94,7 @@ class TrainConfig:
     augment: bool = False
     shuffle_buffer: int = 1000
     stratify: bool = True  # episode-stratified picks from the shuffle buffer
+    task_balance: bool = False  # repeat a small task's samples so that it weighs like the largest
     skip_corrupt: bool = False  # skip (and count) corrupt shards instead of stopping
     progress: bool = True
     log_sample_keys: bool = False
@@ -529,7 +530,15 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
         data_mod.retain_freed_memory()
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise TrainError("--batch-size and --max-steps must be >= 1")
-    spec = data_mod.open_data(cfg.shards)
+    spec = data_mod.open_data(cfg.shards, task_balance=cfg.task_balance)
+    balance = data_mod.task_balance_rows(spec)  # [] without --task-balance
+    task_repeats = {row["task"]: row["repeats"] for row in balance} if cfg.task_balance else None
+    if balance and dist_info.main:
+        logger.info("--task-balance: each sample of a task streams r times in a row per epoch")
+        for row in balance:
+            logger.info(
+                f"  {row['samples']:>9} samples x {row['repeats']:>3} = {row['effective']:>9} per epoch: {row['task']}"
+            )
     if cfg.chunk_size > spec.horizon:
         raise DataSpecError(
             f"--chunk-size {cfg.chunk_size} is above the stored horizon {spec.horizon} of the shard set "
@@ -602,6 +611,7 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
             ("seed", cfg.seed),
             ("shuffle_buffer", cfg.shuffle_buffer),
             ("stratify", cfg.stratify),
+            ("task_repeats", task_repeats),
             ("manifests", [data_mod.manifest_fingerprint(src.manifest) for src in spec.sources]),
         ):
             if position.get(key) != now and dist_info.main:
@@ -815,6 +825,7 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                             "seed": cfg.seed,
                             "shuffle_buffer": cfg.shuffle_buffer,
                             "stratify": cfg.stratify,
+                            "task_repeats": task_repeats,
                             "manifests": [s["manifest_sha256"] for s in provenance["sets"]],
                         },
                         keep_last=cfg.keep_last,

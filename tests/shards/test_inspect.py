@@ -12,7 +12,7 @@ from shards.cli import main
 from shards.codec import decode_sample
 from shards.inspect import RESAMPLE, choose_samples, compress_indices, render_contact_sheet
 from shards.reader import iter_tar_samples, open_shard_set
-from tests.shardsets import CAMERAS, colour_of
+from tests.shardsets import CAMERAS, colour_of, read_manifest, write_manifest
 
 
 def inspect(*args):
@@ -133,3 +133,40 @@ def test_cli_lists_its_commands():
     assert result.exit_code == 0
     for command in ("inspect", "verify", "merge"):
         assert command in result.output
+
+
+def test_summary_shows_episodes_and_samples_per_task(make_set):
+    """Episodes 0, 1, 2, 4 (9, 6, 3, 7 frames) train, 3 (5 frames) val; episodes 1 and 3 are task 1."""
+    two = make_set(
+        "two", tasks={0: "pick up the egg", 1: "open the door"}, episode_tasks={0: 0, 1: 1, 2: 0, 3: 1, 4: 0}
+    )
+    result = inspect(two, "--no-stats")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "per task    task  train episodes   samples   share    val episodes   samples   share" in lines
+    assert (
+        "               0               3        19   76.0%               0         0    0.0%  pick up the egg"
+        in lines
+    )
+    assert (
+        "               1               1         6   24.0%               1         5  100.0%  open the door"
+        in lines
+    )
+    info = json.loads(inspect(two, "--json").output)
+    assert info["task_counts"]["train"] == {
+        "0": {"task": "pick up the egg", "episodes": 3, "samples": 19},
+        "1": {"task": "open the door", "episodes": 1, "samples": 6},
+    }
+
+
+def test_summary_of_a_set_without_task_counts_says_not_recorded(shard_set):
+    manifest = read_manifest(shard_set)
+    for split in ("train", "val"):
+        del manifest["splits"][split]["tasks"]
+    write_manifest(shard_set, manifest)
+    result = inspect(shard_set, "--no-stats")
+    assert result.exit_code == 0, result.output
+    assert (
+        "per task    not recorded" in result.output and "tasks       1: 0: pick up the egg" in result.output
+    )
+    assert json.loads(inspect(shard_set, "--json").output)["task_counts"] == {"train": None, "val": None}

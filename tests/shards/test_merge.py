@@ -261,3 +261,42 @@ def test_merge_single_set_is_a_copy(make_set, tmp_path):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["merged_from"][0]["location"] == str(
         a
     )
+
+
+def test_merge_keeps_the_samples_per_task(make_set, tmp_path):
+    """Shard entries keep their per-task counts; the splits' tasks add up and their episode_tasks join;
+    an input that does not record them leaves them out of the merged split (never a partial count)."""
+    eggs = make_set("eggs", episodes={0: 9, 1: 6, 2: 3}, val_episodes=(2,), tasks={6: "hiding Easter eggs"})
+    trash = make_set(
+        "trash", episodes={10: 6, 11: 4}, val_episodes=(), tasks={1: "picking up trash"}, fingerprint="trash"
+    )
+    merged = merge_sets(tmp_path / "out", [str(eggs), str(trash)], log=lambda m: None)
+    train = merged["splits"]["train"]
+    assert train["tasks"] == {"1": {"episodes": 2, "samples": 10}, "6": {"episodes": 2, "samples": 15}}
+    assert train["episode_tasks"] == {"0": 6, "1": 6, "10": 1, "11": 1}
+    assert merged["splits"]["val"]["tasks"] == {"6": {"episodes": 1, "samples": 3}}
+    inputs = [
+        s["tasks"]
+        for m in (read_manifest(eggs), read_manifest(trash))
+        for s in m["splits"]["train"]["shards"]
+    ]
+    assert [s["tasks"] for s in train["shards"]] == inputs
+    assert verify_set(str(tmp_path / "out")).ok
+
+    old = read_manifest(trash)
+    del old["splits"]["train"]["tasks"], old["splits"]["train"]["episode_tasks"]
+    write_manifest(trash, old)
+    merged = merge_sets(tmp_path / "out2", [str(eggs), str(trash)], log=lambda m: None)
+    assert "tasks" not in merged["splits"]["train"] and "episode_tasks" not in merged["splits"]["train"]
+    assert merged["splits"]["val"]["tasks"] == {"6": {"episodes": 1, "samples": 3}}
+
+
+def test_merged_partitions_count_tasks_like_the_single_run(partitions, tmp_path):
+    full, parts = partitions
+    merged, single = (
+        merge_sets(tmp_path / "out", [str(p) for p in parts], log=lambda m: None),
+        read_manifest(full),
+    )
+    for split in ("train", "val"):
+        for key in ("tasks", "episode_tasks"):
+            assert merged["splits"][split][key] == single["splits"][split][key], (split, key)

@@ -54,7 +54,7 @@ def test_from_backbone_follows_the_vision_image_size(small_set, tiny_backbone):
     assert config.resize_imgs_with_padding == (32, 32)
     assert config.load_vlm_weights is False  # the tiny backbone has no weights
     assert set(config.image_features) == {
-        f"observation.images.{c}" for c in ("head", "left_wrist", "right_wrist")
+        f"observation.images.rgb.{c}" for c in ("head", "left_wrist", "right_wrist")
     }
     assert config.input_features["observation.state"].shape == (32,)
     assert config.output_features["action"].shape == (23,)

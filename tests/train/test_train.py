@@ -409,3 +409,47 @@ def test_offline_default_pretrained_model_says_to_pass_a_local_path(small_set, t
     assert (
         "'lerobot/smolvla_base' is a Hugging Face Hub id" in error and "pass --pretrained-model DIR" in error
     )
+
+
+def test_resume_with_task_balance_is_exact_and_a_changed_balance_warns(make_shards, tiny_backbone, tmp_path):
+    """--task-balance (8 episodes of one task, 2 of another: r = 4) logs its factors once, records them
+    in the data position, and a run resumed from a checkpoint steps through the same samples with the
+    same losses; resuming without --task-balance warns that the data order changes."""
+    shards = make_shards(
+        "balanced-train", episodes=11, length=10, val_episodes=(10,),
+        episode_tasks={e: 0 if e < 8 else 1 for e in range(11)}, samples_per_shard=20,
+    )  # fmt: skip
+    out = tmp_path / "run"
+    common = (
+        "--max-steps", 6, "--save-every", 3, "--keep-last", 0, "--num-workers", 2, "--shuffle-buffer", 16,
+        "--val-every", 0, "--log-sample-keys", "--task-balance",
+    )  # fmt: skip
+    first = _invoke(_args(shards, tiny_backbone, out, *common))
+    assert first.exit_code == 0, first.output
+    assert "80 samples x   1 =        80 per epoch: pick up the radio" in first.output
+    assert "20 samples x   4 =        80 per epoch: put the dishes away" in first.output
+    position = json.loads(
+        (out / "checkpoints" / "000003" / "training_state" / "b1k_data_position.json").read_text()
+    )
+    assert position["task_repeats"] == {"pick up the radio": 1, "put the dishes away": 4}
+    ref_losses = {step: r["weighted_loss"] for step, r in _log(out).items()}
+
+    resumed = _invoke(
+        [*_args(shards, tiny_backbone, out, *common), "--resume", out / "checkpoints" / "000003"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "the data order will differ" not in resumed.output
+    for step in (4, 5, 6):
+        assert _log(out)[step]["weighted_loss"] == pytest.approx(ref_losses[step], abs=1e-6), step
+    keys = [json.loads(line) for line in (out / "sample_keys_rank0.jsonl").read_text().splitlines()]
+    assert [k["step"] for k in keys] == [1, 2, 3, 4, 5, 6, 4, 5, 6] and keys[6:] == keys[3:6]
+
+    unbalanced = [a for a in common if a != "--task-balance"]
+    changed = _invoke(
+        [*_args(shards, tiny_backbone, out, *unbalanced), "--resume", out / "checkpoints" / "000003"]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert (
+        "--resume: task_repeats was {'pick up the radio': 1, 'put the dishes away': 4} and is now None"
+        in (changed.output)
+    )
