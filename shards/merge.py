@@ -49,6 +49,7 @@ from schemas.manifest import (
     validate_manifest,
 )
 from schemas.sample import JSON_MEMBER, SCHEMA_VERSION, parse_sample_key
+from shards.lock import LOCK_NAME, FolderLock, FolderLockedError
 from shards.reader import ShardSet, open_shard_set
 from shards.scan import is_local, open_stream
 from shards.stats import STATS_DIR, compute_stats, episode_columns, load_stats_values, write_stats_values
@@ -258,8 +259,8 @@ def _merge_tasks(inputs: list[_Input]) -> dict[str, str]:
 _OURS_SUFFIXES = (".tar", TMP_SUFFIX)
 
 
-def prepare_output(out: Path, inputs: list[_Input], overwrite: bool) -> None:
-    out = Path(out)
+def check_output(out: Path, inputs: list[_Input]) -> None:
+    """OUT must be a folder (or absent) apart from every input (checked before OUT is locked)."""
     resolved = out.resolve()
     for inp in inputs:
         if inp.shard_set.kind == "local":
@@ -268,13 +269,19 @@ def prepare_output(out: Path, inputs: list[_Input], overwrite: bool) -> None:
                 raise MergeError(f"OUT {out} overlaps input {inp.location}; write the merged set elsewhere")
     if out.exists() and not out.is_dir():
         raise MergeError(f"OUT {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    out = Path(out)
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not overwrite:
             raise MergeError(f"OUT {out} is not empty; pass --overwrite to replace the shard set in it")
         others = [
             p.name
             for p in out.iterdir()
-            if not (p.name in (MANIFEST_NAME, STATS_DIR, ".work") or p.name.endswith(_OURS_SUFFIXES))
+            if not (
+                p.name in (MANIFEST_NAME, STATS_DIR, ".work", LOCK_NAME) or p.name.endswith(_OURS_SUFFIXES)
+            )
         ]
         if others:
             raise MergeError(
@@ -283,6 +290,8 @@ def prepare_output(out: Path, inputs: list[_Input], overwrite: bool) -> None:
             )
         (out / MANIFEST_NAME).unlink(missing_ok=True)  # first: from now on OUT is not a valid set
         for p in out.iterdir():
+            if p.name == LOCK_NAME:  # ours, held for this merge
+                continue
             if p.is_dir():
                 shutil.rmtree(p)
             else:
@@ -675,7 +684,31 @@ def merge_sets(
         log(f"merge: {what}: {', '.join(i.location for i in group)}")
 
     out = Path(out)
-    prepare_output(out, inputs, overwrite)
+    check_output(out, inputs)
+    try:
+        with FolderLock(out, "b1k-shards merge"):  # held until the manifest is written
+            return _merge_into(
+                out, ordered, groups, tasks,
+                overwrite=overwrite, link=link, workers=workers, command=command, log=log,
+            )  # fmt: skip
+    except FolderLockedError as exc:
+        raise MergeError(f"OUT {exc}") from None
+
+
+def _merge_into(
+    out: Path,
+    ordered: list[_Input],
+    groups: list[list[_Input]],
+    tasks: dict,
+    *,
+    overwrite: bool,
+    link: bool,
+    workers: int,
+    command: str | None,
+    log: Callable[[str], None],
+) -> dict:
+    """The merge proper, under OUT's lock: prepare OUT, place the shards, merge stats, manifest last."""
+    prepare_output(out, overwrite)
     placed = _place_shards(ordered)
     outcomes: dict[str, int] = {}
 

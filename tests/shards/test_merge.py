@@ -300,3 +300,17 @@ def test_merged_partitions_count_tasks_like_the_single_run(partitions, tmp_path)
     for split in ("train", "val"):
         for key in ("tasks", "episode_tasks"):
             assert merged["splits"][split][key] == single["splits"][split][key], (split, key)
+
+
+def test_a_merge_into_a_locked_folder_names_the_holder_and_writes_nothing(partitions, tmp_path):
+    """Two merges into one OUT at once: the second stops, naming the first; OUT keeps only the lock."""
+    from shards.lock import FolderLock
+
+    out = tmp_path / "merged"
+    with FolderLock(out, "b1k-shards merge"):
+        result = merge(out, *partitions[1])
+        assert result.exit_code != 0
+        assert f"{out} is in use by b1k-shards merge (pid {os.getpid()} on" in result.output
+        assert [p.name for p in out.iterdir()] == [".b1k-lock"]
+    assert merge(out, *partitions[1]).exit_code == 0
+    assert (out / "manifest.json").is_file() and not (out / ".b1k-lock").exists()
