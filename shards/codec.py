@@ -41,10 +41,55 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """HxWx3 uint8 RGB from JPEG or PNG bytes."""
+def decode_image(data: bytes, expected: tuple[int, int] | None = None) -> np.ndarray:
+    """HxWx3 uint8 RGB from JPEG or PNG bytes; with `expected` (H, W), the header's size is checked
+    first (`check_image_size`), before anything is allocated for the pixels."""
+    if expected is not None:
+        check_image_size(data, *expected)
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xDA)}
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def image_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(height, width) read from a JPEG's frame header or a PNG's IHDR, without decoding; None when
+    the bytes are neither (or the header cannot be found in them)."""
+    head = bytes(data[:65536])  # headers come first; a shard's images carry no large metadata
+    if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head[:2] != _JPEG_MAGIC:
+        return None
+    i = 2
+    while i + 4 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        if marker in _JPEG_SOF:
+            if i + 9 > len(head):
+                return None
+            return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
+        i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
+def check_image_size(data: bytes | memoryview, height: int, width: int) -> None:
+    """ValueError unless the image's header says height x width: checked before decoding, so an image
+    claiming 60000 x 60000 pixels costs nothing."""
+    size = image_size(data)
+    if size is None:
+        raise ValueError("not a JPEG or PNG image (no size in its header)")
+    if size != (height, width):
+        raise ValueError(f"image header says {size[0]}x{size[1]}, expected {height}x{width}")
 
 
 def decode_image_tensor(data: bytes) -> torch.Tensor:
@@ -100,6 +145,7 @@ def decode_image_into(data: bytes, out: np.ndarray) -> None:
     (`decode_image_tensor`, the same pixels) and is copied in, so errors read the same either way.
     Decoding is fastest into a target off 16-byte alignment (see `decode_target`)."""
     height, width = out.shape[0], out.shape[1]
+    check_image_size(data, height, width)
     if _jpeg is not None and data[:2] == _JPEG_MAGIC and _jpeg.decode_into(data, out, height, width):
         return
     image = decode_image_tensor(data)
@@ -130,24 +176,27 @@ def npy_view(data: bytes | memoryview) -> np.ndarray:
     return array.reshape(shape, order="F" if fortran else "C")
 
 
-def npy_into(data: bytes | memoryview, out: np.ndarray, *, leading: bool = False) -> None:
-    """Copy the array of .npy bytes into `out` (C-contiguous, e.g. a row of a batch buffer); with
-    `leading`, the array may have more rows and its first ones are copied (an action chunk out of a
-    longer horizon). An array of `out`'s dtype and (trailing) shape is copied as one memcpy, half the
-    cost of `np.copyto(out, npy_view(data))`, which a batch pays per member; anything else goes
-    through numpy (same-kind casts, broadcasting) and fails as it does. Raises ValueError for too
-    few rows."""
+def npy_into(data: bytes | memoryview, out: np.ndarray, *, rows: int | tuple[int, ...] | None = None) -> None:
+    """Copy the array of .npy bytes into `out` (C-contiguous, e.g. a row of a batch buffer). The array
+    must be exactly what the schema says: `out`'s dtype and shape, or with `rows`, `rows` rows of
+    `out`'s row shape (or any of several `rows`: shard sets of several horizons) of which the first
+    `len(out)` are copied (an action chunk out of the stored horizon). Anything else is a ValueError saying what was expected: no casts, no broadcasting (a
+    misshapen member must never be spread over a batch row). One memcpy: half the cost of
+    `np.copyto(out, npy_view(data))`, which a batch pays per member."""
     header = _npy_header(data)
-    if header is not None:
-        end, dtype, shape, fortran = header
-        fits = shape[1:] == out.shape[1:] and shape[:1] >= out.shape[:1] if leading else shape == out.shape
-        if fits and dtype == out.dtype and not (fortran and len(shape) > 1):
-            memoryview(out).cast("B")[:] = data[end : end + out.nbytes]
-            return
-    array = npy_view(data)  # numpy says what is wrong
-    if leading and len(array) < len(out):
-        raise ValueError(f"array {array.shape}, fewer rows than the {len(out)} wanted")
-    np.copyto(out, array[: len(out)] if leading else array)
+    if header is None:
+        raise ValueError("not an .npy array (format 1 or 2)")
+    end, dtype, shape, fortran = header
+    allowed = [out.shape] if rows is None else [(n, *out.shape[1:]) for n in np.atleast_1d(rows).tolist()]
+    if shape not in allowed or dtype != out.dtype:
+        got = dtype.name if dtype.isnative else f"{dtype.name} ({dtype.str})"
+        wanted = " or ".join(f"{out.dtype.name}{list(a)}" for a in allowed)
+        raise ValueError(f"expected {wanted}, got {got}{list(shape)}")
+    if fortran and len(shape) > 1:
+        raise ValueError("Fortran-ordered arrays are not written by this schema's tools")
+    if len(data) < end + math.prod(shape) * dtype.itemsize:
+        raise ValueError(f"{dtype.name}{list(shape)} needs more bytes than the member has ({len(data)})")
+    memoryview(out).cast("B")[:] = data[end : end + out.nbytes]
 
 
 def _npy_header(data: bytes | memoryview) -> tuple[int, np.dtype, tuple[int, ...], bool] | None:
@@ -195,8 +244,17 @@ def encode_sample(
     return sample
 
 
-def decode_member(name: str, data: bytes, image_decoder: Callable[[bytes], Any] = decode_image) -> Any:
+def decode_member(
+    name: str,
+    data: bytes,
+    image_decoder: Callable[[bytes], Any] = decode_image,
+    image_size: tuple[int, int] | None = None,
+) -> Any:
+    """One member decoded by its suffix; an image with an `image_size` (H, W) is checked against its
+    header first, before it is decoded."""
     if name.endswith(_IMAGE_SUFFIXES):
+        if image_size is not None:
+            check_image_size(data, *image_size)
         return image_decoder(data)
     if name.endswith(".npy"):
         return decode_npy(data)
@@ -206,18 +264,23 @@ def decode_member(name: str, data: bytes, image_decoder: Callable[[bytes], Any] 
 
 
 def decode_sample(
-    raw: dict[str, Any], skip_images: bool = False, image_decoder: Callable[[bytes], Any] = decode_image
+    raw: dict[str, Any],
+    skip_images: bool = False,
+    image_decoder: Callable[[bytes], Any] = decode_image,
+    image_sizes: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """Decode every member of a raw sample (bytes, or memoryviews of a mapped shard); `__key__`/`__url__`
     and other metadata pass through. Images become HxWx3 uint8 arrays (`decode_image`) unless another
-    `image_decoder` is given."""
+    `image_decoder` is given; `image_sizes` (member -> (H, W), e.g. from the manifest) are checked
+    against each image's header before it is decoded."""
+    sizes = image_sizes or {}
     decoded: dict[str, Any] = {}
     for name, value in raw.items():
         passthrough = name.startswith("__") or not isinstance(value, (bytes, bytearray, memoryview))
         if passthrough or (skip_images and name.endswith(_IMAGE_SUFFIXES)):
             decoded[name] = value
         else:
-            decoded[name] = decode_member(name, value, image_decoder)
+            decoded[name] = decode_member(name, value, image_decoder, sizes.get(name))
     return decoded
 
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from schemas.manifest import SPLITS, STAT_KEYS, shards_of
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
-from shards.codec import decode_sample
+from shards.codec import check_image_size, decode_sample
 from shards.reader import ShardSet
 from shards.scan import ShardScan
 
@@ -279,10 +279,33 @@ def choose_samples(
         last = max(positions)
         for position, raw in enumerate(ShardScan(shard_set.url(shards[index]["name"]), digest=False)):
             if position in positions:
-                chosen.append(decode_sample(raw))
+                chosen.append(_decode(raw, _image_sizes(shard_set.manifest)))
             if position >= last:
                 break
     return chosen
+
+
+def _image_sizes(manifest: dict) -> dict[str, tuple[int, int]]:
+    """Each camera's member and stored size: images are checked against it before they are decoded
+    (a header claiming 60000 x 60000 pixels is an error, not a 10 GB allocation)."""
+    return {
+        image_member(name, camera["encoding"]): (int(camera["height"]), int(camera["width"]))
+        for name, camera in manifest["cameras"].items()
+    }
+
+
+def _decode(raw: dict, sizes: dict[str, tuple[int, int]]) -> dict:
+    """`decode_sample`, each image's header checked against its camera's size first; an error names
+    the shard, the sample and the member."""
+    for member, (height, width) in sizes.items():
+        if member in raw:
+            try:
+                check_image_size(raw[member], height, width)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{raw.get('__url__')}: sample {raw.get('__key__')}: {member}: {exc}"
+                ) from None
+    return decode_sample(raw)
 
 
 def _find_keys(shard_set: ShardSet, shards: list[dict], keys: list[str], split: str) -> list[dict]:
@@ -291,7 +314,7 @@ def _find_keys(shard_set: ShardSet, shards: list[dict], keys: list[str], split: 
     for entry in shards:
         for raw in ShardScan(shard_set.url(entry["name"]), digest=False):
             if raw["__key__"] in wanted:
-                found[raw["__key__"]] = decode_sample(raw)
+                found[raw["__key__"]] = _decode(raw, _image_sizes(shard_set.manifest))
                 wanted.discard(raw["__key__"])
                 if not wanted:
                     break

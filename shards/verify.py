@@ -149,7 +149,7 @@ def check_sample(raw: dict[str, Any], ctx: _Context, split: str) -> list[str]:
         if name not in raw:
             continue
         try:
-            decoded[name] = decode_member(name, raw[name])
+            decoded[name] = decode_member(name, raw[name], image_size=ctx.images.get(name))
         except Exception as exc:
             problems.append(f"{name} does not decode ({type(exc).__name__}: {exc})")
     for problem in sample_problems(decoded, ctx.state_dim, ctx.action_dim, ctx.horizon):

@@ -770,10 +770,12 @@ class SampleFormat:
     state_dim: int
     action_dim: int
     chunk_size: int
+    horizons: tuple[int, ...]  # the stored horizons of the sets: an action member has one of them
 
     @classmethod
     def of(cls, spec: DataSpec, chunk_size: int) -> SampleFormat:
-        return cls(tuple(spec.cameras), spec.state_dim, spec.action_dim, chunk_size)
+        horizons = tuple(sorted({int(src.manifest["horizon"]) for src in spec.sources})) or (spec.horizon,)
+        return cls(tuple(spec.cameras), spec.state_dim, spec.action_dim, chunk_size, horizons)
 
     def layout(self, batch_size: int) -> BatchLayout:
         """Where each tensor of a batch of `batch_size` samples lives in its buffer."""
@@ -807,7 +809,7 @@ class SampleFormat:
             member = STATE_MEMBER
             npy_into(raw[member], state)
             for target, member in ((action, ACTION_MEMBER), (pad, ACTION_IS_PAD_MEMBER)):
-                npy_into(raw[member], target, leading=True)  # the chunk: the first chunk_size steps
+                npy_into(raw[member], target, rows=self.horizons)  # the chunk: the first chunk_size steps
             member = JSON_MEMBER
             # UTF-8 by the schema: skips json's encoding sniffing (and takes a memoryview)
             meta = json.loads(str(raw[member], "utf-8"))

@@ -117,57 +117,63 @@ def test_decode_image_converts_to_rgb():
     assert decode_image(buffer.getvalue()).shape == (4, 6, 3)
 
 
-@pytest.mark.parametrize(
-    "array",
-    [
-        np.arange(32, dtype=np.float32),
-        np.linspace(0, 1, 50 * 23, dtype=np.float32).reshape(50, 23),
-        np.array([False, True, True]),
-        np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
-        np.array(3.5, dtype=np.float32),
-        np.arange(6, dtype=">i4").reshape(2, 3),
-    ],
-)
-def test_npy_members_decode_as_np_load_reads_them(array):
-    data = encode_npy(array)
-    decoded = decode_npy(data)
-    reference = np.load(io.BytesIO(data))
-    assert decoded.dtype == reference.dtype and decoded.shape == reference.shape
-    np.testing.assert_array_equal(decoded, reference)
-    decoded[...] = 0  # a writable array of its own, like np.load's
-    np.testing.assert_array_equal(decode_npy(data), reference)
-    view = npy_view(data)  # the same array, read in place (what the trainer copies into a batch)
-    assert view.dtype == reference.dtype and not view.flags.writeable
-    np.testing.assert_array_equal(view, reference)
-
-
-@pytest.mark.parametrize(
-    "array",
-    [
-        np.arange(32, dtype=np.float32),
-        np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)),  # through numpy
-        np.arange(6, dtype=">f4").reshape(2, 3),  # another byte order: through numpy
-        np.arange(6, dtype=np.float64).reshape(2, 3),  # a same-kind cast, as np.copyto does
-    ],
-)
-def test_npy_members_copy_into_a_buffer_row_as_numpy_copies_them(array):
-    out = np.full((4, *array.shape), -1, np.float32)
+def test_npy_members_copy_into_a_buffer_row_exactly():
+    array = np.arange(32, dtype=np.float32)
+    out = np.full((4, 32), -1, np.float32)
     npy_into(memoryview(encode_npy(array)), out[2])  # a view of a mapped shard, as the trainer has
     np.testing.assert_array_equal(out[2], array)
     assert (out[[0, 1, 3]] == -1).all()
 
 
-def test_npy_leading_rows_copy_a_chunk_out_of_a_longer_array():
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.arange(1, dtype=np.float32), r"expected float32\[32\], got float32\[1\]"),  # would broadcast
+        (np.arange(64, dtype=np.float32).reshape(2, 32), r"expected float32\[32\], got float32\[2, 32\]"),
+        (np.arange(32, dtype=np.float64), r"expected float32\[32\], got float64\[32\]"),  # no casts
+        (np.arange(32, dtype=">f4"), r"expected float32\[32\], got float32 \(>f4\)\[32\]"),
+    ],
+)
+def test_a_member_that_is_not_exactly_the_schemas_array_is_refused_before_it_reaches_the_row(array, message):
+    """A misshapen member is never broadcast, cast or copied into a batch row: the row stays untouched."""
+    out = np.full((4, 32), -1, np.float32)
+    with pytest.raises(ValueError, match=message):
+        npy_into(memoryview(encode_npy(array)), out[2])
+    assert (out == -1).all()
+
+
+def test_npy_rows_copy_a_chunk_out_of_the_stored_horizon():
     horizon = np.arange(30 * 4, dtype=np.float32).reshape(30, 4)
     out = np.zeros((2, 5, 4), np.float32)
-    npy_into(encode_npy(horizon), out[1], leading=True)
+    npy_into(encode_npy(horizon), out[1], rows=30)
     np.testing.assert_array_equal(out[1], horizon[:5])
-    with pytest.raises(ValueError, match=r"array \(3, 4\), fewer rows than the 5 wanted"):
-        npy_into(encode_npy(horizon[:3]), out[1], leading=True)
-    with pytest.raises(ValueError):  # not leading: the shape must be the row's
+    with pytest.raises(ValueError, match=r"expected float32\[30, 4\], got float32\[3, 4\]"):
+        npy_into(encode_npy(horizon[:3]), out[1], rows=30)
+    with pytest.raises(ValueError, match=r"expected float32\[30, 4\], got float32\[31, 4\]"):
+        npy_into(encode_npy(np.zeros((31, 4), np.float32)), out[1], rows=30)
+    with pytest.raises(ValueError):  # without rows: the shape must be the row's
         npy_into(encode_npy(horizon), out[1])
     with pytest.raises(ValueError):
-        npy_into(encode_npy(np.zeros((30, 5), np.float32)), out[1], leading=True)
+        npy_into(encode_npy(np.zeros((30, 5), np.float32)), out[1], rows=30)
+
+
+def test_an_image_is_checked_against_its_expected_size_before_it_is_decoded():
+    """A JPEG whose header claims 60000 x 60000 pixels is refused from its header: nothing is allocated."""
+    from shards.codec import check_image_size, decode_image_into, encode_jpeg, image_size
+
+    jpeg = encode_jpeg(np.zeros((16, 24, 3), np.uint8), 90)
+    assert image_size(jpeg) == (16, 24)
+    assert image_size(encode_png(np.zeros((7, 5, 3), np.uint8))) == (7, 5)
+    sof = jpeg.index(b"\xff\xc0")
+    bomb = jpeg[: sof + 5] + (60000).to_bytes(2, "big") * 2 + jpeg[sof + 9 :]
+    assert image_size(bomb) == (60000, 60000)
+    out = np.zeros((16, 24, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"image header says 60000x60000, expected 16x24"):
+        decode_image_into(bomb, out)
+    with pytest.raises(ValueError, match=r"image header says 60000x60000, expected 16x24"):
+        decode_image(bomb, expected=(16, 24))
+    with pytest.raises(ValueError, match="not a JPEG or PNG"):
+        check_image_size(b"GIF89a....", 16, 24)
 
 
 def test_npy_bytes_that_are_not_npy_are_refused():
@@ -232,7 +238,7 @@ def _pillow_jpeg(image: Image.Image) -> bytes:
 
 def test_an_image_of_another_size_or_a_corrupt_one_is_an_error():
     data = encode_jpeg(_textured(48, 64, seed=1), 90)
-    with pytest.raises(ValueError, match=r"image \(3, 48, 64\) != expected \(3, 40, 64\)"):
+    with pytest.raises(ValueError, match=r"image header says 48x64, expected 40x64"):
         codec.decode_image_into(data, np.zeros((40, 64, 3), np.uint8))
     truncated, out = data[: len(data) // 3], np.zeros((48, 64, 3), np.uint8)
     assert not codec._jpeg.decode_into(truncated, out, 48, 64)  # libjpeg would pad it with grey: declined

@@ -170,3 +170,26 @@ def test_summary_of_a_set_without_task_counts_says_not_recorded(shard_set):
         "per task    not recorded" in result.output and "tasks       1: 0: pick up the egg" in result.output
     )
     assert json.loads(inspect(shard_set, "--json").output)["task_counts"] == {"train": None, "val": None}
+
+
+def test_a_sheet_over_an_image_bomb_is_one_error_line_naming_the_shard_sample_and_member(shard_set, tmp_path):
+    """A JPEG whose header claims 60000 x 60000 pixels: refused from its header, never decoded."""
+    from shards.writer import write_tar
+
+    bad = tmp_path / "bad"
+    shutil.copytree(shard_set, bad)
+    shard = bad / read_manifest(bad)["splits"]["val"]["shards"][0]["name"]
+    raws = [dict(raw) for raw in iter_tar_samples(str(shard))]
+    jpeg = bytes(raws[0]["head.jpg"])
+    sof = jpeg.index(b"\xff\xc0")
+    raws[0]["head.jpg"] = jpeg[: sof + 5] + (60000).to_bytes(2, "big") * 2 + jpeg[sof + 9 :]
+    shard.unlink()
+    write_tar(shard, ({k: v for k, v in raw.items() if k != "__url__"} for raw in raws))
+    result = inspect(bad, "--sheet", tmp_path / "sheet.png", "--split", "val", "--samples", 2)
+    assert result.exit_code != 0
+    assert "error: contact sheet:" in result.output and "Traceback" not in result.output
+    assert (
+        f"sample {raws[0]['__key__']}: head.jpg: image header says 60000x60000, expected 24x32"
+        in result.output
+    )
+    assert not (tmp_path / "sheet.png").exists()
