@@ -51,7 +51,7 @@ from schemas.manifest import (
 from schemas.sample import JSON_MEMBER, SCHEMA_VERSION, parse_sample_key
 from shards.lock import LOCK_NAME, FolderLock, FolderLockedError
 from shards.reader import ShardSet, open_shard_set
-from shards.scan import is_local, open_stream
+from shards.scan import is_local, local_file_problem, open_stream
 from shards.stats import STATS_DIR, compute_stats, episode_columns, load_stats_values, write_stats_values
 from shards.tar import HashingReader
 from shards.writer import TMP_SUFFIX, atomic_write_text
@@ -350,7 +350,11 @@ def _transfer(inp: _Input, entry: dict, dst: Path, link: bool) -> str:
                 f"input shard {url} has {size} bytes, its manifest says {entry['bytes']}; "
                 f"check the set with `b1k-shards verify {inp.location}`"
             )
-        if link:
+        if link:  # a link carries the input's bytes as they are: they are verified first
+            if problem := local_file_problem(url, entry):
+                raise MergeError(
+                    f"input shard {url} is corrupt ({problem}); check it with `b1k-shards verify {inp.location}`"
+                )
             try:
                 os.link(url, dst)
                 return "linked"
@@ -451,7 +455,12 @@ def _interleaved(inputs: list[_Input]) -> bool:
 def _sidecar_path(inp: _Input, key: str, scratch: Path) -> Path:
     entry = inp.manifest["stats_values"][key]
     url = inp.shard_set.url(entry["name"])
-    if is_local(url):
+    if is_local(url):  # read in place, once verified against its manifest entry
+        if problem := local_file_problem(url, entry):
+            raise MergeError(
+                f"stats sidecar {url} of {inp.location} is corrupt ({problem}); it must be the file its "
+                f"manifest lists (check the set with `b1k-shards verify {inp.location}`)"
+            )
         return Path(url)
     path = scratch / f"input-{inp.order}-{Path(entry['name']).name}"
     _copy_checked(url, entry, path, inp.location)

@@ -12,6 +12,7 @@ manifest entry (size, sha256, sample count). One pass, no temporary copy: used b
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -192,6 +193,21 @@ def local_size_problem(url: str, entry: dict) -> str | None:
         return f"cannot stat ({exc})"
     if size != entry["bytes"]:
         return size_problem(size, entry["bytes"])
+    return None
+
+
+def local_file_problem(url: str, entry: dict) -> str | None:
+    """For a local file, what differs from its manifest entry (missing, size, sha256), found by hashing
+    the whole file before a byte of it is used; None when it is the file the manifest describes."""
+    if problem := local_size_problem(url, entry):
+        return problem
+    try:
+        with open(url, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()  # releases the GIL while it hashes
+    except OSError as exc:
+        return f"cannot read ({exc})"
+    if digest != entry["sha256"]:
+        return f"sha256 mismatch (manifest {entry['sha256'][:12]}…, file {digest[:12]}…)"
     return None
 
 

@@ -314,3 +314,41 @@ def test_a_merge_into_a_locked_folder_names_the_holder_and_writes_nothing(partit
         assert [p.name for p in out.iterdir()] == [".b1k-lock"]
     assert merge(out, *partitions[1]).exit_code == 0
     assert (out / "manifest.json").is_file() and not (out / ".b1k-lock").exists()
+
+
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("mode", ["--link", "--copy"])
+def test_a_shard_with_a_flipped_byte_never_reaches_a_merged_set(partitions, tmp_path, mode):
+    """Same size, other bytes: linked or copied, the input is verified against its manifest first."""
+    _, parts = partitions
+    tampered = tmp_path / "tampered"
+    shutil.copytree(parts[0], tampered)
+    shard = tampered / read_manifest(tampered)["splits"]["train"]["shards"][0]["name"]
+    data = bytearray(shard.read_bytes())
+    data[600] ^= 0x01  # inside the first member's bytes: the size and tar structure stay valid
+    shard.write_bytes(bytes(data))
+    out = tmp_path / "merged"
+    result = merge(out, mode, tampered, parts[1], parts[2])
+    assert result.exit_code != 0
+    assert f"input shard {shard} is corrupt (sha256 mismatch" in result.output
+    assert not (out / "manifest.json").exists()
+
+
+def test_a_tampered_stats_sidecar_never_reaches_a_merged_set(partitions, tmp_path):
+    _, parts = partitions
+    tampered = tmp_path / "tampered"
+    shutil.copytree(parts[1], tampered)
+    _flip_last_byte(tampered / "stats" / "action.npy")
+    out = tmp_path / "merged"
+    result = merge(out, parts[0], tampered, parts[2])
+    assert result.exit_code != 0
+    assert (
+        f"stats sidecar {tampered / 'stats' / 'action.npy'} of {tampered} is corrupt (sha256 mismatch"
+        in result.output
+    )
+    assert not (out / "manifest.json").exists()
