@@ -40,3 +40,8 @@ class ShardCorruptError(ShardSetError):
         where = f" (after {samples_read} samples)" if samples_read else ""
         message = f"corrupt shard {url}: {reason}{where}; {verify_hint(location)}"
         return cls(message, url=url, reason=reason, samples_read=samples_read)
+
+
+class ShardNetworkError(ShardSetError):
+    """A remote shard could not be fetched after the network retries (`shards.fetch`): a network
+    problem, not a corrupt shard; nothing of it was used."""

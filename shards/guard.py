@@ -22,6 +22,7 @@ already read: nothing is skipped silently, but those samples have been used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +36,8 @@ import webdataset as wds
 
 from shards.codec import decode_sample
 from shards.errors import ShardCorruptError
-from shards.scan import ShardScan, end_problems, is_local, local_size_problem
+from shards.fetch import DEFAULT_RETRY, RetryPolicy, fetched
+from shards.scan import ShardScan, is_local, local_file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +159,22 @@ class VerifiedShards:
         self._seen[url] = identity
 
 
+@contextlib.contextmanager
+def _verified_file(url: str, entry: dict | None, hashed_before: bool, retry: RetryPolicy) -> Iterator[str]:
+    """Where to read shard `url` from once it is known to be its manifest entry's bytes: a local file
+    hashed in place (unless hashed before, unchanged), a remote one downloaded and verified into a
+    temporary file (`shards.fetch`). Without an entry there is nothing to verify against: as it is."""
+    if entry is None or hashed_before:
+        yield url
+    elif is_local(url):
+        if problem := local_file_problem(url, entry):
+            raise ShardCorruptError.of(url, problem)
+        yield url
+    else:
+        with fetched(url, entry, retry) as path:
+            yield str(path)
+
+
 def _checked_shard(
     url: str,
     entry: dict | None,
@@ -164,32 +182,29 @@ def _checked_shard(
     location: str | None,
     verified: VerifiedShards | None = None,
     zero_copy: bool = False,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Iterator[dict]:
     identity = verified.identity(url) if verified is not None and entry is not None else None
     hashed_before = verified is not None and verified.holds(url, identity)
-    # a shard hashed before and unchanged since needs neither its hash nor its header checksums again
-    scan = ShardScan(
-        url,
-        digest=entry is not None and not hashed_before,
-        check_headers=not hashed_before,
-        zero_copy=zero_copy,
-    )
     try:
-        if entry is not None and (problem := local_size_problem(url, entry)):
-            raise ShardCorruptError.of(url, problem, location=location)
-        for sample in scan:
-            missing = [m for m in required if m not in sample]
-            if missing:
-                plural = "s" if len(missing) > 1 else ""
-                reason = f"sample {sample['__key__']} lacks member{plural} {', '.join(missing)}"
-                raise ShardCorruptError.of(url, reason, scan.samples - 1, location)
-            yield sample
-        if entry is not None and (problems := end_problems(scan, entry)):
-            raise ShardCorruptError.of(url, "; ".join(problems), scan.samples, location)
-        if verified is not None and identity is not None and scan.sha256 is not None:
-            verified.add(url, identity)
+        with _verified_file(url, entry, hashed_before, retry) as path:
+            if verified is not None and identity is not None:
+                verified.add(url, identity)
+            # hashed before and unchanged since: its header checksums need no second look either
+            scan = ShardScan(path, digest=False, check_headers=not hashed_before, zero_copy=zero_copy)
+            for sample in scan:
+                sample["__url__"] = url  # the shard's address, not the temporary copy's
+                missing = [m for m in required if m not in sample]
+                if missing:
+                    plural = "s" if len(missing) > 1 else ""
+                    reason = f"sample {sample['__key__']} lacks member{plural} {', '.join(missing)}"
+                    raise ShardCorruptError.of(url, reason, scan.samples - 1, location)
+                yield sample
+            if entry is not None and scan.samples != entry["samples"]:
+                reason = f"{scan.samples} samples, manifest says {entry['samples']}"
+                raise ShardCorruptError.of(url, reason, scan.samples, location)
     except ShardCorruptError as error:
-        if location is not None:  # ShardScan does not know the set's location for the hint
+        if location is not None or error.url != url:  # name the shard (not a temporary copy) and its set
             raise ShardCorruptError.of(url, error.reason, error.samples_read, location) from error.__cause__
         raise
 

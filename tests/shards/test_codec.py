@@ -19,7 +19,6 @@ from shards.codec import (
     encode_png,
     encode_sample,
     npy_into,
-    npy_view,
 )
 from shards.reader import iter_tar_samples
 from shards.writer import write_tar

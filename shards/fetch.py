@@ -1,0 +1,155 @@
+"""Fetch a remote shard (http(s), `pipe:`) into a local file, verified against its manifest entry
+before a byte of it is used, with network failures retried.
+
+A shard set from elsewhere is untrusted: its samples must not reach a model, nor its bytes a merged
+set, until they are the bytes the manifest describes. A local shard is hashed in place
+(`shards.scan.local_file_problem`); a remote one is downloaded here:
+
+- into a temporary file in the cache folder (`$B1K_SHARD_CACHE`, else the system's temp dir), at most
+  the manifest's size plus one byte: a server that sends more is refused at that byte, whatever it
+  claims, and nothing is read whole into memory;
+- hashed as it arrives, then compared with the manifest's size and sha256 (`ShardCorruptError`);
+- a network failure (curl's transient exits: no connection, timeout, transfer cut short; or a failed
+  `pipe:` command) is retried `RetryPolicy.attempts` times with exponential backoff, each retry
+  logged, and reported as `ShardNetworkError` (not as a corrupt shard) when they are used up.
+
+The caller reads the file and removes it (`fetched`, a context manager).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shards.errors import ShardCorruptError, ShardNetworkError
+from shards.scan import open_stream, size_problem
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "B1K_SHARD_CACHE"
+BLOCK = 1 << 22
+# curl exit statuses that a retry may cure (webdataset reads http(s) through curl, which itself
+# retries a failed connection; these are the failures it gives up on or does not retry).
+TRANSIENT_CURL = {6: "cannot resolve the host", 7: "cannot connect", 18: "the transfer was cut short",
+                  28: "timed out", 35: "TLS handshake failed", 52: "the server sent nothing",
+                  56: "the connection broke while receiving"}  # fmt: skip
+_EXIT = re.compile(r"exit (-?\d+)")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a network failure is retried: `attempts` in all, waiting `first_delay` seconds
+    before the second and `factor` times longer before each next one."""
+
+    attempts: int = 4
+    first_delay: float = 1.0
+    factor: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first_delay
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay *= self.factor
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def cache_dir() -> Path:
+    folder = Path(os.environ.get(CACHE_ENV) or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class _NetworkFailure(Exception):
+    """One attempt failed in a way a retry may cure."""
+
+
+def _failure_of(url: str, exc: BaseException) -> str | None:
+    """What a network failure of `url` was, or None if `exc` is not one (a 404 is not: retrying
+    cannot make the file appear)."""
+    match = _EXIT.search(str(exc))
+    if match is None:
+        return None
+    status = int(match.group(1))
+    if url.startswith("pipe:"):
+        return f"the pipe: command failed (exit {status})"
+    if status in TRANSIENT_CURL:
+        return f"curl exit {status}: {TRANSIENT_CURL[status]}"
+    return None
+
+
+def _download_once(url: str, entry: dict, path: Path) -> None:
+    """One attempt: `url` into `path`, at most the manifest's size + 1 bytes, then size and sha256."""
+    limit = int(entry["bytes"])
+    digest = hashlib.sha256()
+    received = 0
+    stream = open_stream(url)
+    try:
+        with open(path, "wb") as f:
+            while received <= limit:
+                block = stream.read(min(BLOCK, limit + 1 - received))
+                if not block:
+                    break
+                received += len(block)
+                digest.update(block)
+                f.write(block)
+        if received <= limit:
+            stream.close()  # a download or command reports its exit status here
+    except OSError as exc:
+        if (what := _failure_of(url, exc)) is not None:
+            raise _NetworkFailure(what) from exc
+        raise ShardCorruptError.of(url, f"cannot read ({exc})") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            stream.close()
+    if received > limit:
+        raise ShardCorruptError.of(
+            url, f"larger than its manifest entry says ({limit} bytes): refused unread"
+        )
+    if received != limit:
+        raise ShardCorruptError.of(url, size_problem(received, limit))
+    if digest.hexdigest() != entry["sha256"]:
+        raise ShardCorruptError.of(
+            url, f"sha256 mismatch (manifest {entry['sha256'][:12]}…, download {digest.hexdigest()[:12]}…)"
+        )
+
+
+@contextlib.contextmanager
+def fetched(url: str, entry: dict, retry: RetryPolicy = DEFAULT_RETRY) -> Iterator[Path]:
+    """A local file holding the verified bytes of the remote shard `url` (manifest entry `entry`),
+    removed when the block ends."""
+    fd, name = tempfile.mkstemp(prefix="b1k-shard-", suffix=".tar", dir=cache_dir())
+    os.close(fd)
+    path = Path(name)
+    try:
+        delays = retry.delays()
+        attempt = 1
+        while True:
+            try:
+                _download_once(url, entry, path)
+                break
+            except _NetworkFailure as failure:
+                delay = next(delays, None)
+                if delay is None:
+                    raise ShardNetworkError(
+                        f"network error reading {url}: {failure} ({retry.attempts} attempts); check the "
+                        "connection or the server, then run again (--resume continues where a run stopped)"
+                    ) from failure.__cause__
+                log.warning(
+                    "network error reading %s: %s; retry %d of %d in %.1f s",
+                    url, failure, attempt, retry.attempts - 1, delay,
+                )  # fmt: skip
+                time.sleep(delay)
+                attempt += 1
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
