@@ -1,10 +1,9 @@
 """Frame images: choose the stored size, resize, JPEG-encode.
 
-Resize: Pillow `Image.resize((w, h), Image.Resampling.BILINEAR)` on the decoded RGB24 frame, only
-when the size changes (recorded in the manifest as `resize: "pillow-bilinear"`, or `"none"`).
-Pillow's bilinear filter is antialiased when shrinking (its support scales with the factor),
-so 720 -> 512 does not alias. JPEG: `shards.codec.encode_jpeg` (Pillow, libjpeg-turbo), 4:2:0 chroma
-subsampling (Pillow's default), quality `--jpeg-quality` (default 90).
+Resize: `shards.frames.resize_rgb` (Pillow bilinear on the decoded RGB24 frame, only when the size
+changes; recorded in the manifest as `resize: "pillow-bilinear"`, or `"none"`), the one implementation
+that the deployed policy repeats on the evaluator's frames. JPEG: `shards.codec.encode_jpeg` (Pillow,
+libjpeg-turbo), 4:2:0 chroma subsampling (Pillow's default), quality `--jpeg-quality` (default 90).
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from preprocess.defaults import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE  # noqa: F401 (the quality: re-exported)
 from shards.codec import encode_jpeg
-
-RESIZE_METHOD = "pillow-bilinear"
+from shards.frames import RESIZE_METHOD, resize_rgb  # noqa: F401 (RESIZE_METHOD: re-exported)
 
 
 class ImageSizeError(ValueError):
@@ -75,13 +72,6 @@ class ImageSize:
         if self.height is not None:
             return f"{self.height}x{self.width}"
         return "native" if self.max_side is None else f"max{self.max_side}"
-
-
-def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The resize the preprocessor applies (tests use it to rebuild expected images)."""
-    if rgb.shape[0] == height and rgb.shape[1] == width:
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def encode_rgb_jpeg(rgb: np.ndarray, height: int, width: int, quality: int) -> bytes:

@@ -174,7 +174,7 @@ def _last_line(text: str) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     default=_default("output_dir"),
     show_default=True,
-    help="Run directory: checkpoints/, train_log.jsonl, tensorboard/.",
+    help="Run directory: checkpoints/, train_log.jsonl, curves.png (the run's curves), tensorboard/.",
 )
 @opt(
     "--seed",
@@ -226,6 +226,38 @@ def _last_line(text: str) -> str:
     default=_default("val_batches"),
     show_default=True,
     help="Batches per rank per validation (0 = the whole val split).",
+)
+@opt(
+    "--eval-every",
+    "eval_every",
+    type=click.IntRange(min=0),
+    default=_default("eval_every"),
+    show_default=True,
+    help="Every N steps (and at the last), b1k-eval's action error on the val split (open-loop chunk MAE, "
+    "executed MAE, per group and progress bin, in dataset units), logged next to the val loss (0 = never).",
+)
+@opt(
+    "--eval-frames",
+    "eval_frames",
+    type=click.IntRange(min=1),
+    default=_default("eval_frames"),
+    show_default=True,
+    help="Val frames of each --eval-every evaluation (the same ones each time, spread over every episode).",
+)
+@opt(
+    "--wandb-project",
+    "wandb_project",
+    default=None,
+    metavar="PROJECT",
+    help="Log the curves (loss, lr, data wait, val loss, action error) to this Weights & Biases project "
+    "(needs the wandb extra; WANDB_MODE=offline keeps the run on disk).",
+)
+@opt(
+    "--wandb-disable",
+    "wandb_disable",
+    is_flag=True,
+    default=False,
+    help="Do not log to Weights & Biases even with --wandb-project (the original script's flag).",
 )
 @click.option(
     "--resume",
@@ -304,6 +336,7 @@ def main(**kwargs) -> None:
     from train.data import DataSpecError, ShardReadError
     from train.loop import NonFiniteLossError, TrainError, configure_logging, train
     from train.model import ModelLoadError
+    from train.tracking import TrackingError
 
     if kwargs["pretrained_model"] and kwargs["pretrained_model"].lower() == "none":
         kwargs["pretrained_model"] = None
@@ -327,7 +360,15 @@ def main(**kwargs) -> None:
         )
         click.echo(f"error: {exc}; training stopped without saving; {where}", err=True)
         sys.exit(3)
-    except (TrainError, DataSpecError, ShardReadError, ShardSetError, ModelLoadError, ManifestError) as exc:
+    except (
+        TrainError,
+        DataSpecError,
+        ShardReadError,
+        ShardSetError,
+        ModelLoadError,
+        ManifestError,
+        TrackingError,
+    ) as exc:
         click.echo(f"error: {_last_line(str(exc))}", err=True)
         sys.exit(2)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -85,6 +85,10 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 500
     val_batches: int = 50
+    eval_every: int = 0  # b1k-eval's action error on the val split every N steps (0 = never)
+    eval_frames: int = 256  # frames of that evaluation (the same ones every time)
+    wandb_project: str | None = None  # log to Weights & Biases (optional extra)
+    wandb_disable: bool = False
     resume: str | None = None  # "last" or a checkpoint dir
     warmup_steps: int = 1_000
     decay_steps: int = 30_000
@@ -395,6 +399,7 @@ class RunLog:
         self.enabled = enabled
         self.path = Path(output_dir) / LOG_FILE
         self.tb = None
+        self.wandb = None  # a wandb run (train.tracking), set by the loop with --wandb-project
         if not enabled:
             return
         if resume_step is not None and self.path.exists():
@@ -422,10 +427,23 @@ class RunLog:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "kind"):
                     self.tb.add_scalar(f"{prefix}/{key}", value, record["step"])
+        if self.wandb is not None:
+            from train.tracking import log_record
+
+            log_record(self.wandb, record)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+        if self.enabled:  # the run's curves as a PNG next to the log (train.curves)
+            from train.curves import CURVES_FILE, plot_curves
+
+            try:
+                plot_curves(self.path, self.path.parent / CURVES_FILE)
+            except Exception as exc:  # a plot must never fail a finished run
+                logger.warning("could not plot the run's curves: %s", exc)
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,6 +712,15 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     if dist_info.main:
         output_dir.mkdir(parents=True, exist_ok=True)
     run_log = RunLog(output_dir, dist_info.main, step if resume_dir is not None else None)
+    if dist_info.main:
+        from train.tracking import start_wandb
+
+        run_log.wandb = start_wandb(cfg.wandb_project, cfg.wandb_disable, output_dir, cfg.to_json())
+    action_eval = None
+    if dist_info.main:  # --eval-every: rank 0 evaluates; the others wait at the next gradient sync
+        from train.action_eval import make_action_eval
+
+        action_eval = make_action_eval(cfg, spec, output_dir, provenance)
     key_log = None
     if cfg.log_sample_keys:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -802,6 +829,15 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                         progress.write(
                             f"step {step}: val loss {val['val_loss']:.4f} (weighted {val['val_weighted_loss']:.4f})"
                         )
+
+            if action_eval is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                record = action_eval(policy, preprocessor, postprocessor, step, device)
+                run_log.write(record)
+                if progress is not None:
+                    progress.write(
+                        f"step {step}: val action MAE {record['action_mae']:.4f} (executed "
+                        f"{record['executed_mae']:.4f}, baseline {record['baseline_mae']:.4f})"
+                    )
 
             if (cfg.save_every > 0 and step % cfg.save_every == 0) or step == cfg.max_steps:
                 if dist_info.main:

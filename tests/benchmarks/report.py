@@ -450,6 +450,27 @@ def markdown(results: dict) -> str:
             )
         lines.append("")
 
+    serve = results.get("serve", {})
+    if serve:
+        lines += [
+            "## Serve overhead (b1k-serve, everything but the model, CPU; goal < 5 ms per step)",
+            "",
+            f"Checkpoint frames stored at {serve.get('stored_size')}; {serve.get('steps')} steps per input "
+            "size, every step runs the model (--action-steps 1); p50 / p95 in ms.",
+            "",
+            "| evaluator input | server overhead | end-to-end overhead | model (tiny backbone) | round trip |",
+            "|---|---|---|---|---|",
+        ]
+        for label in ("720/480", "224"):
+            r = serve.get(label)
+            if r:
+                cells = [
+                    f"{num(r[k]['p50'], 2)} / {num(r[k]['p95'], 2)}"
+                    for k in ("server_overhead_ms", "end_to_end_overhead_ms", "model_ms", "round_trip_ms")
+                ]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+
     lines += [
         "## Targets (issue 5)",
         "",

@@ -397,6 +397,12 @@ class Bench:
         self.rounds(res, jobs, self.profile.loader_rounds, "samples_per_s", "samples/s")
 
     # -- trainer
+    def serve(self) -> None:
+        """b1k-serve's overhead per step (everything but the model) at 720/480 and 224 inputs, CPU."""
+        from tests.benchmarks.serve_bench import run as run_serve
+
+        self.results["serve"] = run_serve(self.out / "serve", steps=60)
+
     def trainer(self) -> None:
         from tests.benchmarks.trainer_bench import run_trainer
 
@@ -480,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default=None,
-        help="comma list of sections: build,preprocess,memory,loader,trainer,profile [all]",
+        help="comma list of sections: build,preprocess,memory,loader,trainer,serve,profile [all]",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile the shard stream and the preprocess floor"
@@ -504,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=profile.__dict__,
         workers=workers,
     )
-    wanted = set((args.only or "build,preprocess,memory,loader,trainer").split(","))
+    wanted = set((args.only or "build,preprocess,memory,loader,trainer,serve").split(","))
     if args.profile:
         wanted.add("profile")
     if args.only:
@@ -524,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         ("memory", bench.memory),
         ("loader", bench.loader),
         ("trainer", bench.trainer),
+        ("serve", bench.serve),
         ("profile", bench.profiles),
     ):
         if name in wanted:
@@ -531,7 +538,13 @@ def main(argv: list[str] | None = None) -> int:
     return finish(bench, started)
 
 
-SECTION_KEYS = {"preprocess": "preprocess", "memory": "memory", "loader": "loader", "trainer": "trainer"}
+SECTION_KEYS = {
+    "preprocess": "preprocess",
+    "memory": "memory",
+    "loader": "loader",
+    "trainer": "trainer",
+    "serve": "serve",
+}
 
 
 def carry_over(bench: Bench, wanted: set[str]) -> None:
