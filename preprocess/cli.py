@@ -276,6 +276,7 @@ def _setup_logging(level: int) -> None:
     "--progress/--no-progress", default=None, help="Progress bar. [default: when stderr is a terminal]"
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 def main(**kwargs) -> None:
     """Decode a LeRobot BEHAVIOR dataset once into WebDataset shards + manifest.json.
 
@@ -284,6 +285,7 @@ def main(**kwargs) -> None:
     frame, timestamp, progress, weight and task. Normalizer stats (train split) are exact.
     """
     verbose = kwargs.pop("verbose")
+    debug = kwargs.pop("debug")
     _setup_logging(logging.DEBUG if verbose else logging.INFO)
     kwargs.pop("filter_state")
     progress = kwargs.pop("progress")
@@ -296,12 +298,20 @@ def main(**kwargs) -> None:
     pool = EpisodePool(workers) if 1 < workers <= (os.cpu_count() or 1) else None
     from preprocess.pipeline import PreprocessConfig, PreprocessError, run
     from preprocess.source import SourceError
+    from shards.errors import describe_os_error
 
     config = PreprocessConfig(**kwargs, progress=progress, command_line=shlex.join(sys.argv))
     try:
         run(config, pool)
     except (PreprocessError, SourceError) as exc:
+        if debug:
+            raise
         click.echo(f"b1k-preprocess: error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:  # the output's disk full, a folder not writable: the user's to fix
+        if debug:
+            raise
+        click.echo(f"b1k-preprocess: error: {describe_os_error(exc)} (--resume continues this run)", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("b1k-preprocess: interrupted; rerun with --resume to continue", err=True)

@@ -18,7 +18,7 @@ import sys
 import click
 
 from schemas.manifest import ManifestError
-from shards.errors import ShardSetError
+from shards.errors import ShardSetError, describe_os_error
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -37,14 +37,30 @@ def _open(location: str):
         _fail(str(exc))
 
 
-@click.group(context_settings=CONTEXT)
+class _Commands(click.Group):
+    """The subcommands, with one `error:` line for what a user can cause (a set that cannot be read, a
+    file operation refused); the traceback only with `--debug`."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (ManifestError, ShardSetError, OSError) as exc:
+            if ctx.meta.get("b1k.debug"):
+                raise
+            _fail(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 @click.version_option(package_name="b1k-smolvla", prog_name="b1k-shards")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Inspect, verify and merge WebDataset shard sets written by b1k-preprocess.
 
     SET: a directory, a manifest.json path, an http(s):// URL prefix, or a `pipe:` command
     template containing {name} (webdataset's pipe: form).
     """
+    ctx.meta["b1k.debug"] = debug
 
 
 @main.command("inspect", context_settings=CONTEXT)

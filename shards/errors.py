@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class ShardSetError(RuntimeError):
     """A shard set or one of its files cannot be read."""
@@ -45,3 +47,19 @@ class ShardCorruptError(ShardSetError):
 class ShardNetworkError(ShardSetError):
     """A remote shard could not be fetched after the network retries (`shards.fetch`): a network
     problem, not a corrupt shard; nothing of it was used."""
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or choose another output folder, then run again",
+    errno.EDQUOT: "the disk quota is used up: free space or choose another output folder, then run again",
+    errno.EROFS: "the filesystem is read-only: choose a writable output folder",
+    errno.EACCES: "permission denied: choose a folder you can write, or fix its permissions",
+    errno.EPERM: "operation not permitted: choose a folder you can write, or fix its permissions",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation: the file, what the system said, and what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = _OS_HINTS.get(exc.errno or 0)
+    return f"{where}{exc.strerror or exc}" + (f"; {hint}" if hint else "")

@@ -355,3 +355,35 @@ def test_a_second_run_on_a_locked_folder_names_the_holder_and_a_killed_holders_l
     assert result.exit_code == 0, result.output
     assert f"taking over the lock of b1k-preprocess (pid {holder.pid}" in caplog.text
     assert (out / "manifest.json").is_file() and not (out / ".b1k-lock").exists()
+
+
+def test_a_full_disk_in_the_final_stage_is_one_error_line_and_the_previous_set_stays(dataset, tmp_path, monkeypatch):
+    """ENOSPC while the shards are written (injected: a real full disk cannot be had in a test) ends in
+    one `error:` line naming the file and what to do; --overwrite's previous set is untouched; --debug
+    shows the traceback instead."""
+    import errno
+
+    from preprocess import pipeline
+
+    out = tmp_path / "out"
+    assert cli(dataset, out).exit_code == 0
+    before = read_set(out)[0]
+
+    def full(path, samples):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pipeline, "write_tar", full)
+    result = CliRunner().invoke(
+        main, ["--dataset-path", str(dataset), "--output-dir", str(out), "--workers", "1", "--no-progress",
+               "--horizon", "5", "--overwrite", "--jpeg-quality", "70"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "No space left on device; the disk is full" in lines[0] and ".tar" in lines[0]
+    assert "Traceback" not in result.output
+    assert read_set(out)[0] == before
+    debug = CliRunner().invoke(
+        main, ["--dataset-path", str(dataset), "--output-dir", str(out), "--workers", "1", "--no-progress",
+               "--horizon", "5", "--overwrite", "--debug"],
+    )  # fmt: skip
+    assert isinstance(debug.exception, OSError)
