@@ -5,19 +5,20 @@ skip=None|CorruptShardLog)` in place of `iter_tar_samples(url)`, and `decode_che
 in place of `decode_sample(raw)`. For webdataset pipelines (`sample_pipeline`, `ShardSet.pipeline`),
 two stages replace webdataset's `tarfile_to_samples` and the decode map:
 
-- `checked_tar_samples(expected, members, skip, ...)` reads each shard with `ShardScan`: a local
-  shard of the wrong size is refused before any sample is read; a tar read error, a sample that
-  lacks a schema member, or (at the end of the shard) a sample count, size or sha256 that differs
-  from the manifest becomes a `ShardCorruptError` naming the shard and suggesting
-  `b1k-shards verify`.
+- `checked_tar_samples(expected, members, skip, ...)` reads each shard with `ShardScan`, after
+  verifying it against its manifest entry: verify, then read. A local shard is hashed in place
+  (size and sha256) before its first sample; a remote one is downloaded into the cache with a size
+  bound, verified and read from there (`shards.fetch`, which retries network failures). A shard that
+  is not its manifest's bytes therefore yields no sample at all. A tar read error, a sample that
+  lacks a schema member, or a sample count that differs from the manifest becomes a
+  `ShardCorruptError` naming the shard and suggesting `b1k-shards verify`.
 - `checked_decode(skip, ...)` turns a member that fails to decode into the same error.
 
 With `skip=None` the error is raised (the default: training stops and says why). With a
 `CorruptShardLog` the rest of that shard is skipped, a warning is logged in the worker, and the
 event is appended to the log's file, so the training process can count and report the skipped
-shards (`log.count`, `log.summary()`). A corruption found only at the end of a shard (a flipped
-byte in image data shows up only in the sha256) is reported with how many of its samples were
-already read: nothing is skipped silently, but those samples have been used.
+shards (`log.count`, `log.summary()`). Only a problem found while reading (a damaged tar, a sample
+that does not decode) can come after some of a shard's samples were used, and the log says how many.
 """
 
 from __future__ import annotations
@@ -219,11 +220,11 @@ def iter_checked_shard(
     verified: VerifiedShards | None = None,
     zero_copy: bool = False,
 ) -> Iterator[dict]:
-    """The raw samples of one shard (like `iter_tar_samples`), checked as they stream.
+    """The raw samples of one shard (like `iter_tar_samples`), verified first, then checked as they stream.
 
-    `entry` is the shard's manifest entry (`ShardSet.expected(split)[url]`): a local file of the
-    wrong size is refused before the first sample; at the end, size, sample count and sha256 must
-    match. `members` (`ShardSet.members`) must be in every sample. A problem raises
+    `entry` is the shard's manifest entry (`ShardSet.expected(split)[url]`): the shard's size and
+    sha256 are checked before its first sample (a remote shard is downloaded and verified first:
+    `shards.fetch`), and its sample count at the end. `members` (`ShardSet.members`) must be in every sample. A problem raises
     `ShardCorruptError` naming the shard and suggesting `b1k-shards verify <location>`; with `skip`
     it is recorded there (a warning is logged) and the shard simply ends. With `verified`, an
     unchanged local shard already hashed in this process is not hashed again. With `zero_copy`, a
