@@ -24,11 +24,13 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """`rgb` (uint8 H x W x 3, or H x W x 4 whose alpha is dropped) at `height` x `width` with the
     `pillow-bilinear` method (as is when the size already matches).
 
-    An RGBA frame goes through Pillow's own RGBA -> RGB conversion (the same pixels as slicing off the
-    alpha, 2.5x faster than numpy's strided copy + resize: 2.4 vs 4.9 ms for 720 -> 224)."""
+    An RGBA frame is resized as Pillow's RGBX (the fourth byte carried along, not used as alpha: the
+    same pixels as slicing the alpha off first) and converted to RGB at the small size: 1.8 ms for
+    720 -> 224 here, vs 2.2 ms converting first and 4.9 ms with numpy's strided copy."""
     if rgb.shape[0] == height and rgb.shape[1] == width:
         return rgb[..., :3]
-    image = Image.fromarray(rgb)
-    if image.mode == "RGBA":
-        image = image.convert("RGB")
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+    if rgb.ndim == 3 and rgb.shape[2] == 4:
+        rgbx = np.ascontiguousarray(rgb)
+        image = Image.frombuffer("RGBX", (rgb.shape[1], rgb.shape[0]), rgbx, "raw", "RGBX", 0, 1)
+        return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR).convert("RGB"))
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
