@@ -4,7 +4,8 @@ websocket protocol (`b1k-serve`), and measure a checkpoint's action error offlin
 policy object (`b1k-eval`).
 
 Modules: `wire` (the msgpack wire format), `checkpoint` (loading, `DeploySpec`), `adapter` (observation
--> policy inputs), `policy` (chunk prediction and execution: `ChunkModel`, `Policy`), `server` (the
+-> policy inputs), `policy` (chunk prediction and execution: `ChunkModel`, `Policy`), `action_norm` (the per-chunk-step
+action (un)normaliser, a lerobot processor step saved in `--action-norm per_timestep` checkpoints), `server` (the
 websocket server), `cli` (`b1k-serve`); `evaluate` (open-loop and executed action error on a shard
 set's held-out episodes), `eval_report` (report.json, table, plot), `eval_cli` (`b1k-eval`).
 Imports `schemas/` and `shards/` only, never `preprocess/` or `train/`.

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 PROVENANCE_FILE = "b1k_provenance.json"
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
+# what checkpoints written before b1k-train's action recipes were trained with
+ABSOLUTE_MEAN_STD = {"repr": "absolute", "norm": "mean_std", "relative_dims": []}
 
 
 class CheckpointError(ValueError):
@@ -62,6 +64,16 @@ class DeploySpec:
     chunk_size: int = 50
     n_action_steps: int = 50
     step: int | None = None
+    # b1k-train's action recipe (train.recipes): repr, norm, relative dims; carried out by the saved
+    # pipelines themselves (lerobot's relative/absolute steps, deploy.action_norm), recorded for reports
+    action_recipe: dict = field(default_factory=lambda: dict(ABSOLUTE_MEAN_STD))
+    ema_decay: float | None = None
+
+    @property
+    def recipe_label(self) -> str:
+        """`relative/per_timestep/ema0.999`: how the checkpoint's actions were trained."""
+        label = f"{self.action_recipe.get('repr', 'absolute')}/{self.action_recipe.get('norm', 'mean_std')}"
+        return label + (f"/ema{self.ema_decay:g}" if self.ema_decay is not None else "")
 
     @property
     def state_dim(self) -> int:
@@ -80,6 +92,7 @@ class DeploySpec:
             "proprio_dim": self.layout.dim,
             "cameras": {c.name: [c.height, c.width] for c in self.cameras},
             "tasks": {str(k): v for k, v in sorted(self.tasks.items())},
+            "action_recipe": self.recipe_label,
         }
 
 
@@ -203,6 +216,8 @@ def spec_from(directory: Path, config: Any, provenance: dict) -> DeploySpec:
         chunk_size=int(config.chunk_size),
         n_action_steps=int(config.n_action_steps),
         step=provenance.get("step"),
+        action_recipe=dict(provenance.get("action_recipe") or ABSOLUTE_MEAN_STD),
+        ema_decay=(provenance.get("ema") or {}).get("decay"),
     )
 
 
@@ -263,9 +278,10 @@ def load_checkpoint(
         postprocessor_overrides={"device_processor": {"device": "cpu"}},
     )
     logger.info(
-        "loaded %s (step %s): %s, state %d dims of %s, chunk %d, on %s",
+        "loaded %s (step %s, actions %s): %s, state %d dims of %s, chunk %d, on %s",
         directory,
         spec.step,
+        spec.recipe_label,
         ", ".join(f"{c.name} {c.height}x{c.width}" for c in spec.cameras),
         spec.state_dim,
         spec.layout.describe(),

@@ -471,6 +471,7 @@ def evaluate_checkpoint(
         "label": label,
         "step": spec.step,
         "chunk_size": spec.chunk_size,
+        "action_recipe": spec.recipe_label,
         **breakdown(tally, config.bins, spec.chunk_size),
         "executed": executed_row(tally, "executed", **mode),
     }
@@ -500,10 +501,12 @@ def evaluate_baseline(data: EvalFrames, chunk: int, bins: int) -> dict:
 
 
 def checkpoint_label(path: Path) -> str:
-    """`<run>@<step>` for `<run>/checkpoints/<step>/pretrained_model`, else the directory's name."""
+    """`<run>@<step>` for `<run>/checkpoints/<step>[/pretrained_model]`, else the directory's name."""
     parts = Path(path).parts
     if len(parts) >= 4 and parts[-1] == "pretrained_model" and parts[-3] == "checkpoints":
         return f"{parts[-4]}@{parts[-2]}"
+    if len(parts) >= 3 and parts[-2] == "checkpoints":  # the step dir (`--checkpoint <run>`)
+        return f"{parts[-3]}@{parts[-1]}"
     return Path(path).name if Path(path).name != "pretrained_model" else Path(path).parent.name
 
 

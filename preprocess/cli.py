@@ -110,7 +110,9 @@ def _setup_logging(level: int) -> None:
     type=click.Choice(sorted(PRESET_NAMES)),
     help="Which R1Pro state dims to keep, by slice name, so a preset means the same quantities on the 2025 "
     "(256-dim) and 2026 (61-dim) layouts (detected from the dataset): top32 = arm/eef/gripper/trunk "
-    "positions (ascending indices), standard = every dim the layout allows in the standard track.",
+    "positions (ascending indices), aligned = the state of the 23 action dims in the action's order (base "
+    "velocity, trunk, arms, one dim per gripper) then the eef positions and second gripper dims (31; what "
+    "b1k-train --action-repr relative needs), standard = every dim the layout allows in the standard track.",
 )
 @click.option(
     "--state-indices",

@@ -2,8 +2,12 @@
 
 A preset is defined by slice names (`schemas.r1pro.StateLayout`), so `top32` is the same 32
 quantities on the 2025 (256-dim) and 2026 (61-dim) layouts; its indices are ascending on each.
-`standard` is every dim the layout allows in the standard track. `--state-indices` picks dims by
-index on any layout, checked against its size.
+`aligned` is ordered instead: its first 23 dims are the state quantities of the 23 action dims, in the
+action's order (base velocity, trunk, left arm, one left gripper dim, right arm, one right gripper dim),
+so that lerobot's relative-action steps, which subtract `state[:action_dim]`, subtract the right ones;
+then the end-effector positions and the second gripper dims (31 dims). `standard` is every dim the
+layout allows in the standard track. `--state-indices` picks dims by index on any layout, checked
+against its size.
 """
 
 from __future__ import annotations
@@ -26,7 +30,34 @@ TOP32_SLICES: tuple[tuple[str, int | None], ...] = (
     ("trunk_qpos", None),
 )
 
-PRESET_NAMES: tuple[str, ...] = ("standard", "top32")
+
+@dataclass(frozen=True)
+class Part:
+    """Dims [start, stop) of a named slice (offsets inside the slice; stop None = to its end)."""
+
+    slice: str
+    start: int = 0
+    stop: int | None = None
+
+
+# The action-aligned preset, in this order (BEHAVIOR.md: the action is base 0:3, torso 3:7, left_arm
+# 7:14, left_gripper 14, right_arm 15:22, right_gripper 22), then 8 more useful dims. Every slice is
+# standard-track allowed on both layouts (2025: base_qvel is 253:256).
+ALIGNED_PARTS: tuple[Part, ...] = (
+    Part("base_qvel"),  # action 0:3, base velocity
+    Part("trunk_qpos"),  # action 3:7, torso
+    Part("arm_left_qpos"),  # action 7:14
+    Part("gripper_left_qpos", 0, 1),  # action 14
+    Part("arm_right_qpos"),  # action 15:22
+    Part("gripper_right_qpos", 0, 1),  # action 22
+    Part("eef_left_pos"),
+    Part("eef_right_pos"),
+    Part("gripper_left_qpos", 1, 2),
+    Part("gripper_right_qpos", 1, 2),
+)
+ALIGNED_ACTION_DIMS = 23  # the aligned preset's first 23 dims match the 23 action dims one to one
+
+PRESET_NAMES: tuple[str, ...] = ("aligned", "standard", "top32")
 DEFAULT_PRESET = "top32"
 
 
@@ -46,7 +77,26 @@ def slice_indices(layout: StateLayout, slices: tuple[tuple[str, int | None], ...
     return tuple(sorted(chosen))
 
 
+def ordered_indices(layout: StateLayout, parts: tuple[Part, ...]) -> tuple[int, ...]:
+    """The named parts' indices on `layout`, in the parts' order (no index twice)."""
+    chosen: list[int] = []
+    for part in parts:
+        try:
+            segment = layout.segment(part.slice)
+        except LayoutError as exc:
+            raise StateSelectionError(str(exc)) from None
+        stop = segment.size if part.stop is None else part.stop
+        if not 0 <= part.start < stop <= segment.size:
+            raise StateSelectionError(f"{part} is outside slice {part.slice} ({segment.size} dims)")
+        chosen.extend(range(segment.start + part.start, segment.start + stop))
+    if len(set(chosen)) != len(chosen):
+        raise StateSelectionError(f"the parts {parts} select an index twice")
+    return tuple(chosen)
+
+
 def preset_indices(name: str, layout: StateLayout = DEFAULT_LAYOUT) -> tuple[int, ...]:
+    if name == "aligned":
+        return ordered_indices(layout, ALIGNED_PARTS)
     if name == "top32":
         return slice_indices(layout, TOP32_SLICES)
     if name == "standard":

@@ -47,6 +47,21 @@ ACTION_SEGMENTS: tuple[Segment, ...] = (
     Segment("right_gripper", 22, 23),
 )
 
+# The action groups `b1k-train --action-repr relative` trains as offsets from the current state (joint
+# positions: the state's aligned dims, `schemas.presets.ALIGNED_PARTS`); base velocity and grippers stay
+# absolute. Recorded in every checkpoint, so a change here changes only new runs.
+RELATIVE_ACTION_GROUPS: tuple[str, ...] = ("torso", "left_arm", "right_arm")
+
+
+def action_group_dims(groups: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+    """The action dims of the named groups (`ACTION_SEGMENTS`), ascending."""
+    known = {s.name: s for s in ACTION_SEGMENTS}
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        raise ValueError(f"unknown action groups {unknown}; expected some of {list(known)}")
+    return tuple(sorted(i for g in set(groups) for i in range(known[g].start, known[g].stop)))
+
+
 STATE_SEGMENTS: tuple[Segment, ...] = (
     Segment("joint_qpos", 0, 28, forbidden_prefix=6),
     Segment("joint_qpos_sin", 28, 56, forbidden_prefix=6),

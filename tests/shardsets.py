@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.manifest import MANIFEST_NAME, dump_manifest, validate_manifest
-from schemas.presets import TOP32_INDICES
+from schemas.presets import TOP32_INDICES, preset_indices
 from schemas.r1pro import ACTION_DIM, action_names, state_names
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, progress, sample_key, temporal_weight
 from shards.codec import encode_jpeg, encode_sample
@@ -128,6 +128,7 @@ def _stats(
     state_dim: int,
     nan_action: set[tuple[int, int]],
     sidecar: bool,
+    episode_index: bool = False,
 ) -> tuple[dict, dict]:
     """Stats over the train split's frames (those with a NaN action left out), and their sidecars."""
     frames = [(e, f) for e in sorted(train) for f in range(train[e]) if (e, f) not in nan_action]
@@ -135,7 +136,12 @@ def _stats(
     for key, dim, fn in (("observation.state", state_dim, state_of), ("action", ACTION_DIM, action_of)):
         values = np.stack([fn(e, f, dim) for e, f in frames])
         if sidecar:
-            entry = write_stats_values(root, key, [values], len(frames), dim)
+            episodes = None
+            if episode_index:  # (episode, columns) of each train episode, as b1k-preprocess records it
+                episodes = [
+                    (e, sum(1 for f in range(train[e]) if (e, f) not in nan_action)) for e in sorted(train)
+                ]
+            entry = write_stats_values(root, key, [values], len(frames), dim, episodes=episodes)
             stats_values[key] = entry
             stats[key] = compute_stats(load_stats_values(root / entry["name"]))
         else:
@@ -159,6 +165,8 @@ def write_shard_set(
     samples_per_shard: int = 40,
     interleave: bool = True,
     stats_sidecar: bool = False,
+    sidecar_episodes: bool = False,
+    state_preset: str | None = None,
     nan_action: Iterable[tuple[int, int]] = (),
     partition: tuple[int, int] | None = None,
     fingerprint: str = "synthetic-fingerprint",
@@ -171,10 +179,16 @@ def write_shard_set(
     `b1k-preprocess` does (`splits.<split>.tasks`, `.episode_tasks`, `.shards[i].tasks`). `interleave=False`
     writes episodes one after the other (episode-pure shards). `nan_action`: (episode, frame) samples whose
     action chunk is NaN (left out of the stats). With `partition=(K, N)` only the sorted episodes [K::N]
-    are written, like `b1k-preprocess --partition K/N`. `stats_sidecar`: write the stats' values sidecars.
+    are written, like `b1k-preprocess --partition K/N`. `stats_sidecar`: write the stats' values sidecars
+    (`sidecar_episodes`: with each episode's columns recorded, as `b1k-preprocess` does). `state_preset`:
+    a preset of `schemas.presets` recorded as the set's state (e.g. `aligned`; its dims set `state_dim`).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    preset_dims = None
+    if state_preset is not None:
+        preset_dims = list(preset_indices(state_preset))
+        state_dim = len(preset_dims)
     lengths = episode_lengths(episodes, length, first_episode)
     cameras = dict(CAMERAS if cameras is None else cameras)
     tasks = dict(TASKS if tasks is None else tasks)
@@ -224,8 +238,9 @@ def write_shard_set(
             "episode_tasks": {str(e): task_of[e] for e in sorted(chosen)},
         }
     train = {e: lengths[e] for e in splits["train"]["episodes"]}
-    stats, stats_values = _stats(root, train, state_dim, nan, stats_sidecar)
+    stats, stats_values = _stats(root, train, state_dim, nan, stats_sidecar, sidecar_episodes)
     indices = list(TOP32_INDICES[:state_dim]) if state_dim <= 32 else list(range(state_dim))
+    indices = indices if preset_dims is None else preset_dims
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "created_by": {
@@ -248,7 +263,7 @@ def write_shard_set(
             for name, (h, w) in cameras.items()
         },
         "state": {
-            "preset": "top32" if state_dim == 32 else "custom",
+            "preset": state_preset or ("top32" if state_dim == 32 else "custom"),
             "indices": indices,
             "names": state_names(indices) if max(indices) < 256 else [f"s{i}" for i in indices],
         },

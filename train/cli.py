@@ -267,7 +267,16 @@ def _last_line(text: str) -> str:
     default=None,
     metavar="[CHECKPOINT]",
     help="Resume from <output-dir>/checkpoints/last, or from the given checkpoint dir: weights, optimizer, "
-    "scheduler, step, RNG and data position; continues exactly like an uninterrupted run.",
+    "scheduler, step, RNG and data position; continues exactly like an uninterrupted run. Refused when the "
+    "shard sets or an option that changes the data order or the model differ from the checkpoint's.",
+)
+@opt(
+    "--force-resume",
+    "force_resume",
+    is_flag=True,
+    default=False,
+    help="With --resume: go on although the shard sets or such options changed (each difference is logged; "
+    "the run then differs from an uninterrupted one).",
 )
 @opt(
     "--warmup-steps",
@@ -316,6 +325,41 @@ def _last_line(text: str) -> str:
     show_default=True,
     help="Colour jitter on images and small Gaussian jitter (5% of std) on gripper state.",
 )
+@opt(
+    "--action-repr",
+    "action_repr",
+    type=click.Choice(["absolute", "relative"]),
+    default=_default("action_repr"),
+    show_default=True,
+    help="relative: train the --relative-groups action dims as offsets from the current state (lerobot's "
+    "relative/absolute action steps, saved in the checkpoint); needs a set preprocessed with "
+    "--state-preset aligned.",
+)
+@opt(
+    "--relative-groups",
+    "relative_groups",
+    default=",".join(_D["relative_groups"].default_factory()),
+    show_default=True,
+    help="With --action-repr relative: the action groups (base, torso, left_arm, left_gripper, right_arm, "
+    "right_gripper) that are relative; the others stay absolute.",
+)
+@opt(
+    "--action-norm",
+    "action_norm",
+    type=click.Choice(["mean_std", "quantile", "per_timestep"]),
+    default=_default("action_norm"),
+    show_default=True,
+    help="How actions are normalised: mean/std per dim, q01/q99 to [-1, 1] per dim (lerobot's QUANTILES), or "
+    "mean/std per dim and chunk step (whole chunks only: lerobot's select_action refuses such a checkpoint).",
+)
+@opt(
+    "--ema-decay",
+    "ema_decay",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="Keep an exponential moving average of the weights (e.g. 0.999); checkpoints hold it (the raw "
+    "weights are kept for --resume). Off by default.",
+)
 @opt("--progress/--no-progress", "progress", default=True, show_default=True, help="Show a progress bar.")
 @opt(
     "--log-sample-keys",
@@ -324,6 +368,7 @@ def _last_line(text: str) -> str:
     default=False,
     help="Debug: every rank writes the sample keys of each step to sample_keys_rank<R>.jsonl.",
 )
+@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 def main(**kwargs) -> None:
     """Fine-tune lerobot's SmolVLA on WebDataset shard sets written by b1k-preprocess.
 
@@ -332,10 +377,13 @@ def main(**kwargs) -> None:
     (so does .../last/pretrained_model, lerobot's own layout), and so do lerobot's processor pipelines.
     """
     from schemas.manifest import ManifestError
+    from shards.errors import describe_os_error
     from shards.reader import ShardSetError
     from train.data import DataSpecError, ShardReadError
     from train.loop import NonFiniteLossError, TrainError, configure_logging, train
     from train.model import ModelLoadError
+    from train.recipes import RecipeError
+    from train.resume import ResumeMismatchError
     from train.tracking import TrackingError
 
     if kwargs["pretrained_model"] and kwargs["pretrained_model"].lower() == "none":
@@ -348,6 +396,8 @@ def main(**kwargs) -> None:
     ):
         kwargs["pretrained_model"] = None
     kwargs["shards"] = list(kwargs["shards"])
+    kwargs["relative_groups"] = [g.strip() for g in kwargs["relative_groups"].split(",") if g.strip()]
+    debug = kwargs.pop("debug")
     cfg = TrainConfig(**kwargs)
     configure_logging(int(os.environ.get("RANK", "0")))
     try:
@@ -368,8 +418,14 @@ def main(**kwargs) -> None:
         ModelLoadError,
         ManifestError,
         TrackingError,
+        ResumeMismatchError,
+        RecipeError,
+        OSError,  # e.g. the output's disk full, a folder not writable
     ) as exc:
-        click.echo(f"error: {_last_line(str(exc))}", err=True)
+        if debug:
+            raise
+        message = describe_os_error(exc) if isinstance(exc, OSError) else _last_line(str(exc))
+        click.echo(f"error: {message}", err=True)
         sys.exit(2)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"done: step {result.step}; last checkpoint {result.last_checkpoint}")

@@ -35,10 +35,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from schemas.r1pro import RELATIVE_ACTION_GROUPS
 from shards.codec import decodes_into_place
+from shards.lock import FolderLock, FolderLockedError
 from train import data as data_mod
 from train.data import ACTION_KEY, PAD_KEY, STATE_KEY, DataSpec, DataSpecError
 from train.model import DEFAULT_PRETRAINED, autocast_dtype, build_policy, count_parameters, make_processors
+from train.recipes import EMA, RAW_WEIGHTS_FILE, ActionRecipe, normalizer_stats
+from train.resume import check_resume
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,7 @@ class TrainConfig:
     wandb_project: str | None = None  # log to Weights & Biases (optional extra)
     wandb_disable: bool = False
     resume: str | None = None  # "last" or a checkpoint dir
+    force_resume: bool = False  # resume although the shard sets or options changed (each logged)
     warmup_steps: int = 1_000
     decay_steps: int = 30_000
     decay_lr: float = 2.5e-6
@@ -102,6 +107,10 @@ class TrainConfig:
     skip_corrupt: bool = False  # skip (and count) corrupt shards instead of stopping
     progress: bool = True
     log_sample_keys: bool = False
+    action_repr: str = "absolute"  # or "relative" (train.recipes)
+    action_norm: str = "mean_std"  # or "quantile", "per_timestep"
+    relative_groups: list[str] = field(default_factory=lambda: list(RELATIVE_ACTION_GROUPS))
+    ema_decay: float | None = None  # checkpoints hold the EMA of the weights (None: the weights)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -285,6 +294,7 @@ def save_checkpoint(
     keep_last: int,
     world: int,
     batch_size: int,
+    ema: EMA | None = None,
 ) -> Path:
     """Write checkpoint `step` (temporary dir, then rename: complete or absent), point `last` at it,
     keep the newest `keep_last`.
@@ -300,7 +310,8 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     pretrained = tmp / "pretrained_model"
-    policy.save_pretrained(pretrained)
+    with ema.swapped_in() if ema is not None else contextlib.nullcontext():  # the EMA weights, if any
+        policy.save_pretrained(pretrained)
     preprocessor.save_pretrained(pretrained)
     postprocessor.save_pretrained(pretrained)
     _write_json(pretrained / PROVENANCE_FILE, {**provenance, "step": step})
@@ -308,6 +319,10 @@ def save_checkpoint(
     _link_files(pretrained, tmp)
     save_training_state(tmp, step, optimizer, scheduler, num_processes=world, batch_size=batch_size)
     _write_json(tmp / "training_state" / DATA_POSITION_FILE, data_position)
+    if ema is not None:  # the raw weights, which --resume continues from
+        from safetensors.torch import save_file
+
+        save_file(ema.raw_state(), str(tmp / "training_state" / RAW_WEIGHTS_FILE))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -317,6 +332,21 @@ def save_checkpoint(
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def data_order(cfg: TrainConfig, world: int, spec: DataSpec, task_repeats: dict | None) -> dict:
+    """What decides the order of the samples (`train.resume.DATA_ORDER`): saved with every checkpoint,
+    compared by `--resume`."""
+    return {
+        "manifests": [data_mod.manifest_fingerprint(src.manifest) for src in spec.sources],
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "world_size": world,
+        "num_workers": cfg.num_workers,
+        "shuffle_buffer": cfg.shuffle_buffer,
+        "stratify": cfg.stratify,
+        "task_repeats": task_repeats,
+    }
 
 
 def _resolve_resume(cfg: TrainConfig) -> Path:
@@ -534,7 +564,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     dist_info = init_distributed("cuda" if requested_cuda and torch.cuda.is_available() else "cpu")
     try:
-        return _train(cfg, dist_info, set_seed, load_training_state)
+        # One run per output dir (rank 0 holds the lock for all ranks): two runs would interleave
+        # their checkpoints and logs.
+        with FolderLock(cfg.output_dir, "b1k-train") if dist_info.main else contextlib.nullcontext():
+            return _train(cfg, dist_info, set_seed, load_training_state)
+    except FolderLockedError as exc:
+        raise TrainError(f"--output-dir {exc}") from None
     finally:
         if dist_info.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -566,6 +601,9 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
         raise DataSpecError("--chunk-size must be >= 1")
     alpha = spec.manifest_alpha if cfg.temporal_alpha is None else float(cfg.temporal_alpha)
     output_dir = Path(cfg.output_dir)
+    recipe = ActionRecipe(cfg.action_repr, cfg.action_norm, tuple(cfg.relative_groups))
+    recipe.check(spec)
+    norm_stats, chunk_stats = normalizer_stats(spec, recipe, cfg.chunk_size)
 
     resume_dir: Path | None = None
     if cfg.resume:
@@ -602,7 +640,7 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     pc.scheduler_warmup_steps = cfg.warmup_steps
     pc.scheduler_decay_steps = cfg.decay_steps
     pc.scheduler_decay_lr = cfg.decay_lr
-    preprocessor, postprocessor = make_processors(pc, spec)
+    preprocessor, postprocessor = make_processors(pc, spec, recipe, norm_stats, chunk_stats)
     total, trainable = count_parameters(policy)
     if dist_info.main:
         logger.info(
@@ -622,31 +660,23 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
     if resume_dir is not None:
         step, optimizer, scheduler = load_training_state(resume_dir, optimizer, scheduler)
         position = json.loads((resume_dir / "training_state" / DATA_POSITION_FILE).read_text())
-        for key, now in (
-            ("batch_size", cfg.batch_size),
-            ("world_size", world),
-            ("num_workers", cfg.num_workers),
-            ("seed", cfg.seed),
-            ("shuffle_buffer", cfg.shuffle_buffer),
-            ("stratify", cfg.stratify),
-            ("task_repeats", task_repeats),
-            ("manifests", [data_mod.manifest_fingerprint(src.manifest) for src in spec.sources]),
-        ):
-            if position.get(key) != now and dist_info.main:
-                logger.warning(
-                    f"--resume: {key} was {position.get(key)} and is now {now}: "
-                    "the data order will differ from an uninterrupted run"
-                )
         saved_config = resume_dir / "pretrained_model" / TRAIN_CONFIG_FILE
-        if saved_config.is_file() and dist_info.main:
-            before = json.loads(saved_config.read_text())
-            for key in ("max_steps", "lr", "warmup_steps", "decay_steps", "decay_lr"):
-                if before.get(key) != getattr(cfg, key):
-                    logger.warning(
-                        f"--resume: {key} was {before.get(key)} and is now {getattr(cfg, key)}: the LR schedule changes"
-                    )
+        check_resume(
+            position,
+            data_order(cfg, world, spec, task_repeats),
+            json.loads(saved_config.read_text()) if saved_config.is_file() else None,
+            cfg.to_json(),
+            force=cfg.force_resume,
+        )
         if dist_info.main:
             logger.info(f"resumed from {resume_dir} at step {step}")
+    ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay is not None else None
+    if ema is not None and resume_dir is not None:  # the checkpoint's weights are the EMA; raw ones here
+        ema.load_raw(resume_dir / "training_state" / RAW_WEIGHTS_FILE)
+    if dist_info.main:
+        logger.info(
+            f"actions: {recipe.describe()}" + (f"; EMA of the weights, decay {ema.decay}" if ema else "")
+        )
 
     model = policy
     if dist_info.enabled:
@@ -702,6 +732,13 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
         "temporal_alpha": alpha,
         "chunk_size": cfg.chunk_size,
         "load_report": load_report,
+        "action_recipe": {
+            **recipe.to_json(),
+            "stats": "manifest (every train frame's action)"
+            if chunk_stats is None
+            else f"chunk targets: every step of every train chunk of {cfg.chunk_size}, padded steps excluded",
+        },
+        "ema": {"decay": cfg.ema_decay} if cfg.ema_decay is not None else None,
         "trainer": {
             "tool": "b1k-train",
             "command": sys.argv,
@@ -773,6 +810,8 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                 )
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update()
             t_end = time.perf_counter()
             window["time"] += t_end - t0
             window["wait"] += t_data - t0
@@ -831,7 +870,8 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                         )
 
             if action_eval is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                record = action_eval(policy, preprocessor, postprocessor, step, device)
+                with ema.swapped_in() if ema is not None else contextlib.nullcontext():  # what is deployed
+                    record = action_eval(policy, preprocessor, postprocessor, step, device)
                 run_log.write(record)
                 if progress is not None:
                     progress.write(
@@ -855,16 +895,10 @@ def _train(cfg: TrainConfig, dist_info: Dist, set_seed, load_training_state) -> 
                         data_position={
                             "step": step,
                             "items_per_rank": step * cfg.batch_size,
-                            "batch_size": cfg.batch_size,
-                            "world_size": world,
-                            "num_workers": cfg.num_workers,
-                            "seed": cfg.seed,
-                            "shuffle_buffer": cfg.shuffle_buffer,
-                            "stratify": cfg.stratify,
-                            "task_repeats": task_repeats,
-                            "manifests": [s["manifest_sha256"] for s in provenance["sets"]],
+                            **data_order(cfg, world, spec, task_repeats),
                         },
                         keep_last=cfg.keep_last,
+                        ema=ema,
                         world=world,
                         batch_size=cfg.batch_size,
                     )

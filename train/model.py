@@ -340,11 +340,27 @@ def build_policy(
     return policy, report
 
 
-def make_processors(policy_config, spec: DataSpec):
-    """lerobot's SmolVLA pre/post-processors, normalising with the shard set's stats."""
+def make_processors(policy_config, spec: DataSpec, recipe=None, stats: dict | None = None, chunk=None):
+    """lerobot's SmolVLA pre/post-processors, normalising with the shard set's stats, or with `stats`
+    (`train.recipes.normalizer_stats`) and the steps of an action recipe (`train.recipes.ActionRecipe`):
+    its normalisation mode goes into the policy config, its steps into the pipelines."""
     from lerobot.policies.factory import make_pre_post_processors
 
-    return make_pre_post_processors(policy_config, dataset_stats=spec.stats_tensors())
+    from train.data import STAT_FIELDS
+
+    tensors = spec.stats_tensors()
+    if stats is not None:
+        tensors = {
+            key: {name: torch.tensor(entry[name], dtype=torch.float32) for name in STAT_FIELDS}
+            for key, entry in stats.items()
+        }
+    if recipe is None:
+        return make_pre_post_processors(policy_config, dataset_stats=tensors)
+    from train.recipes import add_recipe_steps, set_normalization_mode
+
+    set_normalization_mode(policy_config, recipe)
+    preprocessor, postprocessor = make_pre_post_processors(policy_config, dataset_stats=tensors)
+    return add_recipe_steps(preprocessor, postprocessor, recipe, spec.action_names, chunk)
 
 
 def count_parameters(policy) -> tuple[int, int]:

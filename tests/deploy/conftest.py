@@ -5,6 +5,7 @@ tiny offline backbone, once per session):
 * `checkpoint_2026` -- the 2026 layout (61-dim proprio): the same shards with a manifest that records
   `state.layout: r1pro-2026` and the top32 indices of that layout, and cameras whose frames came from
   720/480 sources (`source_height`/`source_width`, `resize`), as `b1k-preprocess` records them;
+* `checkpoint_relative` -- relative actions + per-timestep normalisation + EMA on an aligned-preset set;
 * `legacy_checkpoint` -- `checkpoint_2025` rewritten in the format b1k-train wrote before tasks and layouts
   were recorded (image features `observation.images.<camera>`, provenance cameras with height/width only,
   no `state.layout`, no `tasks`), which `b1k-serve` must still serve.
@@ -29,12 +30,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TASKS = {0: "pick up the radio", 1: "put the dishes away"}
 
 
-def train_checkpoint(shards: Path, backbone: Path, out: Path) -> Path:
+def train_checkpoint(shards: Path, backbone: Path, out: Path, *extra) -> Path:
     from train import cli
 
     args = [
         "--shards", shards, "--vlm-model", backbone, "--output-dir", out, "--batch-size", 2, "--chunk-size", 8,
-        "--max-steps", 2, "--num-workers", 0, "--val-every", 0, "--no-progress", "--log-every", 1,
+        "--max-steps", 2, "--num-workers", 0, "--val-every", 0, "--no-progress", "--log-every", 1, *extra,
     ]  # fmt: skip
     result = CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output[-3000:]
@@ -61,6 +62,19 @@ def checkpoint_2026(tiny_backbone, tmp_path_factory) -> Path:
         )
     write_manifest(root / "set", manifest)
     return train_checkpoint(root / "set", tiny_backbone, root / "run")
+
+
+@pytest.fixture(scope="session")
+def checkpoint_relative(tiny_backbone, tmp_path_factory) -> Path:
+    """The 2025 winners' recipe: relative arm/torso actions, per-chunk-step normalisation, EMA weights
+    (an aligned-preset set with its stats sidecars)."""
+    root = tmp_path_factory.mktemp("deploy-relative")
+    write_shard_set(
+        root / "set", episodes=4, length=10, val_episodes=(3,), horizon=8, tasks=TASKS,
+        stats_sidecar=True, sidecar_episodes=True, state_preset="aligned",
+    )  # fmt: skip
+    extra = ("--action-repr", "relative", "--action-norm", "per_timestep", "--ema-decay", "0.9")
+    return train_checkpoint(root / "set", tiny_backbone, root / "run", *extra)
 
 
 def _legacy_key(key: str) -> str:

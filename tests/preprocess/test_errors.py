@@ -357,7 +357,9 @@ def test_a_second_run_on_a_locked_folder_names_the_holder_and_a_killed_holders_l
     assert (out / "manifest.json").is_file() and not (out / ".b1k-lock").exists()
 
 
-def test_a_full_disk_in_the_final_stage_is_one_error_line_and_the_previous_set_stays(dataset, tmp_path, monkeypatch):
+def test_a_full_disk_in_the_final_stage_is_one_error_line_and_the_previous_set_stays(
+    dataset, tmp_path, monkeypatch
+):
     """ENOSPC while the shards are written (injected: a real full disk cannot be had in a test) ends in
     one `error:` line naming the file and what to do; --overwrite's previous set is untouched; --debug
     shows the traceback instead."""

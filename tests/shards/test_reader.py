@@ -87,7 +87,9 @@ def test_a_pipe_template_that_quotes_its_name_keeps_every_name_one_word(shard_se
     manifest["splits"]["train"]["shards"][0]["name"] = f"x.tar'; touch {owned}; '"
     (hostile / "manifest.json").write_text(json.dumps(manifest))
     for location in (f"pipe:cat '{hostile}/{{name}}'", str(hostile)):
-        with pytest.raises(ManifestError, match=r"shards\[0\]\.name: expected a path relative to the set's root"):
+        with pytest.raises(
+            ManifestError, match=r"shards\[0\]\.name: expected a path relative to the set's root"
+        ):
             open_shard_set(location)
     assert not owned.exists()
 

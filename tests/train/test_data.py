@@ -241,7 +241,10 @@ def test_a_sample_that_does_not_decode_is_named_or_skipped(small_set, caplog):
     assert [b["key"] for b in batches] == [[raws[0]["__key__"], raws[2]["__key__"]], [raws[4]["__key__"]]]
     reasons = [event["reason"] for event in log.events()]
     assert len(reasons) == 2 and raws[1]["__key__"] in reasons[0]
-    assert raws[3]["__key__"] in reasons[1] and "action.npy: ValueError: expected float32[8, 23], got float32[2, 23]" in reasons[1]
+    assert (
+        raws[3]["__key__"] in reasons[1]
+        and "action.npy: ValueError: expected float32[8, 23], got float32[2, 23]" in reasons[1]
+    )
     # only those samples were skipped, and the log says so
     assert [event["skipped"] for event in log.events()] == ["sample", "sample"]
     assert sum("skipping a sample of corrupt shard" in r.getMessage() for r in caplog.records) == 2

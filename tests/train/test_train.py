@@ -445,11 +445,68 @@ def test_resume_with_task_balance_is_exact_and_a_changed_balance_warns(make_shar
     assert [k["step"] for k in keys] == [1, 2, 3, 4, 5, 6, 4, 5, 6] and keys[6:] == keys[3:6]
 
     unbalanced = [a for a in common if a != "--task-balance"]
+    refused = CliRunner().invoke(
+        cli.main,
+        [
+            str(a)
+            for a in (
+                *_args(shards, tiny_backbone, out, *unbalanced),
+                "--resume",
+                out / "checkpoints" / "000003",
+            )
+        ],
+    )
+    assert refused.exit_code == 2
+    assert "task_repeats: was {'pick up the radio': 1, 'put the dishes away': 4}, now None" in refused.output
+    assert "--force-resume" in refused.output
     changed = _invoke(
-        [*_args(shards, tiny_backbone, out, *unbalanced), "--resume", out / "checkpoints" / "000003"]
+        [
+            *_args(shards, tiny_backbone, out, *unbalanced),
+            "--resume",
+            out / "checkpoints" / "000003",
+            "--force-resume",
+        ]
     )
     assert changed.exit_code == 0, changed.output
     assert (
-        "--resume: task_repeats was {'pick up the radio': 1, 'put the dishes away': 4} and is now None"
+        "--resume (--force-resume): task_repeats: was {'pick up the radio': 1, 'put the dishes away': 4}, now None"
         in (changed.output)
     )
+
+
+def test_a_second_run_on_a_locked_output_dir_names_the_holder(small_set, tiny_backbone, tmp_path):
+    from shards.lock import FolderLock
+
+    out = tmp_path / "run"
+    with FolderLock(out, "b1k-train"):
+        result = CliRunner().invoke(
+            cli.main, [str(a) for a in _args(small_set, tiny_backbone, out, "--max-steps", 1)]
+        )
+    assert result.exit_code == 2
+    assert f"error: --output-dir {out} is in use by b1k-train (pid {os.getpid()} on" in result.output
+    assert not (out / "checkpoints").exists()
+
+
+def test_resume_refuses_changed_options_naming_each_and_force_resume_goes_on(
+    small_set, tiny_backbone, tmp_path
+):
+    out = tmp_path / "run"
+    common = ("--max-steps", 2, "--num-workers", 0, "--val-every", 0, "--save-every", 2)
+    assert _invoke(_args(small_set, tiny_backbone, out, *common)).exit_code == 0
+    changed = [
+        *_args(small_set, tiny_backbone, out, *common),
+        "--max-steps",
+        3,
+        "--seed",
+        7,
+        "--augment",
+        "--resume",
+    ]
+    refused = CliRunner().invoke(cli.main, [str(a) for a in changed])
+    assert refused.exit_code == 2
+    assert "seed: was 1000, now 7" in refused.output and "augment: was False, now True" in refused.output
+    assert "--force-resume" in refused.output and "Traceback" not in refused.output
+    forced = _invoke([*changed, "--force-resume"])
+    assert forced.exit_code == 0, forced.output
+    assert "--resume (--force-resume): seed: was 1000, now 7" in forced.output
+    assert "max_steps: was 2, now 3 (the LR schedule changes)" in forced.output
