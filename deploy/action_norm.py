@@ -72,6 +72,16 @@ class _ChunkStats:
         std = self._std[:steps].to(action.device, action.dtype)
         return mean, std
 
+    def _map_action(self, transition: EnvTransition, normalise: bool) -> EnvTransition:
+        """The transition with its action chunk (un)normalised per step; no action: unchanged."""
+        action = transition.get(TransitionKey.ACTION)
+        if action is None:
+            return transition
+        mean, std = self._rows(action)
+        out = transition.copy()
+        out[TransitionKey.ACTION] = (action - mean) / (std + self.eps) if normalise else action * std + mean
+        return out
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self._mean is None or self._std is None:
             return {}
@@ -94,13 +104,7 @@ class ChunkNormalizerStep(_ChunkStats, ProcessorStep):
     """Normalise a training batch's action chunks (B, T, A) per chunk step; no action: unchanged."""
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
-        action = transition.get(TransitionKey.ACTION)
-        if action is None:
-            return transition
-        mean, std = self._rows(action)
-        out = transition.copy()
-        out[TransitionKey.ACTION] = (action - mean) / (std + self.eps)
-        return out
+        return self._map_action(transition, normalise=True)
 
 
 @dataclass
@@ -108,10 +112,4 @@ class ChunkUnnormalizerStep(_ChunkStats, ProcessorStep):
     """Unnormalise predicted chunks (B, T, A) per chunk step; a single action (B, A) is an error."""
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
-        action = transition.get(TransitionKey.ACTION)
-        if action is None:
-            return transition
-        mean, std = self._rows(action)
-        out = transition.copy()
-        out[TransitionKey.ACTION] = action * std + mean
-        return out
+        return self._map_action(transition, normalise=False)

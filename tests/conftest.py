@@ -71,3 +71,15 @@ def tiny_backbone(tmp_path_factory) -> Path:
     return build_tiny_backbone(
         tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
     )
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The tiny models are fastest on one thread, CI machines are small and shared, and equal thread
+    counts keep float sums bit-identical (deploy's bit-for-bit comparisons)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -106,14 +106,3 @@ def legacy_checkpoint(checkpoint_2025, tmp_path_factory) -> Path:
     }
     (target / "b1k_provenance.json").write_text(json.dumps(provenance, indent=2))
     return target
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models are fastest on one thread; and equal thread counts keep float sums bit-identical."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -67,14 +67,3 @@ def synthetic_shards(synthetic_dataset, tmp_path_factory) -> Path:
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The tiny models are fastest on one thread, and CI machines are small and shared."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
