@@ -315,7 +315,8 @@ def markdown(results: dict) -> str:
                 per_worker = ""
             elif key.startswith("shards_"):
                 label = key.split("_")[1]
-                shape = value.get("image_shapes", {}).get("observation.images.head")
+                shapes = value.get("image_shapes", {})  # batch keys: the dataset's (older runs: short ones)
+                shape = shapes.get("observation.images.rgb.head") or shapes.get("observation.images.head")
                 name = f"shard stream, {label} size (head {max(shape) if shape else '?'} px; {value.get('loader')})"
                 w = value.get("num_workers") or 1
                 per_worker = f"x{num(ratio(value['samples_per_s'] / w, _sps(loader, 'floor_' + label)), 2)}"
