@@ -16,6 +16,7 @@ Per episode, in the work directory:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -31,7 +32,7 @@ from preprocess.video import DecodeAhead, iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
 from schemas.sample import progress, sample_key, temporal_weight
 from shards.codec import encode_sample, retain_freed_memory
-from shards.writer import RawSample, encode_tar_sample, write_tar
+from shards.writer import RawSample, atomic_write_bytes, atomic_write_text, encode_tar_sample, write_tar
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,10 @@ def work_paths(work_dir: Path, episode_index: int) -> dict[str, Path]:
     }
 
 
-def _atomic_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
 
 
 def action_chunk(actions: np.ndarray, start: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,9 +189,8 @@ def process_episode(
 
     paths = work_paths(work_dir, episode_index)
     # Stats inputs first: the tar (written last) marks the episode complete.
-    _atomic_bytes(
-        paths["npz"],
-        lambda f: np.savez(f, state=state.astype(np.float64), action=data.action.astype(np.float64)),
+    atomic_write_bytes(
+        paths["npz"], _npz_bytes(state=state.astype(np.float64), action=data.action.astype(np.float64))
     )
 
     stride = options.frame_stride
@@ -286,7 +280,7 @@ def process_episode(
         sample_payloads=payloads,
         decode_ahead_from=frames.started_at,
     )
-    _atomic_bytes(paths["json"], lambda f: f.write(json.dumps(result.to_json()).encode()))
+    atomic_write_text(paths["json"], json.dumps(result.to_json()))
     os.replace(part, paths["tar"])
     return result
 

@@ -71,7 +71,7 @@ from schemas.r1pro import (
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, image_member
 from shards.lock import LOCK_NAME, FolderLock, FolderLockedError
 from shards.stats import compute_stats, load_stats_values, write_stats_values
-from shards.writer import RawSample, ShardInfo, atomic_write_text, plan_shards, write_tar
+from shards.writer import RawSample, ShardInfo, atomic_write_text, plan_shards, tool_version, write_tar
 
 log = logging.getLogger(__name__)
 
@@ -742,15 +742,6 @@ def _read_samples(tars: list[WorkTar], rows: np.ndarray) -> Iterator[RawSample]:
 
 
 # ------------------------------------------------------------------ the run
-def _package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("b1k-smolvla")
-    except Exception:
-        return "0+unknown"
-
-
 def _split_prefix(split: str, partition: tuple[int, int] | None) -> str:
     return split if partition is None else f"{split}-p{partition[0]:03d}of{partition[1]:03d}"
 
@@ -850,7 +841,7 @@ def finalize(
         "schema_version": SCHEMA_VERSION,
         "created_by": {
             "tool": TOOL,
-            "version": _package_version(),
+            "version": tool_version(),
             "command": config.command_line or " ".join(sys.argv),
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },

@@ -54,7 +54,7 @@ from shards.reader import ShardSet, open_shard_set
 from shards.scan import is_local, local_file_problem, open_stream
 from shards.stats import STATS_DIR, compute_stats, episode_columns, load_stats_values, write_stats_values
 from shards.tar import HashingReader
-from shards.writer import TMP_SUFFIX, atomic_write_text
+from shards.writer import TMP_SUFFIX, atomic_write_text, tool_version
 
 TOOL = "b1k-shards merge"
 # Options that only decide where and how the files were laid out, not what the samples are.
@@ -550,7 +550,7 @@ def build_manifest(
     _merge_extras(inputs, base)
     base["created_by"] = {
         "tool": TOOL,
-        "version": _package_version(),
+        "version": tool_version(),
         "command": command,
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -646,15 +646,6 @@ def _merge_totals(inputs: list[_Input], placed: list[_Placed]) -> dict | None:
         if key in all_totals[0] and num in out and out.get(den):
             out[key] = round(out[num] / out[den], 1)
     return out
-
-
-def _package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("b1k-smolvla")
-    except Exception:
-        return "0+unknown"
 
 
 # ------------------------------------------------------------------ the command

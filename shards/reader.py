@@ -24,7 +24,7 @@ from shards.guard import (
     decode_checked,
     iter_checked_shard,
 )
-from shards.scan import ShardScan
+from shards.scan import ShardScan, location_kind
 
 __all__ = [
     "CorruptShardLog",
@@ -99,14 +99,6 @@ class ShardSet:
             location=self.location,
             **kwargs,
         )
-
-
-def location_kind(location: str) -> str:
-    if location.startswith("pipe:"):
-        return "pipe"
-    if location.startswith(("http://", "https://")):
-        return "http"
-    return "local"
 
 
 def read_location(url: str) -> bytes:

@@ -34,8 +34,17 @@ from shards.tar import (
 )
 
 
+def location_kind(location: str) -> str:
+    """`pipe` (a command), `http` (an http(s) URL) or `local` (a path)."""
+    if location.startswith("pipe:"):
+        return "pipe"
+    if location.startswith(("http://", "https://")):
+        return "http"
+    return "local"
+
+
 def is_local(url: str) -> bool:
-    return not url.startswith(("pipe:", "http://", "https://"))
+    return location_kind(url) == "local"
 
 
 def open_stream(url: str) -> BinaryIO:

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from schemas.manifest import MANIFEST_NAME, SPLITS, STAT_KEYS, shards_of
-from schemas.sample import ACTION_IS_PAD_MEMBER, JSON_MEMBER, image_member, parse_sample_key, sample_problems
+from schemas.sample import (
+    ACTION_IS_PAD_MEMBER,
+    JSON_MEMBER,
+    image_member,
+    parse_sample_key,
+    sample_problems,
+    temporal_weight,
+)
 from shards.codec import decode_member, decode_npy
 from shards.errors import ShardCorruptError
 from shards.reader import ShardSet
@@ -184,7 +191,7 @@ def check_sample(raw: dict[str, Any], ctx: _Context, split: str) -> list[str]:
             if not math.isclose(meta["progress"], expected, rel_tol=1e-9, abs_tol=1e-12):
                 problems.append(f"json progress {meta['progress']} != frame/(length-1) = {expected}")
             elif isinstance(meta.get("weight"), (int, float)):
-                weight = 1.0 + ctx.alpha * expected**2
+                weight = temporal_weight(expected, ctx.alpha)
                 if not math.isclose(meta["weight"], weight, rel_tol=1e-9, abs_tol=1e-12):
                     problems.append(f"json weight {meta['weight']} != 1 + alpha*progress^2 = {weight}")
             pad = decoded.get(ACTION_IS_PAD_MEMBER)

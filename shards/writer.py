@@ -77,13 +77,27 @@ class _HashingFile:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file under a temporary name, then rename it into place."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write a file under a temporary name of this process's (removed if the write fails), synced,
+    then renamed into place: the file is either complete or absent."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def tool_version() -> str:
+    """This project's installed version, for the `created_by` of what it writes."""
+    try:
+        from importlib.metadata import version
+
+        return version("b1k-smolvla")
+    except Exception:
+        return "0+unknown"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
