@@ -7,7 +7,12 @@
   shuffle buffer, decode, chunk slicing, collation to SmolVLA's batch keys), resumable exactly.
 - `train.recipes`: action recipes (relative actions, mean_std/quantile/per-timestep normalisation with
   exact chunk-target stats from the stats sidecars) and the EMA of the weights.
-- `train.loop`: `TrainConfig` and `train()`: weighted flow-matching loss, AdamW + cosine warmup,
-  logs, validation, checkpoints in lerobot's format, resume, DDP through torchrun.
+- `train.config`: `TrainConfig` (every `b1k-train` option), `TrainResult`, the errors that stop a run.
+- `train.loop`: `train()`: the loop (one step, then log / validate / evaluate / save when due), DDP
+  through torchrun; `train.setup` builds what it runs on (data, policy, optimizer, resume, loaders).
+- `train.loss`: raw batch -> SmolVLA's batch (with `--augment`) -> temporally weighted flow-matching loss.
+- `train.logs`: the JSONL log (+ TensorBoard, wandb, curves PNG); `train.checkpoint`: checkpoints in
+  lerobot's format and where `--resume` starts (`train.resume`: what it must find unchanged).
+- `train.action_eval`, `train.curves`, `train.tracking`: `--eval-every`, `curves.png`, wandb.
 - `train.cli`: `b1k-train`.
 """

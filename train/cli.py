@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from train.loop import TrainConfig
+from train.config import TrainConfig
 
 _D = TrainConfig.__dataclass_fields__
 
@@ -379,8 +379,10 @@ def main(**kwargs) -> None:
     from schemas.manifest import ManifestError
     from shards.errors import describe_os_error
     from shards.reader import ShardSetError
+    from train.config import NonFiniteLossError, TrainError
     from train.data import DataSpecError, ShardReadError
-    from train.loop import NonFiniteLossError, TrainError, configure_logging, train
+    from train.logs import configure_logging
+    from train.loop import train
     from train.model import ModelLoadError
     from train.recipes import RecipeError
     from train.resume import ResumeMismatchError
