@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test test-fast test-gpu demo bench lint clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,15 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
+# Everything but the end-to-end runs marked slow (< 3 min on 2 cores): for the edit-test loop.
+test-fast: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not slow"
+
+# The tests marked gpu (skipped without CUDA) and the GPU benchmarks, with one summary (gpu-output/).
+test-gpu: setup
+	$(PY) -m tests.gpu.run --out gpu-output
+
 demo: setup
 	$(PY) -m train.demo --out demo-output
 
@@ -48,4 +57,4 @@ lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:
-	rm -rf demo-output bench-output .pytest_cache .ruff_cache
+	rm -rf demo-output bench-output gpu-output .pytest_cache .ruff_cache

@@ -10,6 +10,9 @@
 
 * `tiny_backbone` -- `train.tiny_backbone.build_tiny_backbone` once per session (vision image_size 32,
   patch 8): the offline stand-in for SmolVLM that every training test loads.
+* `quickstart_run` -- the README's quick start (b1k-preprocess -> b1k-shards -> b1k-train with 8
+  workers, 4 steps) on `synthetic_v30`, once per session: the end-to-end run that tests/test_readme.py
+  and tests/train/test_train.py both check (`tests.test_readme.QuickstartRun`).
 
 Each dataset fixture returns a `preprocess.synthetic.SyntheticDatasetInfo` (`.root`, `.episodes`, `.camera_sizes`, ...).
 Treat the built datasets as read-only: tests that corrupt files copy the dataset first
@@ -71,6 +74,13 @@ def tiny_backbone(tmp_path_factory) -> Path:
     return build_tiny_backbone(
         tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)
     )
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(synthetic_v30, tiny_backbone, tmp_path_factory):
+    from tests.test_readme import run_quickstart
+
+    return run_quickstart(synthetic_v30, tiny_backbone, tmp_path_factory.mktemp("quickstart"))
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,10 @@ quick start runs (on synthetic data, small sizes, a few steps). `make demo` runs
 * The "CLI reference" section equals what `python -m tests.readme_cli` generates from `--help`.
 * The quick-start block runs as written with HOME pointing at a temporary folder (its `~/...` paths land
   there; the dataset path is a link to the synthetic v3.0 fixture). Only these are changed for a CPU
-  test: b1k-train's --max-steps/--batch-size/--num-workers are made small, and --vlm-model (a tiny local
-  backbone) stands in for the unreachable lerobot/smolvla_base. Then the README's Python block loads the
-  checkpoint with lerobot and runs select_action.
+  test: b1k-train's --max-steps/--batch-size are made small, it validates every 2 steps, and --vlm-model
+  (a tiny local backbone) stands in for the unreachable lerobot/smolvla_base. Then the README's Python
+  block loads the checkpoint with lerobot and runs select_action. The run is made once per session
+  (`quickstart_run` in tests/conftest.py): tests/train/test_train.py's eight-workers test checks it too.
 * `train.demo` prints the same real-data commands as the README's quick start.
 """
 
@@ -21,6 +22,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -279,20 +281,43 @@ def test_demo_prints_the_readme_quickstart():
 # ----------------------------------------------------------------------------- running the quick start
 
 
+# The b1k-train line's CPU-test sizes; the eight-workers test (tests/train/test_train.py) reads the same
+# run, so it keeps the README's --num-workers 8 and validates twice.
+QUICKSTART_SIZES = {"--max-steps": "4", "--batch-size": "2"}
+QUICKSTART_EXTRA = ("--val-every", "2", "--val-batches", "2", "--no-progress", "--log-every", "1")
+
+
 def small(tokens: list[str], backbone: Path) -> list[str]:
     """The quick-start command with CPU-test sizes (see the module docstring)."""
     if Path(tokens[0]).name != "b1k-train":
         return tokens
-    overrides = {"--max-steps": "2", "--batch-size": "2", "--num-workers": "2"}
     out = list(tokens)
-    for flag, value in overrides.items():
+    for flag, value in QUICKSTART_SIZES.items():
         assert flag in out, f"the quick-start b1k-train line no longer sets {flag}; update this test"
         out[out.index(flag) + 1] = value
     assert "--pretrained-model" not in out and "--vlm-model" not in out
-    return [*out, "--vlm-model", str(backbone), "--no-progress", "--log-every", "1"]
+    return [*out, "--vlm-model", str(backbone), *QUICKSTART_EXTRA]
 
 
-def test_quickstart_runs_as_written(synthetic_v30, tiny_backbone, tmp_path):
+@dataclass
+class QuickstartRun:
+    """The README's quick start, run once per session (the `quickstart_run` fixture)."""
+
+    home: Path  # HOME of the run: the block's ~/ paths are under it
+    env: dict[str, str]
+    cwd: Path
+    done: dict[str, subprocess.CompletedProcess]  # by command: b1k-preprocess, b1k-shards verify, ...
+
+    @property
+    def shards(self) -> Path:
+        return self.home / "shards" / "task-0006"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "runs" / "smolvla-task-0006"
+
+
+def run_quickstart(synthetic_v30, backbone: Path, tmp_path: Path) -> QuickstartRun:
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -315,25 +340,37 @@ def test_quickstart_runs_as_written(synthetic_v30, tiny_backbone, tmp_path):
     link.parent.mkdir(parents=True)
     link.symlink_to(synthetic_v30.root, target_is_directory=True)
 
+    done = {}
     for tokens in runs:
-        argv = [str(home / t[2:]) if t.startswith("~/") else t for t in small(tokens, tiny_backbone)]
+        argv = [str(home / t[2:]) if t.startswith("~/") else t for t in small(tokens, backbone)]
         argv[0] = str(BIN / argv[0])
         proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (
             f"{shlex.join(tokens)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
+        done[" ".join(tokens[:2]) if tokens[0] == "b1k-shards" else tokens[0]] = proc
+    return QuickstartRun(home, env, tmp_path, done)
 
-    shards = home / "shards" / "task-0006"
-    assert (shards / "manifest.json").is_file()
+
+@pytest.mark.slow
+def test_quickstart_runs_as_written(quickstart_run):
+    assert sorted(quickstart_run.done) == [
+        "b1k-preprocess",
+        "b1k-shards inspect",
+        "b1k-shards verify",
+        "b1k-train",
+    ]
+    home = quickstart_run.home
+    assert (quickstart_run.shards / "manifest.json").is_file()
     assert (home / "shards" / "task-0006-sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    checkpoint = home / "runs" / "smolvla-task-0006" / "checkpoints" / "last" / "pretrained_model"
+    checkpoint = quickstart_run.run_dir / "checkpoints" / "last" / "pretrained_model"
     assert (checkpoint / "config.json").is_file()
 
     # The README's Python block, as written, against that checkpoint and shard set.
     proc = subprocess.run(
         [sys.executable, "-c", quickstart_python()],
-        env=env,
-        cwd=tmp_path,
+        env=quickstart_run.env,
+        cwd=quickstart_run.cwd,
         capture_output=True,
         text=True,
         timeout=600,

@@ -13,12 +13,19 @@ downloaded on machines without internet, so this module writes a small one:
 The output is deterministic: the same arguments always write the same files. No weights are written:
 SmolVLA builds the VLM from the config (`load_vlm_weights=False`) and initialises it at random.
 
+`--architecture smolvlm2-500m` writes the same kind of directory with the real SmolVLM2-500M sizes
+(`SMOLVLM2_500M`: SmolLM2-360M text model, SigLIP base patch16-512 vision tower), so that step times
+and memory are those of the real model without its weights (SmolVLA on it: ~450 M parameters). Its
+tokenizer is still the small local BPE (~490 tokens, not the real 49,280); the text embedding keeps
+the real 49,280 rows, so the parameter count and shapes are the real ones.
+
     b1k-tiny-backbone --output-dir /tmp/tiny-smolvlm
+    b1k-tiny-backbone --output-dir /tmp/smolvlm2-500m-random --architecture smolvlm2-500m
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -55,6 +62,7 @@ class TinyBackboneSpec:
     image_size: int = 64
     patch_size: int = 8
     vision_hidden: int = 32
+    vision_intermediate: int = 64
     vision_layers: int = 2
     vision_heads: int = 2
     text_hidden: int = 64
@@ -63,8 +71,42 @@ class TinyBackboneSpec:
     text_kv_heads: int = 2
     text_intermediate: int = 128
     scale_factor: int = 2
-    vocab_size: int = 512
+    vocab_size: int = 512  # the BPE's target; on its small corpus it stops at ~490 tokens
+    embedding_rows: int | None = None  # rows of the text embedding; None: the tokenizer's size
     max_position_embeddings: int = 2048
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+
+
+# The published HuggingFaceTB/SmolVLM2-500M-Video-Instruct sizes (no download here; sources found by
+# search, 2026-12): text model = SmolLM2-360M (hidden 960, 32 layers, 15 heads, 5 kv heads, head dim
+# 64, intermediate 2560, rope_theta 100000, rms_norm_eps 1e-5, max positions 8192) as in the SmolVLM-500M config.json
+# (e.g. huggingface.co/vidore/ColSmolVLM-Instruct-500M-base/blob/27476f0/config.json: "hidden_size":
+# 960, "intermediate_size": 2560, "num_attention_heads": 15, "num_key_value_heads": 5, "head_dim": 64,
+# "max_position_embeddings": 8192, "scale_factor": 4); vision tower = SigLIP base patch16-512 (hidden
+# 768, 12 layers, 12 heads, intermediate 3072, image 512, patch 16) and vocab 49280, as listed for
+# SmolVLM2-500M at mintlify.wiki/kvark/meganeura/models/smolvlm2; scale_factor 4 also follows from
+# the model's own processor_config.json ("image_seq_len": 64 = (512/16)^2 / 4^2).
+SMOLVLM2_500M = TinyBackboneSpec(
+    image_size=512,
+    patch_size=16,
+    vision_hidden=768,
+    vision_intermediate=3072,
+    vision_layers=12,
+    vision_heads=12,
+    text_hidden=960,
+    text_layers=32,
+    text_heads=15,
+    text_kv_heads=5,
+    text_intermediate=2560,
+    scale_factor=4,
+    vocab_size=512,
+    embedding_rows=49280,
+    max_position_embeddings=8192,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+)
+ARCHITECTURES = {"tiny": TinyBackboneSpec(), "smolvlm2-500m": SMOLVLM2_500M}
 
 
 def _build_tokenizer(vocab_size: int):
@@ -118,7 +160,7 @@ def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = 
         scale_factor=spec.scale_factor,
         vision_config={
             "hidden_size": spec.vision_hidden,
-            "intermediate_size": 2 * spec.vision_hidden,
+            "intermediate_size": spec.vision_intermediate,
             "num_hidden_layers": spec.vision_layers,
             "num_attention_heads": spec.vision_heads,
             "image_size": spec.image_size,
@@ -126,7 +168,7 @@ def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = 
         },
         text_config={
             "model_type": "llama",
-            "vocab_size": len(tokenizer),
+            "vocab_size": spec.embedding_rows or len(tokenizer),
             "hidden_size": spec.text_hidden,
             "intermediate_size": spec.text_intermediate,
             "num_hidden_layers": spec.text_layers,
@@ -134,6 +176,8 @@ def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = 
             "num_key_value_heads": spec.text_kv_heads,
             "head_dim": spec.text_hidden // spec.text_heads,
             "max_position_embeddings": spec.max_position_embeddings,
+            "rope_parameters": {"rope_type": "default", "rope_theta": spec.rope_theta},
+            "rms_norm_eps": spec.rms_norm_eps,
             "pad_token_id": tokenizer.pad_token_id,
             "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id,
@@ -178,21 +222,32 @@ def backbone_image_size(vlm_dir: str | Path) -> int:
     help="Directory to write the backbone into (created if missing).",
 )
 @click.option(
+    "--architecture",
+    type=click.Choice(sorted(ARCHITECTURES)),
+    default="tiny",
+    show_default=True,
+    help="tiny: a ~0.5 M-parameter SmolVLA for tests; smolvlm2-500m: the real SmolVLM2-500M sizes "
+    "(random weights; SmolVLA ~450 M parameters) to measure real step times.",
+)
+@click.option(
     "--image-size",
     "--image_size",
     "image_size",
-    default=TinyBackboneSpec.image_size,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=16),
-    help="Vision tower input size in pixels, a multiple of 16 (SmolVLA resizes images to it).",
+    help="Vision tower input size in pixels, a multiple of patch x scale factor (SmolVLA resizes "
+    "images to it). [default: the architecture's: 64 for tiny, 512 for smolvlm2-500m]",
 )
-def main(output_dir: Path, image_size: int) -> None:
-    """Build a tiny random-weight SmolVLM backbone (config + processor + tokenizer) offline."""
+def main(output_dir: Path, architecture: str, image_size: int | None) -> None:
+    """Build a random-weight SmolVLM backbone (config + processor + tokenizer) offline."""
+    spec = ARCHITECTURES[architecture]
+    if image_size is not None:
+        spec = replace(spec, image_size=image_size)
     try:
-        path = build_tiny_backbone(output_dir, TinyBackboneSpec(image_size=image_size))
+        path = build_tiny_backbone(output_dir, spec)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--image-size") from None
-    click.echo(f"tiny SmolVLM backbone written to {path} (vision image_size {image_size})")
+    click.echo(f"{architecture} SmolVLM backbone written to {path} (vision image_size {spec.image_size})")
 
 
 if __name__ == "__main__":

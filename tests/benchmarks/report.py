@@ -235,6 +235,46 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
+def paced_lines(paced: dict, model: dict) -> list[str]:
+    """The trainer's stream at a realistic GPU step time (tests.benchmarks.trainer_bench paced)."""
+    if not paced:
+        return []
+    first = next(iter(paced.values()))
+    lines = [
+        f"## Trainer stream at a realistic GPU step ({first['step_s'] * 1000:.0f} ms per batch of "
+        f"{first['batch_size']}: SmolVLA ~450 M, one H100, bf16)",
+        "",
+        "The consumer takes batches from b1k-train's stream (train.data, default workers) and sleeps the "
+        "step time instead of running the model (derivation: `GPU_STEP_S` in tests/benchmarks/trainer_bench.py). "
+        "Worker cores per GPU = samples/s needed / samples per worker CPU-second (free-running phase); "
+        "the paced columns depend on what else ran on the machine.",
+        "",
+        "| shards | num_workers | needed samples/s | data-wait share | delivered while paced | worker cores used while paced "
+        "| free-running samples/s | samples per worker CPU-s | worker cores per GPU | consumer CPU ms per batch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in paced.items():
+        lines.append(
+            f"| {label} | {r['num_workers']} | {num(r['samples_per_s_needed'])} | {pct(r['data_wait_share'])} | "
+            f"{num(r['samples_per_s_paced'])} | {num(r['worker_cores_paced'], 2)} | {num(r['samples_per_s_free'])} | "
+            f"{num(r['samples_per_worker_cpu_s'])} | {num(r['cores_per_gpu'], 2)} | "
+            f"{num(1000 * r['main_cpu_s_per_sample'] * r['batch_size'])} |"
+        )
+    lines.append("")
+    if model:
+        estimate = model.get("gpu_estimate", {})
+        lines += [
+            f"SmolVLA on the SmolVLM2-500M architecture (random weights): {model['params'] / 1e6:.1f} M parameters "
+            f"({model['trainable_params'] / 1e6:.1f} M trained); {model['flops_per_sample'] / 1e12:.2f} TFLOP per "
+            f"sample per step (forward + backward); CPU step at batch {model['batch_size']}: "
+            f"{num(model['cpu_step_s'])} s; H100 estimate at batch {estimate.get('batch_size')}: "
+            f"{num(1000 * estimate.get('step_s', 0))} ms at {100 * estimate.get('assumed_mfu', 0):.0f}% of the bf16 peak; "
+            f"lerobot's published H100 step scaled by FLOPs: {num(1000 * model.get('lerobot_h100_scaled_step_s', 0))} ms.",
+            "",
+        ]
+    return lines
+
+
 def _met(value: bool | None) -> str:
     return {True: "**met**", False: "**not met**", None: "n/a"}[value]
 
@@ -445,11 +485,15 @@ def markdown(results: dict) -> str:
             "|---|---|---|---|---|---|",
         ]
         for label, r in trainer.items():
+            if label == "paced":
+                continue
             lines.append(
                 f"| {label} | {r.get('workers')} | {r.get('steps')} | {num(r.get('samples_per_s'))} | "
                 f"{pct(r.get('data_wait_share'))} | {pct(r.get('first_window_data_wait_share'))} |"
             )
         lines.append("")
+
+    lines += paced_lines(trainer.get("paced", {}), results.get("model", {}))
 
     serve = results.get("serve", {})
     if serve:

@@ -41,6 +41,7 @@ class Profile:
     loader_seconds: float
     floor_seconds: float
     train_steps: int
+    paced_steps: int  # batches of 32 the GPU-paced consumer takes (trainer section)
     loader_rounds: int  # loader configurations are measured round-robin this many times; best kept
     preprocess_rounds: int
 
@@ -52,6 +53,7 @@ QUICK = Profile(
     loader_seconds=8,
     floor_seconds=4,
     train_steps=60,
+    paced_steps=150,
     loader_rounds=2,
     preprocess_rounds=2,  # the scaling ratio is wall-clock: best of 2 on a shared machine
 )
@@ -62,6 +64,7 @@ SMOKE = Profile(
     loader_seconds=3,
     floor_seconds=2,
     train_steps=20,
+    paced_steps=20,
     loader_rounds=1,
     preprocess_rounds=1,
 )
@@ -72,6 +75,7 @@ FULL = Profile(
     loader_seconds=15,
     floor_seconds=8,
     train_steps=200,
+    paced_steps=300,
     loader_rounds=3,
     preprocess_rounds=3,  # the scaling ratio is wall-clock: best of 3 on a shared machine
 )
@@ -425,6 +429,28 @@ class Bench:
                     name=f"train-{label}",
                 )
                 log(f"trainer ({label}): data-wait share {report.pct(res[label].get('data_wait_share'))}")
+        # b1k-train's stream at a realistic GPU step (batch 32, its default 8 workers)
+        paced = res.setdefault("paced", {})
+        for label, path in (
+            ("default", getattr(self, "shards_default", None)),
+            ("224", getattr(self, "shards_224", None)),
+        ):
+            if path:
+                cmd = [self.python, "-m", "tests.benchmarks.trainer_bench", "paced", "--shards", path]
+                paced[label] = run_json([*cmd, "--steps", str(self.profile.paced_steps)], timeout=900)
+                r = paced[label]
+                log(
+                    f"paced consumer ({label}, {r['step_s'] * 1000:.0f} ms/step, batch {r['batch_size']}, "
+                    f"{r['num_workers']} workers): data-wait share {report.pct(r['data_wait_share'])}, "
+                    f"{r['cores_per_gpu']:.2f} worker cores per GPU"
+                )
+
+    # -- SmolVLA at its real size (opt-in: --only model; ~3 min and ~9 GB RAM on 2 cores)
+    def model(self) -> None:
+        self.results["model"] = run_json(
+            [self.python, "-m", "tests.benchmarks.model_bench", "--out", str(self.out / "model")],
+            timeout=1800,
+        )
 
     # -- profiles of where time goes (cProfile, single process)
     def profiles(self) -> None:
@@ -486,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default=None,
-        help="comma list of sections: build,preprocess,memory,loader,trainer,serve,profile [all]",
+        help="comma list of sections: build,preprocess,memory,loader,trainer,serve,profile,model "
+        "[all but profile and model]",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile the shard stream and the preprocess floor"
@@ -532,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         ("trainer", bench.trainer),
         ("serve", bench.serve),
         ("profile", bench.profiles),
+        ("model", bench.model),
     ):
         if name in wanted:
             bench.section(name, fn)
@@ -544,6 +572,7 @@ SECTION_KEYS = {
     "loader": "loader",
     "trainer": "trainer",
     "serve": "serve",
+    "model": "model",
 }
 
 

@@ -4,13 +4,25 @@ for data, read from its JSONL log (`train_log.jsonl`, records with `kind == "tra
 
 The first window (DataLoader workers starting, shuffle buffers filling) is reported apart and left
 out of the steady-state share.
+
+`paced`: the trainer's data stream at a realistic GPU step time. A consumer takes batches of 32 from
+b1k-train's own stream (train.data: TrainStream + make_loader, its default 8 workers) and sleeps
+`GPU_STEP_S` per batch instead of running the model, as the training process waits on the GPU. It
+reports the data-wait share (time in `next(batches)` / (that + the GPU time, steps x step)) and the CPU cores per GPU the loader
+needs: the workers' CPU-seconds per wall second while keeping pace, and, from a free-running phase
+after it, samples/s needed (batch / step time) over samples per worker CPU-second.
+
+    python -m tests.benchmarks.trainer_bench paced --shards DIR [--step-s 0.08 --workers 8]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from tests.benchmarks.measure import measure_subprocess
@@ -111,3 +123,117 @@ def run_trainer(
     )
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return result
+
+
+# The realistic step of SmolVLA (~450 M parameters) at batch 32 on one H100 in bf16, the consumer's
+# sleep: ~80 ms. Derivation (`python -m tests.benchmarks.model_bench`, 2026-12, on
+# `b1k-tiny-backbone --architecture smolvlm2-500m`): torch's FlopCounterMode counts 0.72 TFLOP per
+# sample for b1k-train's default step (vision encoder frozen, expert trained; forward + backward),
+# 23.1 TFLOP at batch 32; at 30% of the H100's 989 TFLOP/s dense bf16 peak that is 78 ms. Cross-check:
+# lerobot's own H100 figure (docs "Compute HW Guide": update_s 0.312 s at batch 32 for SmolVLA with
+# everything trained, 1.85 TFLOP per sample by the same count, fp32) scales by the FLOPs to 122 ms.
+# The shorter figure is kept: the faster the GPU, the more the loader must deliver.
+GPU_STEP_S = 0.080
+GPU_BATCH = 32
+DEFAULT_WORKERS = 8  # b1k-train's --num-workers default
+
+
+def paced_consumer(
+    shard_dir: str,
+    *,
+    step_s: float = GPU_STEP_S,
+    batch_size: int = GPU_BATCH,
+    workers: int = DEFAULT_WORKERS,
+    steps: int = 150,
+    warmup: int = 20,
+    capacity_batches: int = 60,
+    seed: int = 0,
+) -> dict:
+    """Take batches from b1k-train's stream, sleeping `step_s` per batch; then free-running."""
+    from tests.benchmarks.loader import CHUNK, cpu_seconds
+    from train import data as train_data
+
+    spec = train_data.open_data([shard_dir])
+    stream = train_data.TrainStream(spec, chunk_size=CHUNK, seed=seed, batch_size=batch_size)
+    loader = train_data.make_loader(stream, num_workers=workers, persistent=True)
+    # As b1k-train on CPU: views of the workers' buffers, no copy. A GPU run copies each batch into
+    # pinned memory instead (torch reuses those buffers; not measurable without CUDA). A plain
+    # copy=True here would allocate ~66 MB per 512 px batch afresh and page-fault it in (40 ms of
+    # consumer CPU per batch measured here), a cost the pinned path does not have.
+    batches = train_data.batches(iter(loader), pin_memory=False, copy=False)
+    started = time.perf_counter()
+    for _ in range(warmup):  # workers starting, shuffle buffers filling, prefetch queue filling
+        next(batches)
+        time.sleep(step_s)
+    startup_s = time.perf_counter() - started
+
+    own0, workers0 = cpu_seconds()
+    wait = 0.0
+    begin = time.perf_counter()
+    for _ in range(steps):
+        t = time.perf_counter()
+        next(batches)
+        wait += time.perf_counter() - t
+        time.sleep(step_s)
+    wall = time.perf_counter() - begin
+    own1, workers1 = cpu_seconds()
+
+    # Free-running: what the loader delivers with no model at all (its ceiling on this machine).
+    # The batches the workers prefetched while the consumer slept are taken first, untimed.
+    for _ in range(workers * train_data.PREFETCH_ITEMS * stream.per_item):
+        next(batches)
+    own2, workers2 = cpu_seconds()
+    t = time.perf_counter()
+    for _ in range(capacity_batches):
+        next(batches)
+    capacity_s = time.perf_counter() - t
+    own3, workers3 = cpu_seconds()
+
+    needed = batch_size / step_s
+    per_worker_cpu_s = capacity_batches * batch_size / (workers3 - workers2)
+    return {
+        "kind": "paced",
+        "loader": "train.data (b1k-train's stream)",
+        "step_s": step_s,
+        "batch_size": batch_size,
+        "num_workers": workers,
+        "steps": steps,
+        "warmup_steps": warmup,
+        "startup_s": startup_s,
+        "wall_s": wall,
+        "data_wait_s": wait,
+        # of the time the GPU would take (steps x step_s) plus the waits: a late wake-up from sleep
+        # on a busy machine (`oversleep_s`) is neither GPU time nor data wait
+        "data_wait_share": wait / (wait + steps * step_s),
+        "oversleep_s": wall - wait - steps * step_s,
+        "samples_per_s_needed": needed,
+        "samples_per_s_paced": steps * batch_size / wall,
+        "worker_cores_paced": (workers1 - workers0) / wall,
+        "main_cores_paced": (own1 - own0) / wall,
+        "samples_per_s_free": capacity_batches * batch_size / capacity_s,
+        "samples_per_worker_cpu_s": per_worker_cpu_s,
+        "main_cpu_s_per_sample": (own3 - own2) / (capacity_batches * batch_size),
+        "cores_per_gpu": needed / per_worker_cpu_s,
+        "cpus": len(os.sched_getaffinity(0)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.trainer_bench")
+    parser.add_argument("kind", choices=["paced"])
+    parser.add_argument("--shards", required=True, help="a shard set directory")
+    parser.add_argument("--step-s", type=float, default=GPU_STEP_S, help="the GPU step the consumer sleeps")
+    parser.add_argument("--batch-size", type=int, default=GPU_BATCH)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--steps", type=int, default=150)
+    args = parser.parse_args(argv)
+    result = paced_consumer(
+        args.shards, step_s=args.step_s, batch_size=args.batch_size, workers=args.workers, steps=args.steps
+    )
+    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # do not wait for persistent DataLoader workers to wind down
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -299,6 +299,7 @@ def test_alpha_experiment_reports_the_per_bin_difference(tiny_backbone, tmp_path
 # b1k-train --eval-every, --wandb-project, curves.png
 
 
+@pytest.mark.slow
 def test_train_eval_every_logs_action_error_beside_val_loss_to_jsonl_wandb_and_a_png(
     two_task_set, tiny_backbone, tmp_path, monkeypatch
 ):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from tests.deploy.evaluator_client import EvaluatorClient, observation
 from tests.deploy.helpers import ServeProcess
@@ -19,6 +20,7 @@ def serve_block() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_the_readmes_serve_command_runs_and_answers_the_evaluator(checkpoint_2025, tmp_path):
     commands = shell_commands(serve_block())
     assert len(commands) == 1 and commands[0][0] == "b1k-serve"

@@ -5,6 +5,7 @@ unnormalised step by step plus the state the chunk was predicted from."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -16,6 +17,7 @@ from tests.deploy.helpers import ServeProcess, chunk_model
 RELATIVE = list(action_group_dims(("torso", "left_arm", "right_arm")))
 
 
+@pytest.mark.slow
 def test_the_evaluator_client_drives_b1k_serve_on_a_relative_per_timestep_checkpoint(checkpoint_relative):
     in_process = Policy(chunk_model(checkpoint_relative))
     episode = [observation(40 + t, task_id=t % 2) for t in range(3)]

@@ -320,14 +320,16 @@ def test_default_image_size_at_native_resolution(synthetic_dataset, tmp_path):
             assert psnr(image, resized(source, height, width)) >= 35.0
 
 
-def test_the_pool_tail_lends_idle_cores_and_keeps_the_bytes(synthetic_dataset, tmp_path, caplog):
-    """With 2 workers and one long episode among short ones, the long one runs alone at the end: the
-    idle worker's core is lent to it (it decodes ahead, as the debug log says) and the shards are
-    the same as one worker's."""
+def test_a_long_episode_at_the_pool_tail_writes_one_workers_bytes(synthetic_dataset, tmp_path):
+    """With 2 workers and one long episode among short ones, the long one runs alone at the end, where
+    the pool may lend it the idle worker's core (whether, and from which frame, it then decodes ahead
+    depends on scheduling; `test_decode.py` pins the decoded-ahead bytes of one episode). Whatever the
+    scheduling, the shards are byte for byte those of one worker."""
     ds = synthetic_dataset(layout="v3.0", lengths=(600, 30, 30), tasks=(6,), depth=False)
-    caplog.set_level("DEBUG", logger="preprocess.pipeline")
     pooled = preprocess(ds.root, tmp_path / "pooled", workers=2, decoder_threads=1, val_episodes="")
-    ahead = [r.getMessage() for r in caplog.records if "decoded ahead from frame" in r.getMessage()]
-    assert [m.split(":")[0] for m in ahead] == ["episode 0"], ahead
     alone = preprocess(ds.root, tmp_path / "alone", workers=1, decoder_threads=1, val_episodes="")
-    assert pooled["splits"] == alone["splits"]
+    assert pooled["splits"] == alone["splits"]  # names, sizes, sha256 and counts of every shard
+    for shard in alone["splits"]["train"]["shards"]:
+        assert (tmp_path / "pooled" / shard["name"]).read_bytes() == (
+            tmp_path / "alone" / shard["name"]
+        ).read_bytes()

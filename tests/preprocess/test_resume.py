@@ -60,6 +60,7 @@ def assert_same_set(a: Path, b: Path) -> None:
         assert (a / path).read_bytes() == (b / path).read_bytes()
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(dataset, reference, tmp_path):
     out = tmp_path / "set"
     command = [

@@ -247,6 +247,7 @@ RECIPES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("repr_, norm, decay", RECIPES)
 def test_kill_and_resume_with_a_recipe_and_ema_equals_an_uninterrupted_run(
     aligned_set, tiny_backbone, tmp_path, repr_, norm, decay

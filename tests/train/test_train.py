@@ -89,13 +89,13 @@ LOAD_AND_ACT = textwrap.dedent(
 )
 
 
-def test_eight_workers_train_and_lerobot_loads_the_checkpoint(synthetic_shards, tiny_backbone, tmp_path):
-    """Acceptance 1: --num-workers 8 on the synthetic data; the checkpoint loads in a fresh process with
-    lerobot's own SmolVLAPolicy.from_pretrained + processors; select_action gives 23 dims in data units."""
-    out = tmp_path / "run"
-    args = _args(synthetic_shards, tiny_backbone, out, "--num-workers", 8, "--max-steps", 4, "--val-every", 2)
-    done = _train([*args, "--val-batches", 2])
-    assert done.returncode == 0, done.stderr[-4000:]
+@pytest.mark.slow
+def test_eight_workers_train_and_lerobot_loads_the_checkpoint(quickstart_run):
+    """Acceptance 1: --num-workers 8 on the synthetic data (the README quick start's run, shared with
+    tests/test_readme.py: 4 steps, val every 2); the checkpoint loads in a fresh process with lerobot's
+    own SmolVLAPolicy.from_pretrained + processors; select_action gives 23 dims in data units."""
+    done, out, shards = quickstart_run.done["b1k-train"], quickstart_run.run_dir, quickstart_run.shards
+    assert done.args[done.args.index("--num-workers") + 1] == "8"
     assert "DataLoader worker" not in done.stderr and "Error" not in done.stderr
     train_log, val_log = _log(out), _log(out, "val")
     assert sorted(train_log) == [1, 2, 3, 4] and sorted(val_log) == [2, 4]
@@ -112,10 +112,10 @@ def test_eight_workers_train_and_lerobot_loads_the_checkpoint(synthetic_shards, 
     # lerobot's layout (<step>/pretrained_model) and the step dir itself hold the same files (hard links)
     for name in ("config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json"):
         assert (checkpoint / name).samefile(checkpoint.parent / name), name
-    shard = sorted(synthetic_shards.glob("val-*.tar"))[0]
+    shard = sorted(shards.glob("val-*.tar"))[0]
     loaded = subprocess.run(
         [sys.executable, "-c", LOAD_AND_ACT, str(out / "checkpoints" / "last"), str(shard),
-         str(synthetic_shards / "manifest.json")],
+         str(shards / "manifest.json")],
         capture_output=True, text=True, env=ENV,
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-4000:]
@@ -125,6 +125,7 @@ def test_eight_workers_train_and_lerobot_loads_the_checkpoint(synthetic_shards, 
     assert result["state_error"] < 1e-4  # the preprocessor normalised the raw state with our stats
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, tmp_path):
     """Acceptance 3: SIGKILL after a checkpoint, --resume: losses after it and final weights are equal
     (with validation and augmentation on, which must not disturb the order of random numbers)."""
@@ -173,6 +174,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, t
     assert sorted(p.name for p in (ref / "checkpoints").iterdir()) == ["000006", "000009", "000012", "last"]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_see_disjoint_samples(small_set, tiny_backbone, tmp_path):
     """Acceptance 4: torchrun --nproc_per_node 2 on CPU (gloo) trains; the ranks' samples are disjoint."""
     out = tmp_path / "ddp"
@@ -252,6 +254,7 @@ def test_unreadable_shard_is_named(small_set, tiny_backbone, tmp_path):
     assert "b1k-shards verify" in error
 
 
+@pytest.mark.slow
 def test_skip_corrupt_counts_and_goes_on(small_set, tiny_backbone, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(small_set, broken)
@@ -411,6 +414,7 @@ def test_offline_default_pretrained_model_says_to_pass_a_local_path(small_set, t
     )
 
 
+@pytest.mark.slow
 def test_resume_with_task_balance_is_exact_and_a_changed_balance_warns(make_shards, tiny_backbone, tmp_path):
     """--task-balance (8 episodes of one task, 2 of another: r = 4) logs its factors once, records them
     in the data position, and a run resumed from a checkpoint steps through the same samples with the
