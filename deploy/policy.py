@@ -72,7 +72,7 @@ class ChunkModel:
         return torch.randn((batch, *self.noise_shape), generator=generator, dtype=torch.float32)
 
     def to_batch(self, inputs: PolicyInputs) -> dict[str, Any]:
-        """The batch the trainer feeds lerobot's preprocessor (`train.loop.to_policy_batch`)."""
+        """The batch the trainer feeds lerobot's preprocessor (`train.loss.to_policy_batch`)."""
         batch: dict[str, Any] = {}
         for key, frames in inputs.images.items():
             chw = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8, as decoded from shards

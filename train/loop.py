@@ -34,16 +34,7 @@ from train.checkpoint import data_order, last_checkpoint, save_checkpoint
 from train.config import NonFiniteLossError, TrainConfig, TrainError, TrainResult
 from train.data import PAD_KEY
 from train.logs import StepTimes
-from train.loss import (  # noqa: F401  color_jitter, gripper_jitter, temporal_weights: importable here too (tests)
-    autocast,
-    batch_weights,
-    color_jitter,
-    gripper_jitter,
-    loss_sums,
-    temporal_weights,
-    to_policy_batch,
-    weighted_loss,
-)
+from train.loss import autocast, batch_weights, loss_sums, to_policy_batch, weighted_loss
 from train.setup import Dist, Run, init_distributed, setup
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from shards.errors import ShardCorruptError
 from shards.guard import CorruptShardLog
 from tests.shardsets import read_manifest, write_manifest, write_shard_set
 from train import data as D
-from train.loop import TrainConfig
+from train.config import TrainConfig
 
 
 def _epoch_keys(spec, epoch_seed, rank, world, worker, workers):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from train import data as D
-from train.loop import temporal_weights, to_policy_batch, weighted_loss
+from train.loss import temporal_weights, to_policy_batch, weighted_loss
 from train.model import build_policy, make_processors
 
 CHUNK = 8

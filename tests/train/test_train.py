@@ -366,7 +366,7 @@ def test_augmentations_stay_in_range_and_touch_only_gripper_state(small_set):
     import torch
 
     from train import data as D
-    from train.loop import color_jitter, gripper_jitter
+    from train.loss import color_jitter, gripper_jitter
 
     spec = D.open_data([str(small_set)])
     images = torch.rand(4, 3, 8, 8)
