@@ -5,11 +5,6 @@ own loaders, and across kill -9 + --resume."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +14,7 @@ from safetensors.torch import load_file
 
 from schemas.presets import ALIGNED_PARTS, ordered_indices, preset_indices
 from schemas.r1pro import LAYOUT_2025, LAYOUT_2026, action_group_dims
+from tests.runs import train_killed_after
 from tests.shardsets import action_of, state_of
 from tests.train.test_train import ENV, _args, _invoke, _log, _train
 from train.data import open_data
@@ -263,19 +259,7 @@ def test_kill_and_resume_with_a_recipe_and_ema_equals_an_uninterrupted_run(
     assert done.returncode == 0, done.stderr[-4000:]
 
     out = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "train.cli", *map(str, _args(aligned_set, tiny_backbone, out, *common))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "000002").is_dir():
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-    killed_at = int((out / "checkpoints" / "last").resolve().name)
+    killed_at = train_killed_after(_args(aligned_set, tiny_backbone, out, *common), out, 2, ENV)
     assert killed_at < 8, "the run finished before it was killed"
     done = _train([*_args(aligned_set, tiny_backbone, out, *common), "--resume"])
     assert done.returncode == 0, done.stderr[-4000:]

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from tests.runs import train_killed_after
 from tests.shardsets import write_shard_set
 from train import cli
 from train import loop as loop_mod
@@ -138,19 +137,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, t
     assert done.returncode == 0, done.stderr[-4000:]
 
     out = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "train.cli", *_args(small_set, tiny_backbone, out, *common)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "000003").is_dir():
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-    killed_at = int((out / "checkpoints" / "last").resolve().name)
+    killed_at = train_killed_after(_args(small_set, tiny_backbone, out, *common), out, 3, ENV)
     assert killed_at < 12, "the run finished before it was killed"
 
     done = _train([*_args(small_set, tiny_backbone, out, *common), "--resume"])
