@@ -122,6 +122,7 @@ def _fail(message: str) -> None:
     show_default=True,
     help="Log latency percentiles every N steps of a connection (0 = only when it closes).",
 )
+@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 def main(
     checkpoint: str,
     host: str,
@@ -136,6 +137,7 @@ def main(
     max_message_mb: int,
     max_image_side: int,
     log_every: int,
+    debug: bool,
 ) -> None:
     """Serve a b1k-train checkpoint to the BEHAVIOR Challenge evaluator (its websocket policy protocol).
 
@@ -157,12 +159,16 @@ def main(
             ServeConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20, log_every=log_every),
         )
     except (CheckpointError, ObservationError, ValueError) as exc:
+        if debug:
+            raise
         _fail(str(exc))
         return
     try:
         asyncio.run(_serve_until_signalled(server))
         logging.getLogger(__name__).info("stopped")
     except OSError as exc:  # the port is taken, the address is not ours
+        if debug:
+            raise
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 

@@ -123,6 +123,7 @@ def _fail(message: str) -> None:
 )
 @opt("--progress/--no-progress", default=True, show_default=True,
      help="Progress bars with frames/s and ETA (stderr).")  # fmt: skip
+@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 def main(
     checkpoints: tuple[str, ...],
     shards: str,
@@ -138,6 +139,7 @@ def main(
     ensemble_coeff: float,
     vlm_model: str | None,
     progress: bool,
+    debug: bool,
 ) -> None:
     """Which checkpoint is better, and where in the episode? Open-loop action error on held-out episodes.
 
@@ -152,6 +154,7 @@ def main(
     from deploy.eval_report import PLOT_FILE, format_table, plot_progress, write_report
     from deploy.evaluate import evaluate
     from schemas.manifest import ManifestError
+    from shards.errors import describe_os_error
     from shards.reader import ShardSetError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s b1k-eval %(message)s", stream=sys.stderr)
@@ -173,12 +176,14 @@ def main(
     started = time.perf_counter()
     try:
         report = evaluate(checkpoints, shards, config)
-    except (EvalError, CheckpointError, ManifestError, ShardSetError) as exc:
-        _fail(str(exc))
+        seconds = time.perf_counter() - started
+        path = write_report(report, out)
+        plot = plot_progress(report, out / PLOT_FILE)
+    except (EvalError, CheckpointError, ManifestError, ShardSetError, OSError) as exc:
+        if debug:
+            raise
+        _fail(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
         return
-    seconds = time.perf_counter() - started
-    path = write_report(report, out)
-    plot = plot_progress(report, out / PLOT_FILE)
     click.echo(format_table(report))
     frames = report["frames"] * len(report["checkpoints"])
     click.echo(
