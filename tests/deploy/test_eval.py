@@ -354,4 +354,3 @@ def test_train_wandb_disable_and_a_missing_wandb(two_task_set, tiny_backbone, tm
             "--num-workers", 0, "--no-progress", "--chunk-size", 8, "--wandb-project", "p"]  # fmt: skip
     result = CliRunner().invoke(cli.main, [str(a) for a in args])
     assert result.exit_code == 2 and "error: --wandb-project p: wandb is not installed" in result.output
-
