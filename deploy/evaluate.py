@@ -47,7 +47,14 @@ from deploy.checkpoint import CheckpointError, DeploySpec, LoadedCheckpoint, loa
 from deploy.policy import ChunkModel, ExecutionConfig, Policy
 from schemas.manifest import ManifestError, state_layout_of
 from schemas.r1pro import ACTION_SEGMENTS, LayoutError, camera_for_key
-from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
+from schemas.sample import (
+    ACTION_IS_PAD_MEMBER,
+    ACTION_MEMBER,
+    JSON_MEMBER,
+    STATE_MEMBER,
+    image_member,
+    sample_problems,
+)
 from shards.codec import decode_image_into, decode_npy, npy_view
 from shards.reader import ShardSet, open_shard_set
 
@@ -168,7 +175,7 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
     positions: dict[int, list[tuple[int, str]]] = {}
     first_action: dict[str, np.ndarray] = {}
     for raw in _raw_samples(shard_set, split):
-        meta = _json(raw)
+        meta = _checked_members(raw, manifest)
         positions.setdefault(int(meta["episode_index"]), []).append(
             (int(meta["frame_index"]), raw["__key__"])
         )
@@ -214,6 +221,24 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
 
 def _json(raw: dict) -> dict:
     return json.loads(bytes(raw[JSON_MEMBER]))
+
+
+def _checked_members(raw: dict, manifest: dict) -> dict:
+    """The sample's json, once its arrays and json are what the schema says for this set (dtype, shape,
+    fields: `schemas.sample.sample_problems`); else an EvalError naming the shard, sample and member.
+    The evaluation reads these members as they lie (`npy_view`), so nothing unchecked reaches it."""
+    try:
+        decoded = {m: decode_npy(raw[m]) for m in (STATE_MEMBER, ACTION_MEMBER, ACTION_IS_PAD_MEMBER)}
+        decoded[JSON_MEMBER] = _json(raw)
+    except (KeyError, ValueError) as exc:
+        raise EvalError(
+            f"{raw.get('__url__')}: sample {raw.get('__key__')}: {type(exc).__name__}: {exc}"
+        ) from None
+    state_dim, horizon = len(manifest["state"]["indices"]), int(manifest["horizon"])
+    problems = sample_problems(decoded, state_dim, int(manifest["action"]["dim"]), horizon)
+    if problems:
+        raise EvalError(f"{raw.get('__url__')}: sample {raw.get('__key__')}: {'; '.join(problems)}")
+    return decoded[JSON_MEMBER]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -354,3 +354,34 @@ def test_train_wandb_disable_and_a_missing_wandb(two_task_set, tiny_backbone, tm
             "--num-workers", 0, "--no-progress", "--chunk-size", 8, "--wandb-project", "p"]  # fmt: skip
     result = CliRunner().invoke(cli.main, [str(a) for a in args])
     assert result.exit_code == 2 and "error: --wandb-project p: wandb is not installed" in result.output
+
+
+def test_a_member_off_the_schema_is_named_not_cast(checkpoint_2025, two_task_set, tmp_path):
+    """A set whose shard verifies (its manifest lists these very bytes) but whose sample holds a float64
+    state: b1k-eval names the shard, the sample and the member instead of casting it."""
+    import hashlib
+    import shutil
+
+    from shards.codec import encode_npy
+    from shards.writer import write_tar
+    from tests.shardsets import read_manifest, write_manifest
+
+    root = tmp_path / "set"
+    shutil.copytree(two_task_set, root)
+    manifest = read_manifest(root)
+    entry = manifest["splits"]["val"]["shards"][0]
+    shard = root / entry["name"]
+    raws = [
+        {k: bytes(v) if isinstance(v, memoryview) else v for k, v in r.items()}
+        for r in iter_tar_samples(str(shard))
+    ]
+    bad = raws[1]["__key__"]
+    raws[1]["state.npy"] = encode_npy(np.zeros(32, np.float64))
+    shard.unlink()
+    write_tar(shard, ({k: v for k, v in r.items() if k != "__url__"} for r in raws))
+    data = shard.read_bytes()
+    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    write_manifest(root, manifest)
+    code, output, _ = _eval([checkpoint_2025], root, tmp_path / "out")
+    assert code == 2 and "error:" in output and "Traceback" not in output
+    assert f"sample {bad}: state.npy: expected float32[32], got float64[32]" in output, output
