@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # Re-install only when the project's metadata or its C extensions changed; otherwise setup takes well under a second.
-$(STAMP): pyproject.toml shards/_jpeg.c shards/_tarindex.c
+$(STAMP): pyproject.toml shards/_tarindex.c
 	@set -e; \
 	if [ ! -x "$(PY)" ]; then \
 		py=""; \

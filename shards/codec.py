@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: preprocess workers never need it
@@ -53,6 +54,7 @@ def decode_image(data: bytes, expected: tuple[int, int] | None = None) -> np.nda
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xDA)}
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8"
 
 
 def image_size(data: bytes | memoryview) -> tuple[int, int] | None:
@@ -106,50 +108,23 @@ def decode_image_tensor(data: bytes) -> torch.Tensor:
     return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
 
 
-try:  # optional C extension (see shards/_jpeg.c); without it JPEGs go through torchvision
-    from shards import _jpeg
-except ImportError:
-    _jpeg = None
-
-_JPEG_MAGIC = b"\xff\xd8"
-
-
-def decodes_into_place() -> bool:
-    """Whether `decode_image_into` decodes JPEGs straight into the target (shards._jpeg is built)."""
-    return _jpeg is not None
-
-
-# libjpeg-turbo's SIMD colour conversion writes an output row with non-temporal stores (movntdq:
-# past the cache, straight to memory) when the row starts 16/32-byte aligned, with ordinary
-# stores otherwise. A decoded image is read again at once (batched, copied, fed to the model), and
-# on this project's machines aligned targets decoded ~13% slower at 224 px (~2% at the default
-# size). So image targets start this many bytes past a 64-byte boundary (`decode_target`, and the
-# image rows of train's batch buffers).
-DECODE_TARGET_SKEW = 8
-
-
-def decode_target(height: int, width: int) -> np.ndarray:
-    """An uninitialised (height, width, 3) uint8 array for `decode_image_into`, placed where
-    libjpeg-turbo fills it with ordinary stores (`DECODE_TARGET_SKEW` past a 64-byte boundary)."""
-    size = height * width * 3
-    raw = np.empty(size + 64 + DECODE_TARGET_SKEW, dtype=np.uint8)
-    start = -raw.ctypes.data % 64 + DECODE_TARGET_SKEW
-    return raw[start : start + size].reshape(height, width, 3)
-
-
-def decode_image_into(data: bytes, out: np.ndarray) -> None:
+def decode_image_into(data: bytes | memoryview, out: np.ndarray) -> None:
     """Decode JPEG or PNG bytes into `out`, an (H, W, 3) uint8 C-contiguous array such as a row of
     a batch buffer; raises ValueError if the image is not H x W.
 
-    JPEGs are decoded straight into `out` by shards._jpeg (libjpeg-turbo) when it is built: a
-    second pass that copies a decoded image in costs ~20% of decoding it. Anything it declines (a
-    PNG, another size, a corrupt stream) and every image without it goes through torchvision
-    (`decode_image_tensor`, the same pixels) and is copied in, so errors read the same either way.
-    Decoding is fastest into a target off 16-byte alignment (see `decode_target`)."""
+    JPEGs are decoded straight into `out` by simplejpeg (libjpeg-turbo, the same islow DCT and fancy
+    upsampling as torchvision, so the same pixels): a second pass that copies a decoded image in had
+    cost ~20% of decoding it. Whatever it declines (a PNG, a corrupt or truncated stream, a colour
+    space it cannot turn into RGB) goes through torchvision (`decode_image_tensor`) and is copied in,
+    so an error reads the same either way."""
     height, width = out.shape[0], out.shape[1]
     check_image_size(data, height, width)
-    if _jpeg is not None and data[:2] == _JPEG_MAGIC and _jpeg.decode_into(data, out, height, width):
-        return
+    if data[:2] == _JPEG_MAGIC:
+        try:
+            simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out, strict=True)
+            return
+        except ValueError:  # strict: a stream libjpeg would pad with grey is declined, not decoded
+            pass
     image = decode_image_tensor(data)
     if image.shape != (3, height, width):
         raise ValueError(f"image {tuple(image.shape)} != expected (3, {height}, {width})")

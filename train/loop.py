@@ -35,6 +35,7 @@ from train.config import NonFiniteLossError, TrainConfig, TrainError, TrainResul
 from train.data import PAD_KEY
 from train.logs import StepTimes
 from train.loss import autocast, batch_weights, loss_sums, to_policy_batch, weighted_loss
+from train.seeds import seed_of
 from train.setup import Dist, Run, init_distributed, setup
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def train_step(run: Run, step: int) -> StepResult:
 
 def step_seed(seed: int, rank: int, step: int) -> int:
     """The global torch RNG's seed for `step` (noise, flow-matching time, --augment's jitter)."""
-    return data_mod._seed(seed, rank, step, 0x57E9) % (2**63 - 1)
+    return seed_of(seed, rank, step, 0x57E9) % (2**63 - 1)
 
 
 def _finite_on_every_rank(loss: torch.Tensor, run: Run) -> bool:
@@ -226,10 +227,10 @@ def val_loss(run: Run) -> dict | None:
     policy, device = run.policy, run.device
     was_training = policy.training
     policy.eval()
-    torch.manual_seed(data_mod._seed(run.cfg.seed, run.dist.rank, 0x7A1) % (2**63 - 1))
+    torch.manual_seed(seed_of(run.cfg.seed, run.dist.rank, 0x7A1) % (2**63 - 1))
     totals = torch.zeros(4, dtype=torch.float64)  # `loss_sums`, over the batches
     samples = 0
-    loader_batches = data_mod.batches(iter(run.val_loader), pin_memory=device.type == "cuda", copy=False)
+    loader_batches = data_mod.batches(run.val_loader, pin_memory=device.type == "cuda", copy=False)
     for index, raw in enumerate(loader_batches):
         if run.cfg.val_batches > 0 and index >= run.cfg.val_batches:
             break

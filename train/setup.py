@@ -20,7 +20,7 @@ from typing import IO, Any
 import torch
 import torch.distributed as dist
 
-from shards.codec import decodes_into_place
+from shards.codec import retain_freed_memory
 from train import data as data_mod
 from train.action_eval import ActionEval, make_action_eval
 from train.checkpoint import check_resumed, data_order, first_load_report, resume_target
@@ -148,7 +148,7 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     device = resolve_device(cfg, dist_info.local_rank, world)
     limit_cpu_threads(device, cfg.num_workers, world)
     if cfg.num_workers == 0:  # this process decodes the images (workers do so themselves)
-        data_mod.retain_freed_memory()
+        retain_freed_memory()
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise TrainError("--batch-size and --max-steps must be >= 1")
 
@@ -220,8 +220,9 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
         batch_size=cfg.batch_size,
         stratify=cfg.stratify,
         corrupt=corrupt,
+        num_workers=cfg.num_workers,
     )
-    train_loader = data_mod.make_loader(train_stream, num_workers=cfg.num_workers)
+    train_loader = data_mod.make_loader(train_stream)
     val_loader = _val_loader(cfg, spec, rank, world, corrupt)
 
     # Logs
@@ -266,7 +267,7 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
         load_report=report,
         provenance=provenance,
         # each batch is used up in its step, so no copy out of the workers' buffers
-        batches=data_mod.batches(iter(train_loader), pin_memory=device.type == "cuda", copy=False),
+        batches=data_mod.batches(train_loader, pin_memory=device.type == "cuda", copy=False),
         val_loader=val_loader,
         corrupt=corrupt,
         log=run_log,
@@ -309,12 +310,6 @@ def _set_optimizer_options(pc, cfg: TrainConfig) -> None:
 
 def _log_model(policy, report: LoadReport, device: torch.device, world: int) -> None:
     total, trainable = count_parameters(policy)
-    logger.info(
-        "images: JPEGs decoded straight into the batch buffers (shards._jpeg)"
-        if decodes_into_place()
-        else "images: decoded with torchvision and copied into the batch buffers (shards._jpeg is not "
-        "built: re-install with a C compiler and libjpeg's headers, e.g. libjpeg-dev: a 13-19% faster loader)"
-    )
     logger.info(report.summary())
     logger.info(f"policy: {total:,} parameters, {trainable:,} trainable; device {device}, world size {world}")
 
@@ -325,9 +320,15 @@ def _val_loader(cfg: TrainConfig, spec: DataSpec, rank: int, world: int, corrupt
     if cfg.val_every <= 0 or not any(src.val for src in spec.sources):
         return None
     val_stream = data_mod.ValStream(
-        spec, chunk_size=cfg.chunk_size, batch_size=cfg.batch_size, rank=rank, world=world, corrupt=corrupt
+        spec,
+        chunk_size=cfg.chunk_size,
+        batch_size=cfg.batch_size,
+        rank=rank,
+        world=world,
+        corrupt=corrupt,
+        num_workers=min(cfg.num_workers, 2),
     )
-    return data_mod.make_loader(val_stream, num_workers=min(cfg.num_workers, 2), persistent=True)
+    return data_mod.make_loader(val_stream, persistent=True)
 
 
 def _provenance(

@@ -7,12 +7,10 @@ state leaks from one configuration into the next.
   lerobot  LeRobotDataset(delta_timestamps={"action": 50 steps}) through a torch DataLoader
            (batch 8, shuffle, num_workers 0 or N), video backend as lerobot picks it (torchcodec
            when FFmpeg's shared libraries load, else PyAV) or forced.
-  shards   our shard stream as the trainer builds it (train.data when it exists, else the
-           equivalent pipeline below on shards.reader.sample_pipeline), num_workers N.
+  shards   our shard stream as the trainer builds it (train.data), num_workers N.
   floor    the bare floor: decode the same JPEG bytes (3 cameras per sample) in a tight loop with
            the decoder the trainer's stream uses (shards.codec.decode_image_into, into one reused
-           buffer per camera, placed as the trainer places its batch rows: `decode_target`), one
-           process = one worker; `--decoder tensor|pil` for torchvision's
+           buffer per camera, as into a batch row), one process = one worker; `--decoder tensor|pil` for torchvision's
            or Pillow's decoder instead.
 """
 
@@ -191,77 +189,19 @@ def shard_urls(shard_dir: str, split: str = "train") -> list[str]:
     return urls
 
 
-def _collate(samples: list[dict]) -> dict:
-    """A SmolVLA-shaped batch from decoded samples (images uint8 CHW; the trainer scales on device)."""
-    import torch
-
-    batch: dict = {}
-    for camera in CAMERAS:
-        member = f"{camera.name}.jpg"
-        batch[camera.policy_key] = torch.from_numpy(np.stack([s[member] for s in samples])).permute(
-            0, 3, 1, 2
-        )
-    batch["observation.state"] = torch.from_numpy(np.stack([s["state.npy"] for s in samples]))
-    batch["action"] = torch.from_numpy(np.stack([s["action.npy"][:CHUNK] for s in samples]))
-    batch["action_is_pad"] = torch.from_numpy(np.stack([s["action_is_pad.npy"][:CHUNK] for s in samples]))
-    batch["weight"] = torch.tensor([s["json"]["weight"] for s in samples], dtype=torch.float32)
-    batch["task"] = [s["json"]["task"] for s in samples]
-    return batch
-
-
-class _LocalShardStream:
-    """Fallback when train/ has no data module: the pipeline the design describes (shard shuffle,
-    worker split, sample shuffle buffer, decode, batch in the worker)."""
-
-    def __init__(self, urls: list[str], seed: int, shuffle_buffer: int):
-        self.urls, self.seed, self.shuffle_buffer = urls, seed, shuffle_buffer
-
-    def loader(self, num_workers: int):
-        import torch
-        import webdataset as wds
-
-        from shards.reader import sample_pipeline
-
-        urls, seed, shuffle_buffer = self.urls, self.seed, self.shuffle_buffer
-
-        class Stream(torch.utils.data.IterableDataset):
-            def __iter__(self):
-                epoch = 0
-                while True:
-                    pipeline = sample_pipeline(
-                        urls, seed=seed, epoch=epoch, shuffle_buffer=shuffle_buffer, split_by_node=False
-                    )
-                    pipeline.append(wds.batched(BATCH_SIZE, collation_fn=_collate, partial=False))
-                    count = 0
-                    for batch in pipeline:
-                        count += 1
-                        yield batch
-                    if count == 0:
-                        raise RuntimeError(
-                            f"a worker got no full batch from {len(urls)} shard(s): the local pipeline splits "
-                            "by whole shards; write more shards (--shard-samples) or use fewer workers"
-                        )
-                    epoch += 1
-
-        return torch.utils.data.DataLoader(
-            Stream(),
-            batch_size=None,
-            num_workers=num_workers,
-            persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
-        )
-
-
 def trainer_batches(shard_dir: str, num_workers: int, seed: int):
     """Batches exactly as b1k-train gets them (train.data: open_data -> TrainStream -> make_loader -> batches)."""
+    from shards.codec import retain_freed_memory
     from train import data as train_data
 
     if num_workers == 0:  # as b1k-train does when it decodes in its own process
-        train_data.retain_freed_memory()
+        retain_freed_memory()
     spec = train_data.open_data([shard_dir])
-    stream = train_data.TrainStream(spec, chunk_size=CHUNK, seed=seed, batch_size=BATCH_SIZE)
-    loader = train_data.make_loader(stream, num_workers=num_workers, persistent=True)
-    return train_data.batches(iter(loader), pin_memory=False, copy=False)  # as b1k-train on CPU
+    stream = train_data.TrainStream(
+        spec, chunk_size=CHUNK, seed=seed, batch_size=BATCH_SIZE, num_workers=num_workers
+    )
+    loader = train_data.make_loader(stream, persistent=True)
+    return train_data.batches(loader, pin_memory=False, copy=False)  # as b1k-train on CPU
 
 
 def limit_main_threads(num_workers: int) -> int:
@@ -274,32 +214,14 @@ def limit_main_threads(num_workers: int) -> int:
     return torch.get_num_threads()
 
 
-def shard_loader(shard_dir: str, num_workers: int, seed: int, shuffle_buffer: int, which: str = "auto"):
-    """(batch iterator, which loader): the trainer's own stream when train.data provides it, else the
-    equivalent pipeline above."""
-    if which in ("auto", "train"):
-        try:
-            return trainer_batches(shard_dir, num_workers, seed), "train.data (b1k-train's stream)"
-        except (ImportError, AttributeError) as exc:
-            if which == "train":
-                raise
-            fallback = f"local pipeline (train.data unavailable: {exc})"
-    else:
-        fallback = "local pipeline"
-    loader = _LocalShardStream(shard_urls(shard_dir), seed, shuffle_buffer).loader(num_workers)
-    return _forever(loader), fallback
-
-
 def measure_shards(
     shard_dir: str,
     num_workers: int,
     seconds: float,
     seed: int = 0,
-    shuffle_buffer: int = 1000,
-    which: str = "auto",
 ) -> dict:
     threads = limit_main_threads(num_workers)
-    batches, source = shard_loader(shard_dir, num_workers, seed, shuffle_buffer, which)
+    batches = trainer_batches(shard_dir, num_workers, seed)
     result = time_batches(
         batches, batch_size=BATCH_SIZE, seconds=seconds, warmup_batches=max(4, 4 * num_workers)
     )
@@ -307,7 +229,7 @@ def measure_shards(
     result.update(
         kind="shards",
         torch_threads=threads,
-        loader=source,
+        loader="train.data (b1k-train's stream)",
         num_workers=num_workers,
         image_shapes={k: list(v.shape[1:]) for k, v in first.items() if k.startswith("observation.images")},
         image_dtype=str(next(v.dtype for k, v in first.items() if k.startswith("observation.images"))),
@@ -342,17 +264,12 @@ def reader_decoder(which: str = "auto"):
         buffers: dict[int, np.ndarray] = {}
 
         def decode_into(data: bytes, camera: int) -> None:
-            if camera not in buffers:  # placed as the trainer places its batch rows (`decode_target`)
+            if camera not in buffers:
                 height, width = codec.decode_image_tensor(data).shape[1:]
-                buffers[camera] = codec.decode_target(height, width)
+                buffers[camera] = np.empty((height, width, 3), np.uint8)
             codec.decode_image_into(data, buffers[camera])
 
-        how = (
-            "libjpeg-turbo straight into it: shards._jpeg"
-            if codec.decodes_into_place()
-            else "torchvision + copy"
-        )
-        return decode_into, f"shards.codec.decode_image_into ({how})"
+        return decode_into, "shards.codec.decode_image_into (simplejpeg, straight into the buffer)"
     if which in ("auto", "tensor", "into"):
         return (lambda data, _camera: codec.decode_image_tensor(data)), "shards.codec.decode_image_tensor"
     return (lambda data, _camera: codec.decode_image(data)), "shards.codec.decode_image"
@@ -409,12 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--decoder", choices=["auto", "into", "tensor", "pil"], default="auto", help="floor: image decoder"
     )
-    parser.add_argument("--shard-loader", choices=["auto", "train", "local"], default="auto")
     args = parser.parse_args(argv)
     if args.kind == "lerobot":
         result = measure_lerobot(args.root, args.backend, args.workers, args.seconds, episodes=args.episodes)
     elif args.kind == "shards":
-        result = measure_shards(args.root, args.workers, args.seconds, which=args.shard_loader)
+        result = measure_shards(args.root, args.workers, args.seconds)
     elif args.kind == "floor":
         result = measure_floor(args.root, args.seconds, args.decoder)
     elif args.kind == "backend":

@@ -154,13 +154,15 @@ def paced_consumer(
     from train import data as train_data
 
     spec = train_data.open_data([shard_dir])
-    stream = train_data.TrainStream(spec, chunk_size=CHUNK, seed=seed, batch_size=batch_size)
-    loader = train_data.make_loader(stream, num_workers=workers, persistent=True)
+    stream = train_data.TrainStream(
+        spec, chunk_size=CHUNK, seed=seed, batch_size=batch_size, num_workers=workers
+    )
+    loader = train_data.make_loader(stream, persistent=True)
     # As b1k-train on CPU: views of the workers' buffers, no copy. A GPU run copies each batch into
     # pinned memory instead (torch reuses those buffers; not measurable without CUDA). A plain
     # copy=True here would allocate ~66 MB per 512 px batch afresh and page-fault it in (40 ms of
     # consumer CPU per batch measured here), a cost the pinned path does not have.
-    batches = train_data.batches(iter(loader), pin_memory=False, copy=False)
+    batches = train_data.batches(loader, pin_memory=False, copy=False)
     started = time.perf_counter()
     for _ in range(warmup):  # workers starting, shuffle buffers filling, prefetch queue filling
         next(batches)
@@ -180,7 +182,7 @@ def paced_consumer(
 
     # Free-running: what the loader delivers with no model at all (its ceiling on this machine).
     # The batches the workers prefetched while the consumer slept are taken first, untimed.
-    for _ in range(workers * train_data.PREFETCH_ITEMS * stream.per_item):
+    for _ in range(workers * train_data.PREFETCH_ITEMS):
         next(batches)
     own2, workers2 = cpu_seconds()
     t = time.perf_counter()

@@ -99,10 +99,8 @@ def test_batches_that_reach_the_gpu_equal_the_cpu_paths_bit_for_bit(gpu_set):
     count, cuda, cpu = 200, torch.device("cuda"), torch.device("cpu")  # 200 batches: 4 epochs
 
     def loader_batches(pin_memory: bool):
-        stream = D.TrainStream(spec, chunk_size=8, seed=5, shuffle_buffer=64, batch_size=4)
-        batches = D.batches(
-            iter(D.make_loader(stream, num_workers=4)), pin_memory=pin_memory, copy=not pin_memory
-        )
+        stream = D.TrainStream(spec, chunk_size=8, seed=5, shuffle_buffer=64, batch_size=4, num_workers=4)
+        batches = D.batches(D.make_loader(stream), pin_memory=pin_memory, copy=not pin_memory)
         return itertools.islice(batches, count)
 
     on_gpu = [(raw["key"], to_policy_batch(raw, spec, cuda)) for raw in loader_batches(pin_memory=True)]

@@ -14,12 +14,14 @@ import pytest
 import torch
 
 from schemas.manifest import ManifestError
+from schemas.sample import parse_sample_key
 from shards.codec import decode_image_tensor, encode_npy, npy_view
 from shards.errors import ShardCorruptError
 from shards.guard import CorruptShardLog
 from tests.shardsets import read_manifest, write_manifest, write_shard_set
 from train import data as D
 from train.config import TrainConfig
+from train.stream import plan_raw, read_shard
 
 
 def _epoch_keys(spec, epoch_seed, rank, world, worker, workers):
@@ -91,10 +93,15 @@ def test_the_episode_schedule_depends_on_the_item_alone():
 
 def _batch_keys(spec, start, count, workers, seed=3):
     stream = D.TrainStream(
-        spec, chunk_size=4, seed=seed, shuffle_buffer=64, batch_size=4, start_batches=start
+        spec,
+        chunk_size=4,
+        seed=seed,
+        shuffle_buffer=64,
+        batch_size=4,
+        start_batches=start,
+        num_workers=workers,
     )
-    loader = D.make_loader(stream, num_workers=workers)
-    return [batch["key"] for batch in itertools.islice(D.batches(iter(loader)), count)]
+    return [batch["key"] for batch in itertools.islice(D.batches(D.make_loader(stream)), count)]
 
 
 @pytest.mark.parametrize("workers", [0, 3])
@@ -108,12 +115,9 @@ def test_resume_position_continues_the_stream_exactly(small_set, workers):
 
 
 def _expected_batch(stream, index, workers):
-    """Batch `index` of a loader, computed in this process: the loader hands out items of
-    `per_item` batches round-robin, so it is batch `within` of item `item // workers` of worker
-    `item % workers`."""
-    item, within = divmod(index, stream.per_item)
-    worker_batch = item // workers * stream.per_item + within
-    return next(itertools.islice(stream.worker_batches(item % workers, workers), worker_batch, None))
+    """Batch `index` of a loader, computed in this process: the loader hands out the workers'
+    batches round-robin, so it is batch `index // workers` of worker `index % workers`."""
+    return next(itertools.islice(stream.worker_batches(index % workers, workers), index // workers, None))
 
 
 def _assert_same_batch(batch, expected, spec):
@@ -127,8 +131,8 @@ def test_batches_kept_by_the_consumer_are_its_own_copies(small_set):
     workers hand them over: 200 batches (4 epochs) are far more than 2 workers keep in flight, so
     whatever buffers they reuse have been refilled many times while the first batches are still held."""
     spec = D.open_data([str(small_set)])
-    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
-    kept = list(itertools.islice(D.batches(iter(D.make_loader(stream, num_workers=2))), 200))
+    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4, num_workers=2)
+    kept = list(itertools.islice(D.batches(D.make_loader(stream)), 200))
     for index, batch in enumerate(kept):
         _assert_same_batch(batch, _expected_batch(stream, index, 2), spec)
 
@@ -137,62 +141,51 @@ def test_zero_copy_batches_are_right_while_in_use(small_set):
     """copy=False (b1k-train on CPU): a batch used before the next one is taken is never overwritten,
     and the ring's buffers really are reused (a kept batch changes later: copy to keep)."""
     spec = D.open_data([str(small_set)])
-    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
-    loader = D.make_loader(stream, num_workers=2)
+    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4, num_workers=2)
+    loader = D.make_loader(stream)
     views = []
     # 200 batches (4 epochs): far past what 2 workers keep in flight, so every buffer is refilled
-    for index, batch in enumerate(itertools.islice(D.batches(iter(loader), copy=False), 200)):
+    for index, batch in enumerate(itertools.islice(D.batches(loader, copy=False), 200)):
         _assert_same_batch(batch, _expected_batch(stream, index, 2), spec)
         views.append(batch["observation.state"])
     assert not torch.equal(views[0], _expected_batch(stream, 0, 2)["observation.state"])
 
 
-def test_a_ring_buffer_goes_with_its_first_batch_only(small_set):
-    """A loader item is a list of `per_item` batches. Each worker's shared buffers are handed over
-    once (with its first batches); later batches only name their buffer, which `batches` has kept:
-    unpacking them without it is a clear error."""
+def test_workers_hand_over_small_references_to_their_shared_buffers(small_set):
+    """A loader item is a `BatchRef`: which of the worker's shared buffers holds the batch, its rows
+    and its per-sample lists, never the tensors themselves. Each worker fills its own buffers in
+    turn, and the stream's buffers give the batch a single-process run of the same slot makes."""
     spec = D.open_data([str(small_set)])
-    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4)
-    keep: dict = {}
-    carried = []
-    loader = D.make_loader(stream, num_workers=2)
-    loader = D.make_loader(stream, num_workers=2)  # sets the stream's ring size
-    items = 2 * stream.ring_slots // stream.per_item + 2  # past both workers' rings
-    for item in itertools.islice(iter(loader), items):
-        assert isinstance(item, list) and len(item) == stream.per_item
-        for batch in item:  # unpacked before the next item is taken, as `batches` does
-            index = len(carried)
-            carried.append(batch[D.PACKED_KEY][2] is not None)
-            if index == items * stream.per_item - 1:
-                with pytest.raises(ValueError, match="iterate the loader with `batches`"):
-                    D.unpack_batch(batch)
-            _assert_same_batch(D.unpack_batch(batch, keep=keep), _expected_batch(stream, index, 2), spec)
-    first = 2 * stream.ring_slots  # two workers, each with its ring
-    assert carried == [True] * first + [False] * (len(carried) - first)
-    assert len(keep) == first
+    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4, num_workers=2)
+    slots = []
+    for index, item in enumerate(itertools.islice(iter(D.make_loader(stream)), 20)):
+        assert isinstance(item, D.BatchRef) and item.rows == 4
+        assert not any(isinstance(v, torch.Tensor) for v in item.lists.values())
+        slots.append(item.slot)
+        _assert_same_batch(stream.buffers.batch(item), _expected_batch(stream, index, 2), spec)
+    per_worker = D.PREFETCH_ITEMS + 2
+    assert slots[0::2] == [n % per_worker for n in range(10)]  # worker 0's buffers, in turn
+    assert slots[1::2] == [per_worker + n % per_worker for n in range(10)]
 
 
-def test_small_batches_go_several_per_loader_item():
-    """torch's per-item cost is amortised over several small batches; big ones go one by one."""
-    mb = 1 << 20
-    per_item = [D.batches_per_item(size) for size in (1, 64 << 10, mb, 4 * mb, 16 * mb, 64 * mb, 1 << 30)]
-    assert all(n >= 1 for n in per_item) and per_item == sorted(per_item, reverse=True)
-    assert per_item[0] > 1  # a tiny batch shares its item
-    assert per_item[-1] == 1  # batch 32 at 512 px is ~75 MB: one per item
-    # a worker's n-th sample lands where the round-robin of its items puts it
-    b, k, workers = 3, 4, 2
-    worker1 = [D.rank_item(n, 1, workers, b, k) // b for n in range(0, 3 * k * b, b)]
-    assert worker1 == [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23]
+def test_a_stream_refuses_a_loader_with_another_worker_count(small_set):
+    spec = D.open_data([str(small_set)])
+    stream = D.TrainStream(spec, chunk_size=4, seed=2, shuffle_buffer=64, batch_size=4, num_workers=2)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=1)
+    with pytest.raises(ValueError, match="made for 2 DataLoader workers, the loader has 1"):
+        next(iter(loader))
 
 
 @pytest.mark.parametrize("consumed", [0, 5, 9, 17])
 def test_resume_points_skip_exactly_the_consumed_batches(consumed):
-    """After `consumed` batches of items of 4 from 3 workers, the workers together skip exactly them."""
-    k, workers = 4, 3
-    points = [D.resume_point(consumed, w, workers, k) for w in range(workers)]
+    """After `consumed` batches from 3 workers, the workers together skip exactly them, and loader
+    worker 0 (asked first) plays the worker whose batch comes next."""
+    workers = 3
+    points = [D.resume_point(consumed, w, workers) for w in range(workers)]
     assert sorted(w for w, _ in points) == [0, 1, 2] and sum(c for _, c in points) == consumed
-    logical, into = points[0]  # loader worker 0 delivers the next item: the one consumption stopped in
-    assert logical == consumed // k % workers and into % k == consumed % k
+    assert points[0][0] == consumed % workers
+    # a worker's n-th sample lands where the round-robin of its batches puts it
+    assert [D.rank_item(n, 1, 2, 3) // 3 for n in range(0, 12, 3)] == [1, 3, 5, 7]
 
 
 def test_samples_are_decoded_into_batches_and_chunk_sliced(small_set):
@@ -230,7 +223,7 @@ def test_samples_are_decoded_into_batches_and_chunk_sliced(small_set):
 def test_a_sample_that_does_not_decode_is_named_or_skipped(small_set, caplog):
     spec = D.open_data([str(small_set)])
     fmt = D.SampleFormat.of(spec, 4)
-    raws = list(itertools.islice(D._read_shard(spec.sources[0].train[0].url), 5))
+    raws = list(itertools.islice(read_shard(spec.sources[0].train[0].url), 5))
     raws[1] = {**raws[1], "head.jpg": raws[1]["head.jpg"][:200]}  # a truncated JPEG
     raws[3] = {**raws[3], "action.npy": encode_npy(np.zeros((2, 23), np.float32))}  # shorter than the chunk
     with pytest.raises(ShardCorruptError, match=rf"train-000000\.tar.*{raws[1]['__key__']} does not decode"):
@@ -280,9 +273,11 @@ def test_batch_diversity_with_default_settings(make_shards, interleave):
             shuffle_buffer=defaults.shuffle_buffer,
             batch_size=16,
             stratify=stratify,
+            num_workers=defaults.num_workers,
         )
-        loader = D.make_loader(stream, num_workers=defaults.num_workers)
-        distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader)), 40)]
+        distinct = [
+            len(set(b["episode_index"])) for b in itertools.islice(D.batches(D.make_loader(stream)), 40)
+        ]
         averages[stratify] = sum(distinct) / len(distinct)
     iid = 20 * (1 - (19 / 20) ** 16)  # expected distinct episodes of 16 i.i.d. uniform picks among 20
     print(
@@ -306,11 +301,17 @@ def test_a_stratified_batch_takes_every_buffered_episode_equally_often(make_shar
     counts = {}
     for stratify in (True, False):
         stream = D.TrainStream(
-            spec, chunk_size=4, seed=seed, shuffle_buffer=1000, batch_size=16, stratify=stratify
+            spec,
+            chunk_size=4,
+            seed=seed,
+            shuffle_buffer=1000,
+            batch_size=16,
+            stratify=stratify,
+            num_workers=workers,
         )
-        loader = D.make_loader(stream, num_workers=workers)
         counts[stratify] = [
-            collections.Counter(b["episode_index"]) for b in itertools.islice(D.batches(iter(loader)), 40)
+            collections.Counter(b["episode_index"])
+            for b in itertools.islice(D.batches(D.make_loader(stream)), 40)
         ]
     even = {episode: 2 for episode in range(8)}
     assert all(count == even for count in counts[True]), counts[True]
@@ -324,7 +325,7 @@ def test_mixture_follows_the_weights(make_shards):
     spec = D.open_data([f"{a}@3", f"{b}@1"])
     stream = D.TrainStream(spec, chunk_size=4, seed=0, shuffle_buffer=0, batch_size=8)
     from_a = sum(
-        D.parse_sample_key(raw["__key__"])[0] < 100 for raw in itertools.islice(stream.raw_samples(), 400)
+        parse_sample_key(raw["__key__"])[0] < 100 for raw in itertools.islice(stream.raw_samples(), 400)
     )
     assert 0.65 < from_a / 400 < 0.85
     keys = [raw["__key__"] for raw in itertools.islice(stream.raw_samples(), 400)]
@@ -356,7 +357,7 @@ def test_stats_of_a_mixture_are_exact_for_mean_and_std(make_shards):
 
 def _all_items(root):
     spec = D.open_data([str(root)])
-    raws = [raw for ref in spec.sources[0].train for raw in D._read_shard(ref.url)]
+    raws = [raw for ref in spec.sources[0].train for raw in read_shard(ref.url)]
     batch = D.decode_batch(raws, D.SampleFormat.of(spec, 2))
     return [{"observation.state": state} for state in batch["observation.state"]]
 
@@ -413,10 +414,14 @@ def test_batch_diversity_on_preprocessed_shards(synthetic_shards):
     assert len(spec.sources[0].episodes) >= 20
     defaults = TrainConfig(shards=[str(synthetic_shards)])
     stream = D.TrainStream(
-        spec, chunk_size=8, seed=defaults.seed, shuffle_buffer=defaults.shuffle_buffer, batch_size=16
+        spec,
+        chunk_size=8,
+        seed=defaults.seed,
+        shuffle_buffer=defaults.shuffle_buffer,
+        batch_size=16,
+        num_workers=defaults.num_workers,
     )
-    loader = D.make_loader(stream, num_workers=defaults.num_workers)
-    distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(iter(loader)), 40)]
+    distinct = [len(set(b["episode_index"])) for b in itertools.islice(D.batches(D.make_loader(stream)), 40)]
     average = sum(distinct) / len(distinct)
     print(
         f"preprocessed shards: distinct episodes per 16-sample batch: avg {average:.2f}, min {min(distinct)}"
@@ -424,27 +429,29 @@ def test_batch_diversity_on_preprocessed_shards(synthetic_shards):
     assert average >= 12
 
 
-def test_packed_batches_unpack_to_the_same_tensors(small_set):
-    """A worker hands a batch over as one shared buffer; the consumer gets equal tensors of its own."""
+def test_a_batch_copied_out_of_a_shared_buffer_is_the_consumers_own(small_set):
+    """`BatchBuffers.batch(copy=True)` gives tensors equal to a batch decoded in this process, with
+    the same strides, that stay so when the worker refills its buffer."""
     spec = D.open_data([str(small_set)])
-    raws = list(itertools.islice(D.TrainStream(spec, chunk_size=5, seed=0, batch_size=3).raw_samples(), 3))
+    stream = D.TrainStream(spec, chunk_size=5, seed=0, batch_size=3)
+    raws = list(itertools.islice(stream.raw_samples(), 3))
     fmt = D.SampleFormat.of(spec, 5)
     plain = D.decode_batch(raws, fmt)
-    buffer = D.allocate_batch(fmt.layout(3), shared=True)
-    packed = D.decode_batch(raws, fmt, buffer)
-    assert [k for k, v in packed.items() if isinstance(v, torch.Tensor)] == []
-    unpacked = D.unpack_batch(packed, copy=True)
-    assert unpacked.keys() == plain.keys()
-    buffer.fill_(0)  # the worker refills its buffer: the consumer's copy is unaffected
+    buffers = D.BatchBuffers(fmt, 3, workers=1)
+    writer = buffers.writer(0)
+    for raw in raws:
+        writer.add(raw)
+    copied = buffers.batch(D.BatchRef(0, writer.count, writer.lists), copy=True)
+    assert copied.keys() == plain.keys()
+    buffers.buffers[0].fill_(0)  # the worker refills its buffer: the consumer's copy is unaffected
     for key, value in plain.items():
         if isinstance(value, torch.Tensor):
-            assert unpacked[key].dtype == value.dtype and torch.equal(unpacked[key], value), key
-            assert unpacked[key].stride() == value.stride(), key
+            assert copied[key].dtype == value.dtype and torch.equal(copied[key], value), key
+            assert copied[key].stride() == value.stride(), key
         else:
-            assert unpacked[key] == value, key
+            assert copied[key] == value, key
 
 
-# ---------------------------------------------------------------------------------------------
 # --task-balance: 16 episodes of task 0 and 4 of task 1 (10 frames each), so task 1 has 4x fewer
 # samples (160 vs 40) and r = 4; episode 20 (task 1) is held out. Shards hold both tasks 4:1.
 
@@ -458,7 +465,7 @@ BALANCED = {
 
 
 def _task_of(key):
-    return 0 if D.parse_sample_key(key)[0] < 16 else 1
+    return 0 if parse_sample_key(key)[0] < 16 else 1
 
 
 def test_task_repeat_factors_bring_every_task_near_the_largest():
@@ -485,7 +492,7 @@ def test_a_balanced_epoch_repeats_each_small_task_sample_r_times_and_its_size_is
         for worker in range(workers):
             order = D.epoch_order(len(src.train), 7, 0)
             plan = D.plan_slot(src.train, order, rank, world, worker, workers, src.repeats)
-            assert plan.samples == sum(1 for _ in D._plan_raw(plan))  # (2, 8): sample strides
+            assert plan.samples == sum(1 for _ in plan_raw(plan))  # (2, 8): sample strides
             stream = D.slot_stream(
                 src.train, seed=7, rank=rank, world=world, worker=worker, workers=workers,
                 shuffle_buffer=50, repeats=src.repeats,
@@ -524,11 +531,9 @@ def test_balanced_loader_workers_resume_exactly(make_shards):
 
     def keys(start, count):
         stream = D.TrainStream(
-            spec, chunk_size=4, seed=3, shuffle_buffer=64, batch_size=4, start_batches=start
+            spec, chunk_size=4, seed=3, shuffle_buffer=64, batch_size=4, start_batches=start, num_workers=3
         )
-        return [
-            b["key"] for b in itertools.islice(D.batches(iter(D.make_loader(stream, num_workers=3))), count)
-        ]
+        return [b["key"] for b in itertools.islice(D.batches(D.make_loader(stream)), count)]
 
     full = keys(0, 90)  # 360 samples: past the first 320-sample epoch
     assert keys(37, 53) == full[37:]

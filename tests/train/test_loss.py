@@ -10,6 +10,7 @@ import torch
 from train import data as D
 from train.loss import temporal_weights, to_policy_batch, weighted_loss
 from train.model import build_policy, make_processors
+from train.stream import read_shard
 
 CHUNK = 8
 
@@ -20,7 +21,7 @@ def setup(small_set, tiny_backbone):
     torch.manual_seed(0)
     policy, _ = build_policy(spec, pretrained=None, vlm_model=str(tiny_backbone), chunk_size=CHUNK)
     pre, _ = make_processors(policy.config, spec)
-    items = [_item(raw, spec) for ref in spec.sources[0].train for raw in D._read_shard(ref.url)]
+    items = [_item(raw, spec) for ref in spec.sources[0].train for raw in read_shard(ref.url)]
     return spec, policy, pre, items
 
 

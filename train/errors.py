@@ -1,0 +1,13 @@
+"""What the trainer's data layer raises: a set it cannot train on, a shard it cannot read."""
+
+from __future__ import annotations
+
+from shards.errors import ShardSetError
+
+
+class ShardReadError(ShardSetError):
+    """A shard cannot be read or decoded; the message names it."""
+
+
+class DataSpecError(ValueError):
+    """The shard sets cannot be trained on together, or with these options."""
