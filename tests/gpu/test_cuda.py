@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +21,13 @@ from safetensors.torch import load_file
 from tests.deploy.evaluator_client import EvaluatorClient
 from tests.deploy.helpers import ServeProcess
 from tests.deploy.test_server import drive
-from tests.runs import train_killed_after
+from tests.runs import ENV, kill_and_resume, run_train, train_log
 from tests.shardsets import write_shard_set
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +45,6 @@ def _args(shards: Path, backbone: Path, out: Path, *extra) -> list[str]:
     ]  # fmt: skip
 
 
-def _train(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "train.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=timeout)
-
-
-def _log(out: Path, kind: str = "train") -> dict[int, dict]:
-    lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    return {r["step"]: r for r in lines if r["kind"] == kind}
-
-
 def _weights(out: Path, step: int) -> dict[str, torch.Tensor]:
     return load_file(out / "checkpoints" / f"{step:06d}" / "pretrained_model" / "model.safetensors")
 
@@ -67,7 +54,7 @@ def bf16_run(gpu_set, tiny_backbone, tmp_path_factory) -> Path:
     """b1k-train --device cuda --precision bf16 with 8 DataLoader workers, 6 steps, val every 3."""
     out = tmp_path_factory.mktemp("bf16") / "run"
     extra = ("--device", "cuda", "--precision", "bf16", "--num-workers", 8, "--max-steps", 6)
-    done = _train(_args(gpu_set, tiny_backbone, out, *extra, "--val-every", 3, "--val-batches", 2))
+    done = run_train(_args(gpu_set, tiny_backbone, out, *extra, "--val-every", 3, "--val-batches", 2))
     assert done.returncode == 0, done.stderr[-4000:]
     assert "DataLoader worker" not in done.stderr and "Error" not in done.stderr
     assert "device cuda" in done.stderr  # the policy's line: parameters, device, world size
@@ -75,9 +62,9 @@ def bf16_run(gpu_set, tiny_backbone, tmp_path_factory) -> Path:
 
 
 def test_a_bf16_run_with_eight_workers_trains_on_the_gpu(bf16_run):
-    train_log, val_log = _log(bf16_run), _log(bf16_run, "val")
-    assert sorted(train_log) == list(range(1, 7)) and sorted(val_log) == [3, 6]
-    for record in train_log.values():
+    train_records, val_log = train_log(bf16_run), train_log(bf16_run, "val")
+    assert sorted(train_records) == list(range(1, 7)) and sorted(val_log) == [3, 6]
+    for record in train_records.values():
         for key in ("loss", "weighted_loss", "grad_norm"):
             assert isinstance(record[key], float) and record[key] == record[key], key  # finite, not NaN
     pretrained = bf16_run / "checkpoints" / "000006" / "pretrained_model"
@@ -126,23 +113,17 @@ def test_kill_9_and_resume_on_cuda_equals_an_uninterrupted_run(gpu_set, tiny_bac
         "--device", "cuda", "--precision", "bf16", "--max-steps", 12, "--save-every", 3, "--num-workers", 2,
         "--shuffle-buffer", 40, "--val-every", 4, "--val-batches", 2, "--augment",
     )  # fmt: skip
-    ref = tmp_path / "ref"
-    done = _train(_args(gpu_set, tiny_backbone, ref, *common))
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    out = tmp_path / "killed"
-    killed_at = train_killed_after(_args(gpu_set, tiny_backbone, out, *common), out, 3, ENV)
-    assert killed_at < 12, "the run finished before it was killed"
-
-    done = _train([*_args(gpu_set, tiny_backbone, out, *common), "--resume"])
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert f"at step {killed_at}" in done.stderr
-    ref_log, resumed_log = _log(ref), _log(out)
+    run = kill_and_resume(
+        lambda out: _args(gpu_set, tiny_backbone, out, *common), tmp_path, checkpoint=3, max_steps=12
+    )
+    ref, out, killed_at = run.ref, run.out, run.killed_at
+    assert f"at step {killed_at}" in run.resumed.stderr
+    ref_log, resumed_log = train_log(ref), train_log(out)
     assert sorted(resumed_log) == list(range(1, 13))
     for step in range(killed_at + 1, 13):
         for key in ("loss", "weighted_loss"):
             assert resumed_log[step][key] == pytest.approx(ref_log[step][key], rel=1e-3), (step, key)
-    val = (_log(out, "val")[12]["val_loss"], _log(ref, "val")[12]["val_loss"])
+    val = (train_log(out, "val")[12]["val_loss"], train_log(ref, "val")[12]["val_loss"])
     assert val[0] == pytest.approx(val[1], rel=1e-3)
     final_ref, final = _weights(ref, 12), _weights(out, 12)
     assert final_ref.keys() == final.keys()
@@ -167,7 +148,7 @@ def test_torchrun_trains_on_cuda(gpu_set, tiny_backbone, tmp_path):
         lines = [json.loads(line) for line in (out / name).read_text().splitlines()]
         assert [line["step"] for line in lines] == [1, 2, 3]
         keys[rank] = {key for line in lines for key in line["keys"]}
-    assert sorted(_log(out)) == [1, 2, 3] and sorted(_log(out, "val")) == [3]
+    assert sorted(train_log(out)) == [1, 2, 3] and sorted(train_log(out, "val")) == [3]
     config = json.loads(
         (out / "checkpoints" / "000003" / "pretrained_model" / "b1k_train_config.json").read_text()
     )

@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from schemas.presets import ALIGNED_PARTS, ordered_indices, preset_indices
 from schemas.r1pro import LAYOUT_2025, LAYOUT_2026, action_group_dims
-from tests.runs import train_killed_after
+from tests.runs import kill_and_resume, train_log
 from tests.shardsets import action_of, state_of
-from tests.train.test_train import ENV, _args, _invoke, _log, _train
+from tests.train.test_train import _args, _invoke
 from train.data import open_data
 from train.recipes import ActionRecipe, load_sidecars, normalizer_stats
 
@@ -254,17 +254,12 @@ def test_kill_and_resume_with_a_recipe_and_ema_equals_an_uninterrupted_run(
         "--max-steps", 8, "--save-every", 2, "--num-workers", 1, "--shuffle-buffer", 20, "--val-every", 0,
         "--chunk-size", CHUNK, "--action-repr", repr_, "--action-norm", norm, "--ema-decay", decay,
     )  # fmt: skip
-    ref = tmp_path / "ref"
-    done = _train(_args(aligned_set, tiny_backbone, ref, *common))
-    assert done.returncode == 0, done.stderr[-4000:]
+    run = kill_and_resume(
+        lambda out: _args(aligned_set, tiny_backbone, out, *common), tmp_path, checkpoint=2, max_steps=8
+    )
+    ref, out, killed_at = run.ref, run.out, run.killed_at
 
-    out = tmp_path / "killed"
-    killed_at = train_killed_after(_args(aligned_set, tiny_backbone, out, *common), out, 2, ENV)
-    assert killed_at < 8, "the run finished before it was killed"
-    done = _train([*_args(aligned_set, tiny_backbone, out, *common), "--resume"])
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    ref_log, resumed_log = _log(ref), _log(out)
+    ref_log, resumed_log = train_log(ref), train_log(out)
     for step in range(killed_at + 1, 9):
         assert resumed_log[step]["weighted_loss"] == pytest.approx(ref_log[step]["weighted_loss"], abs=1e-6)
     final = {}

@@ -9,18 +9,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from tests.runs import train_killed_after
+from tests.runs import ENV, kill_and_resume, train_log
 from tests.shardsets import write_shard_set
 from train import cli
 from train import loop as loop_mod
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _args(shards, backbone, out, *extra):
@@ -28,21 +25,6 @@ def _args(shards, backbone, out, *extra):
         "--shards", str(shards), "--vlm-model", str(backbone), "--output-dir", str(out), "--batch-size", "4",
         "--chunk-size", "8", "--log-every", "1", "--no-progress", *map(str, extra),
     ]  # fmt: skip
-
-
-def _train(args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "train.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=timeout,
-    )
-
-
-def _log(out: Path, kind="train") -> dict[int, dict]:
-    lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    return {r["step"]: r for r in lines if r["kind"] == kind}
 
 
 def _invoke(args):
@@ -96,9 +78,9 @@ def test_eight_workers_train_and_lerobot_loads_the_checkpoint(quickstart_run):
     done, out, shards = quickstart_run.done["b1k-train"], quickstart_run.run_dir, quickstart_run.shards
     assert done.args[done.args.index("--num-workers") + 1] == "8"
     assert "DataLoader worker" not in done.stderr and "Error" not in done.stderr
-    train_log, val_log = _log(out), _log(out, "val")
-    assert sorted(train_log) == [1, 2, 3, 4] and sorted(val_log) == [2, 4]
-    for record in train_log.values():
+    train_records, val_log = train_log(out), train_log(out, "val")
+    assert sorted(train_records) == [1, 2, 3, 4] and sorted(val_log) == [2, 4]
+    for record in train_records.values():
         for key in ("loss", "weighted_loss", "lr", "grad_norm", "samples_per_s", "data_wait_share"):
             assert isinstance(record[key], float), key
     checkpoint = (out / "checkpoints" / "last").resolve() / "pretrained_model"
@@ -132,22 +114,18 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_set, tiny_backbone, t
         "--max-steps", 12, "--save-every", 3, "--num-workers", 2, "--shuffle-buffer", 40,
         "--val-every", 4, "--val-batches", 2, "--augment",
     )  # fmt: skip
-    ref = tmp_path / "ref"
-    done = _train(_args(small_set, tiny_backbone, ref, *common))
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    out = tmp_path / "killed"
-    killed_at = train_killed_after(_args(small_set, tiny_backbone, out, *common), out, 3, ENV)
-    assert killed_at < 12, "the run finished before it was killed"
-
-    done = _train([*_args(small_set, tiny_backbone, out, *common), "--resume"])
-    assert done.returncode == 0, done.stderr[-4000:]
+    run = kill_and_resume(
+        lambda out: _args(small_set, tiny_backbone, out, *common), tmp_path, checkpoint=3, max_steps=12
+    )
+    ref, out, killed_at = run.ref, run.out, run.killed_at
     assert (
         f"resumed from {(out / 'checkpoints' / f'{killed_at:06d}').resolve()} at step {killed_at}"
-        in done.stderr
+        in run.resumed.stderr
     )
-    ref_log, resumed_log = _log(ref), _log(out)
-    assert _log(out, "val")[12]["val_loss"] == pytest.approx(_log(ref, "val")[12]["val_loss"], abs=1e-6)
+    ref_log, resumed_log = train_log(ref), train_log(out)
+    assert train_log(out, "val")[12]["val_loss"] == pytest.approx(
+        train_log(ref, "val")[12]["val_loss"], abs=1e-6
+    )
     assert sorted(resumed_log) == list(range(1, 13))
     for step in range(killed_at + 1, 13):
         assert resumed_log[step]["weighted_loss"] == pytest.approx(
@@ -181,7 +159,7 @@ def test_torchrun_two_ranks_see_disjoint_samples(small_set, tiny_backbone, tmp_p
         keys[rank] = [key for line in lines for key in line["keys"]]
         assert len(keys[rank]) == 12
     assert not set(keys[0]) & set(keys[1])
-    assert sorted(_log(out)) == [1, 2, 3] and sorted(_log(out, "val")) == [3]
+    assert sorted(train_log(out)) == [1, 2, 3] and sorted(train_log(out, "val")) == [3]
     config = json.loads(
         (out / "checkpoints" / "000003" / "pretrained_model" / "b1k_train_config.json").read_text()
     )
@@ -216,7 +194,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_backbone, tmp_pa
     message = next(line for line in result.output.splitlines() if line.startswith("error:"))
     step = int(message.split(" at step ")[1].split(";")[0])
     assert message.startswith(f"error: non-finite loss (nan) at step {step}; training stopped without saving")
-    log = _log(out)
+    log = train_log(out)
     assert sorted(log) == list(range(1, step))  # every logged loss is a finite, good one
     if step > 1:
         assert f"the last good checkpoint is {out.resolve() / 'checkpoints' / f'{step - 1:06d}'}" in message
@@ -254,7 +232,7 @@ def test_skip_corrupt_counts_and_goes_on(small_set, tiny_backbone, tmp_path):
     result = _invoke([*args, "--num-workers", 0, "--val-every", 0, "--skip-corrupt"])
     assert result.exit_code == 0, result.output
     assert "skipped the rest of 1 corrupt shard" in result.output and "train-000003.tar" in result.output
-    assert _log(out)[60]["skipped_shards"] == 1
+    assert train_log(out)[60]["skipped_shards"] == 1
 
 
 @pytest.mark.parametrize(
@@ -337,7 +315,7 @@ def test_the_loop_weights_with_the_temporal_alpha(small_set, tiny_backbone, tmp_
     )
     result = _invoke([*args, *(["--temporal-alpha", alpha] if alpha else []), "--augment"])
     assert result.exit_code == 0, result.output
-    log = _log(tmp_path / "run")
+    log = train_log(tmp_path / "run")
     provenance = json.loads(
         (tmp_path / "run/checkpoints/000002/pretrained_model/b1k_provenance.json").read_text()
     )
@@ -386,7 +364,7 @@ def test_streams_a_shard_set_over_http(small_set, tiny_backbone, tmp_path):
     finally:
         server.shutdown()
     assert result.exit_code == 0, result.output
-    assert sorted(_log(out)) == [1, 2] and sorted(_log(out, "val")) == [2]
+    assert sorted(train_log(out)) == [1, 2] and sorted(train_log(out, "val")) == [2]
     provenance = json.loads((out / "checkpoints/000002/pretrained_model/b1k_provenance.json").read_text())
     assert provenance["sets"][0]["location"] == url
 
@@ -423,7 +401,7 @@ def test_resume_with_task_balance_is_exact_and_a_changed_balance_warns(make_shar
         (out / "checkpoints" / "000003" / "training_state" / "b1k_data_position.json").read_text()
     )
     assert position["task_repeats"] == {"pick up the radio": 1, "put the dishes away": 4}
-    ref_losses = {step: r["weighted_loss"] for step, r in _log(out).items()}
+    ref_losses = {step: r["weighted_loss"] for step, r in train_log(out).items()}
 
     resumed = _invoke(
         [*_args(shards, tiny_backbone, out, *common), "--resume", out / "checkpoints" / "000003"]
@@ -431,7 +409,7 @@ def test_resume_with_task_balance_is_exact_and_a_changed_balance_warns(make_shar
     assert resumed.exit_code == 0, resumed.output
     assert "the data order will differ" not in resumed.output
     for step in (4, 5, 6):
-        assert _log(out)[step]["weighted_loss"] == pytest.approx(ref_losses[step], abs=1e-6), step
+        assert train_log(out)[step]["weighted_loss"] == pytest.approx(ref_losses[step], abs=1e-6), step
     keys = [json.loads(line) for line in (out / "sample_keys_rank0.jsonl").read_text().splitlines()]
     assert [k["step"] for k in keys] == [1, 2, 3, 4, 5, 6, 4, 5, 6] and keys[6:] == keys[3:6]
 
