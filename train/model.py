@@ -169,33 +169,33 @@ def _build(config):
         ) from exc
 
 
-def _apply_common(
-    config, spec: DataSpec, *, chunk_size: int, device: str, freeze_vision, train_expert_only
-) -> None:
-    inputs, outputs = policy_features(spec)
-    config.input_features = inputs
-    config.output_features = outputs
-    config.chunk_size = chunk_size
-    config.n_action_steps = min(config.n_action_steps, chunk_size)
-    config.max_state_dim = max(config.max_state_dim, spec.state_dim)
-    config.max_action_dim = max(config.max_action_dim, spec.action_dim)
-    config.empty_cameras = 0
-    config.device = device
-    if freeze_vision is not None:
-        config.freeze_vision_encoder = bool(freeze_vision)
-    if train_expert_only is not None:
-        config.train_expert_only = bool(train_expert_only)
+@dataclass(frozen=True)
+class PolicyOptions:
+    """What b1k-train sets on a SmolVLA config, whichever way the policy is built (None: keep the config's)."""
+
+    chunk_size: int
+    device: str = "cpu"
+    freeze_vision: bool | None = None
+    train_expert_only: bool | None = None
+
+    def apply(self, config, spec: DataSpec) -> None:
+        """The shard set's features and these options, on `config`."""
+        inputs, outputs = policy_features(spec)
+        config.input_features = inputs
+        config.output_features = outputs
+        config.chunk_size = self.chunk_size
+        config.n_action_steps = min(config.n_action_steps, self.chunk_size)
+        config.max_state_dim = max(config.max_state_dim, spec.state_dim)
+        config.max_action_dim = max(config.max_action_dim, spec.action_dim)
+        config.empty_cameras = 0
+        config.device = self.device
+        if self.freeze_vision is not None:
+            config.freeze_vision_encoder = bool(self.freeze_vision)
+        if self.train_expert_only is not None:
+            config.train_expert_only = bool(self.train_expert_only)
 
 
-def build_policy_from_backbone(
-    spec: DataSpec,
-    vlm_model: str,
-    *,
-    chunk_size: int,
-    device: str = "cpu",
-    freeze_vision: bool | None = None,
-    train_expert_only: bool | None = None,
-):
+def build_policy_from_backbone(spec: DataSpec, vlm_model: str, options: PolicyOptions):
     """SmolVLA built on a SmolVLM-architecture backbone, no SmolVLA weights; returns (policy, report)."""
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
@@ -208,17 +208,10 @@ def build_policy_from_backbone(
         load_vlm_weights=backbone_has_weights(location),
         resize_imgs_with_padding=(size, size),
         # Set here too: the config checks n_action_steps <= chunk_size as it is made.
-        chunk_size=chunk_size,
-        n_action_steps=chunk_size,
+        chunk_size=options.chunk_size,
+        n_action_steps=options.chunk_size,
     )
-    _apply_common(
-        config,
-        spec,
-        chunk_size=chunk_size,
-        device=device,
-        freeze_vision=freeze_vision,
-        train_expert_only=train_expert_only,
-    )
+    options.apply(config, spec)
     policy = _build(config)
     total = sum(p.numel() for p in policy.parameters())
     weights = "with its pretrained VLM weights" if config.load_vlm_weights else "random init"
@@ -266,14 +259,7 @@ def load_fitting_weights(policy, checkpoint_file: str, report: LoadReport) -> Lo
 
 
 def build_policy_from_pretrained(
-    spec: DataSpec,
-    pretrained: str,
-    *,
-    chunk_size: int,
-    vlm_model: str | None = None,
-    device: str = "cpu",
-    freeze_vision: bool | None = None,
-    train_expert_only: bool | None = None,
+    spec: DataSpec, pretrained: str, options: PolicyOptions, vlm_model: str | None = None
 ):
     """SmolVLA from a SmolVLA checkpoint, adapted to the shard set's features; returns (policy, report)."""
     from lerobot.configs import PreTrainedConfig
@@ -295,14 +281,7 @@ def build_policy_from_pretrained(
         )
     # The VLM weights come from the SmolVLA checkpoint; only the backbone's config/processor are read.
     config.load_vlm_weights = False
-    _apply_common(
-        config,
-        spec,
-        chunk_size=chunk_size,
-        device=device,
-        freeze_vision=freeze_vision,
-        train_expert_only=train_expert_only,
-    )
+    options.apply(config, spec)
     report = LoadReport(source=f"SmolVLA checkpoint {location}")
     after_in, after_out = _describe(config.input_features), _describe(config.output_features)
     if before_in != after_in:
@@ -327,13 +306,11 @@ def build_policy(
     """Dispatch: a SmolVLA checkpoint (optionally on another backbone dir), or a bare backbone."""
     if chunk_size > spec.horizon:
         raise ValueError(f"--chunk-size {chunk_size} is above the shard set's stored horizon {spec.horizon}")
-    common = dict(
-        chunk_size=chunk_size, device=device, freeze_vision=freeze_vision, train_expert_only=train_expert_only
-    )
+    options = PolicyOptions(chunk_size, device, freeze_vision, train_expert_only)
     if pretrained:
-        policy, report = build_policy_from_pretrained(spec, pretrained, vlm_model=vlm_model, **common)
+        policy, report = build_policy_from_pretrained(spec, pretrained, options, vlm_model=vlm_model)
     elif vlm_model:
-        policy, report = build_policy_from_backbone(spec, vlm_model, **common)
+        policy, report = build_policy_from_backbone(spec, vlm_model, options)
     else:
         raise ModelLoadError("give --pretrained-model (a SmolVLA checkpoint) or --vlm-model (a backbone dir)")
     policy.to(device)
