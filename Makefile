@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Re-install only when the project's metadata or its C extensions changed; otherwise setup takes well under a second.
-$(STAMP): pyproject.toml shards/_tarindex.c
+# Re-install only when the project's metadata changed; otherwise setup takes well under a second.
+$(STAMP): pyproject.toml
 	@set -e; \
 	if [ ! -x "$(PY)" ]; then \
 		py=""; \

@@ -1,24 +1,21 @@
 """Corrupt shards while streaming: fail loudly by default, or skip and count (`--skip-corrupt`).
 
-For a trainer with its own stream: `iter_checked_shard(url, entry=..., members=..., location=...,
-skip=None|CorruptShardLog)` in place of `iter_tar_samples(url)`, and `decode_checked(raw, location)`
-in place of `decode_sample(raw)`. For webdataset pipelines (`sample_pipeline`, `ShardSet.pipeline`),
-two stages replace webdataset's `tarfile_to_samples` and the decode map:
-
-- `checked_tar_samples(expected, members, skip, ...)` reads each shard with `ShardScan`, after
-  verifying it against its manifest entry: verify, then read. A local shard is hashed in place
-  (size and sha256) before its first sample; a remote one is downloaded into the cache with a size
-  bound, verified and read from there (`shards.fetch`, which retries network failures). A shard that
-  is not its manifest's bytes therefore yields no sample at all. A tar read error, a sample that
-  lacks a schema member, or a sample count that differs from the manifest becomes a
-  `ShardCorruptError` naming the shard and suggesting `b1k-shards verify`.
-- `checked_decode(skip, ...)` turns a member that fails to decode into the same error.
+`iter_checked_shard(url, entry=..., members=..., location=..., skip=None|CorruptShardLog)` reads
+one shard in place of `iter_tar_samples(url)`, after verifying it against its manifest entry:
+verify, then read. A local shard is hashed in place (size and sha256) before its first sample; a
+remote one is downloaded into the cache with a size bound, verified and read from there
+(`shards.fetch`, which retries network failures). A shard that is not its manifest's bytes
+therefore yields no sample at all. A tar read error, a sample that lacks a schema member, or a
+sample count that differs from the manifest becomes a `ShardCorruptError` naming the shard and
+suggesting `b1k-shards verify`. The trainer's stream (`train/`) and `ShardSet.checked_samples`
+(a split in manifest order, e.g. for `b1k-eval`) both read every shard through it.
 
 With `skip=None` the error is raised (the default: training stops and says why). With a
 `CorruptShardLog` the rest of that shard is skipped, a warning is logged in the worker, and the
 event is appended to the log's file, so the training process can count and report the skipped
-shards (`log.count`, `log.summary()`). Only a problem found while reading (a damaged tar, a sample
-that does not decode) can come after some of a shard's samples were used, and the log says how many.
+shards (`log.count`, `log.summary()`). Only a problem found while reading (a damaged tar; in the
+trainer, a sample that does not decode) can come after some of a shard's samples were used, and the
+log says how many.
 """
 
 from __future__ import annotations
@@ -29,13 +26,9 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import webdataset as wds
-
-from shards.codec import decode_sample
 from shards.errors import ShardCorruptError
 from shards.fetch import DEFAULT_RETRY, RetryPolicy, fetched
 from shards.scan import ShardScan, is_local, local_file_problem
@@ -108,8 +101,8 @@ class CorruptShardLog:
         if not shards:
             return "no corrupt shards skipped"
         events = self.events()
-        cut = {event["url"] for event in events if event.get("skipped", "shard") == "shard"}
-        samples = sum(1 for event in events if event.get("skipped") == "sample")
+        cut = {event["url"] for event in events if event["skipped"] == "shard"}
+        samples = sum(1 for event in events if event["skipped"] == "sample")
         skipped = []
         if cut:
             skipped.append(f"the rest of {len(cut)} corrupt shard{'s' if len(cut) != 1 else ''}")
@@ -123,14 +116,6 @@ class CorruptShardLog:
 
     def __repr__(self) -> str:
         return f"CorruptShardLog({self.path!r})"
-
-
-def _dispatch(error: ShardCorruptError, skip: CorruptShardLog | None, handler: Callable) -> bool:
-    """True to go on with the next shard/sample, False to stop; raises by default."""
-    if skip is not None:
-        skip.record(error)
-        return True
-    return bool(handler(error))
 
 
 class VerifiedShards:
@@ -236,70 +221,3 @@ def iter_checked_shard(
         if skip is None:
             raise
         skip.record(error)
-
-
-def decode_checked(
-    raw: dict, location: str | None = None, decoder: Callable[[dict], dict] = decode_sample
-) -> dict:
-    """`decode_sample`, with a member that fails to decode reported as `ShardCorruptError` naming the
-    sample's shard (`__url__`)."""
-    try:
-        return decoder(raw)
-    except Exception as exc:
-        reason = f"sample {raw.get('__key__')} does not decode ({type(exc).__name__}: {exc})"
-        raise ShardCorruptError.of(str(raw.get("__url__", "?")), reason, location=location) from exc
-
-
-def checked_tar_samples(
-    expected: Mapping[str, dict] | None = None,
-    members: Sequence[str] | None = None,
-    skip: CorruptShardLog | None = None,
-    handler: Callable = wds.reraise_exception,
-    location: str | None = None,
-) -> Callable[[Iterator[dict]], Iterator[dict]]:
-    """Pipeline stage: `{"url": ...}` items in, raw samples out, each shard checked as it is read.
-
-    `expected` maps a shard URL to its manifest entry (`samples`, `bytes`, `sha256`); shards not in
-    it are read without the end-of-shard checks. `members` are the members every sample must have.
-    """
-    required = tuple(members or ())
-
-    def stage(src: Iterator[dict]) -> Iterator[dict]:
-        for item in src:
-            url = item["url"]
-            entry = expected.get(url) if expected else None
-            try:
-                yield from _checked_shard(url, entry, required, location)
-            except ShardCorruptError as error:
-                if not _dispatch(error, skip, handler):
-                    return
-
-    return stage
-
-
-def checked_decode(
-    skip: CorruptShardLog | None = None,
-    handler: Callable = wds.reraise_exception,
-    location: str | None = None,
-    decoder: Callable[[dict], dict] = decode_sample,
-) -> Callable[[Iterator[dict]], Iterator[dict]]:
-    """Pipeline stage: decode each sample; a member that fails to decode names its shard. When
-    skipping, the shard's remaining samples are dropped too."""
-
-    def stage(src: Iterator[dict]) -> Iterator[dict]:
-        bad: set[str] = set()
-        for sample in src:
-            url = sample.get("__url__", "?")
-            if url in bad:
-                continue
-            try:
-                decoded: Any = decode_checked(sample, location, decoder)
-            except ShardCorruptError as error:
-                if skip is not None:
-                    bad.add(url)
-                if not _dispatch(error, skip, handler):
-                    return
-                continue
-            yield decoded
-
-    return stage

@@ -1,29 +1,22 @@
 """Open a shard set wherever it lives (local dir, manifest path, http(s) URL prefix, `pipe:` command)
-and stream its samples as a webdataset pipeline."""
+and read its samples: a split in manifest order, every shard verified before it is read
+(`ShardSet.checked_samples`), or one tar as it is (`iter_tar_samples`). The trainer's shuffled,
+node- and worker-split stream is `train/`'s; it reads each shard with the same `iter_checked_shard`."""
 
 from __future__ import annotations
 
-import random
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import webdataset as wds
-
 from schemas.manifest import MANIFEST_NAME, ManifestError, parse_manifest, require_set_name, shards_of
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
 from shards.errors import ShardCorruptError, ShardSetError, verify_hint
-from shards.guard import (
-    CorruptShardLog,
-    checked_decode,
-    checked_tar_samples,
-    decode_checked,
-    iter_checked_shard,
-)
+from shards.guard import CorruptShardLog, iter_checked_shard
 from shards.scan import ShardScan, location_kind
 
 __all__ = [
@@ -31,11 +24,9 @@ __all__ = [
     "ShardCorruptError",
     "ShardSet",
     "ShardSetError",
-    "decode_checked",
     "iter_checked_shard",
     "iter_tar_samples",
     "open_shard_set",
-    "sample_pipeline",
     "verify_hint",
 ]
 
@@ -83,22 +74,15 @@ class ShardSet:
         """Shard URL -> its manifest entry (`name`, `samples`, `bytes`, `sha256`), for in-stream checks."""
         return {self.url(shard["name"]): shard for shard in shards_of(self.manifest, split)}
 
-    def pipeline(
-        self, split: str = "train", *, seed: int, skip_corrupt: CorruptShardLog | None = None, **kwargs: Any
-    ):
-        """`sample_pipeline` over one split, with every shard checked against the manifest as it streams
-        (size, sample count, sha256, schema members, decodability). A corrupt shard raises
-        `ShardCorruptError` naming it and suggesting `b1k-shards verify`; with `skip_corrupt` it is
-        skipped and recorded in that log instead."""
-        return sample_pipeline(
-            self.urls(split),
-            seed=seed,
-            expected=self.expected(split),
-            members=self.members,
-            skip_corrupt=skip_corrupt,
-            location=self.location,
-            **kwargs,
-        )
+    def checked_samples(self, split: str) -> Iterator[dict[str, Any]]:
+        """Every raw sample of `split`, shard by shard in manifest order, each shard checked as the
+        trainer checks it (`iter_checked_shard`): its size and sha256 against the manifest before its
+        first sample is read (a remote shard is downloaded and verified first), every sample for the
+        schema's members, its sample count at the end. A problem raises `ShardCorruptError` naming
+        the shard and suggesting `b1k-shards verify`."""
+        members = self.members
+        for url, entry in self.expected(split).items():
+            yield from iter_checked_shard(url, entry=entry, members=members, location=self.location)
 
 
 def read_location(url: str) -> bytes:
@@ -147,57 +131,3 @@ def iter_tar_samples(url: str) -> Iterator[dict[str, Any]]:
     """The raw samples (member name -> bytes, plus `__key__`/`__url__`) of one tar, in file order,
     grouped like webdataset's `tarfile_to_samples`; a read failure raises `ShardCorruptError`."""
     yield from ShardScan(url, digest=False)
-
-
-def sample_pipeline(
-    urls: list[str],
-    *,
-    seed: int,
-    epoch: int = 0,
-    shuffle_shards: bool = True,
-    shuffle_buffer: int = 0,
-    split_by_node: bool = True,
-    split_by_worker: bool = True,
-    decode: bool = True,
-    handler: Callable = wds.reraise_exception,
-    expected: Mapping[str, dict] | None = None,
-    members: Sequence[str] | None = None,
-    skip_corrupt: CorruptShardLog | None = None,
-    location: str | None = None,
-) -> wds.DataPipeline:
-    """A webdataset pipeline over `urls`: shard shuffle (seeded by seed+epoch, identical on every
-    rank so the node split stays disjoint), node and worker split, sample shuffle buffer, decode.
-
-    Every shard is read with checks (see shards.guard): with `expected` (URL -> manifest entry) a
-    shard's size, sample count and sha256 are compared with the manifest, with `members` every
-    sample must carry them. A problem raises `ShardCorruptError` naming the shard (through
-    `handler`, which re-raises by default; a handler returning True skips the rest of the shard)
-    unless `skip_corrupt` is given: then the shard is skipped and recorded there. `location` is
-    the set's location, used in the `b1k-shards verify` hint."""
-    stages: list[Any] = [wds.SimpleShardList(urls)]
-    if shuffle_shards:
-        stages.append(
-            wds.detshuffle(bufsize=len(urls) or 1, initial=len(urls) or 1, seed=seed, epoch=epoch - 1)
-        )
-    if split_by_node:
-        stages.append(wds.split_by_node)
-    if split_by_worker:
-        stages.append(wds.split_by_worker)
-    stages.append(checked_tar_samples(expected, members, skip_corrupt, handler, location))
-    if shuffle_buffer > 1:
-        stages.append(_seeded_shuffle(shuffle_buffer, seed, epoch))
-    if decode:
-        stages.append(checked_decode(skip_corrupt, handler, location))
-    return wds.DataPipeline(*stages)
-
-
-def _seeded_shuffle(bufsize: int, seed: int, epoch: int) -> Callable:
-    """webdataset's buffer shuffle with an RNG made where the stream runs (inside the DataLoader
-    worker), distinct per epoch, rank and worker and reproducible given the seed."""
-
-    def stage(samples: Iterator[dict]) -> Iterator[dict]:
-        rank, _, worker, _ = wds.utils.pytorch_worker_info()
-        rng = random.Random(hash((seed, epoch, rank, worker)))
-        yield from wds.filters._shuffle(samples, bufsize=bufsize, initial=bufsize, rng=rng)
-
-    return stage

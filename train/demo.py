@@ -18,25 +18,25 @@ Runs, each as a subprocess exactly as a user would type it (their output streams
 then prints a summary (what was produced and where, frames/s, samples/s, loss at start and end, the
 action) and the commands to run the same on real data. Everything lands in `--out`, which
 `make clean` removes.
+
+This module is the command line and the sequence of steps; `train.demo_runner` runs each command,
+`train.demo_reload` is step 7 and `train.demo_summary` writes the summary.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shlex
 import shutil
-import statistics
-import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import click
 
 from schemas.r1pro import LAYOUTS
+from train.demo_reload import select_action_on_val_frame
+from train.demo_runner import Runner, rel
+from train.demo_summary import make_summary
 
 MARKER = ".b1k-demo"  # --out is only ever wiped when it holds this file (i.e. a previous demo made it)
 
@@ -62,93 +62,6 @@ b1k-train --shards ~/shards/task-0006 --output-dir ~/runs/smolvla-task-0006 \\
 # The synthetic dataset's BEHAVIOR task ids per release: the 2026 demo shows a multi-task set.
 RELEASE_TASKS = {"2025": (6,), "2026": (6, 1)}
 RELEASE_STATE_DIMS = {layout.release: layout.dim for layout in LAYOUTS.values()}
-ACTION_GROUPS = (
-    ("base", 0, 3),
-    ("torso", 3, 7),
-    ("left_arm", 7, 14),
-    ("left_gripper", 14, 15),
-    ("right_arm", 15, 22),
-    ("right_gripper", 22, 23),
-)
-
-
-# ----------------------------------------------------------------------------- running the commands
-
-
-class StepFailed(click.ClickException):
-    exit_code = 1
-
-
-class Runner:
-    """Runs the demo's commands one after the other, streaming their output and timing them."""
-
-    def __init__(self, out: Path, total_steps: int):
-        self.out = out
-        self.total = total_steps
-        self.index = 0
-        self.bin = Path(sys.executable).parent  # the venv's bin dir: where the b1k-* scripts live
-        self.log = (out / "demo.log").open("ab")
-        self.timings: dict[str, float] = {}
-        self.env = dict(os.environ)
-        self.env.update(
-            {
-                "HF_HUB_OFFLINE": "1",  # the demo is offline: the backbone is local, nothing is downloaded
-                "HF_DATASETS_OFFLINE": "1",
-                "SVT_LOG": "1",  # libsvtav1's banner
-                "PYTHONUNBUFFERED": "1",
-                # The demo trains with 4 DataLoader workers on purpose (the original had to use 0); torch warns
-                # when that exceeds the core count. Harmless here: the workers only decode small JPEGs.
-                "PYTHONWARNINGS": "ignore:This DataLoader will create:UserWarning",
-            }
-        )
-
-    def _echo(self, text: str = "", **style) -> None:
-        click.secho(text, **style)
-        self.log.write((click.unstyle(text) + "\n").encode())
-        self.log.flush()
-
-    def header(self, title: str) -> None:
-        self.index += 1
-        self._echo()
-        self._echo(f"== [{self.index}/{self.total}] {title}", bold=True, fg="cyan")
-
-    def run(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> str:
-        """Run one command (streaming its stdout+stderr as it comes), return its output as text."""
-        env = env or {}
-        shown = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(argv)])
-        self._echo(f"$ {shown}", bold=True)
-        exe = argv[0]
-        if exe.startswith("b1k-"):
-            exe = str(self.bin / exe)
-        elif exe == "python":
-            exe = sys.executable
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [exe, *argv[1:]],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**self.env, **env},
-            bufsize=0,
-        )
-        captured = bytearray()
-        out = sys.stdout.buffer
-        assert proc.stdout is not None
-        while chunk := os.read(proc.stdout.fileno(), 65536):
-            captured += chunk
-            out.write(chunk)
-            out.flush()
-            self.log.write(chunk)
-        rc = proc.wait()
-        elapsed = time.perf_counter() - start
-        self.timings[name] = elapsed
-        self.log.flush()
-        if rc != 0:
-            raise StepFailed(
-                f"`{shown}` failed with exit status {rc} after {elapsed:.1f} s "
-                f"(its output is above and in {self.out / 'demo.log'})"
-            )
-        self._echo(f"   ({elapsed:.1f} s)", dim=True)
-        return captured.decode(errors="replace")
 
 
 def prepare_out(out: Path) -> None:
@@ -160,152 +73,6 @@ def prepare_out(out: Path) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `python -m train.demo`; `make clean` removes this folder\n")
-
-
-def rel(path: Path) -> str:
-    """A path as the user would type it: relative to the current directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError
-
-
-# ----------------------------------------------------------------------------- the reload check
-
-
-def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
-    """Load `checkpoint` with lerobot's own loaders and run `select_action` on a held-out frame.
-
-    Only lerobot loads the model and its processors (nothing from `train/`); the frame is read from
-    the shard set's `val` split with `shards/` (the held-out episodes the policy never trained on).
-    """
-    import numpy as np
-    import torch
-    from lerobot.policies.factory import make_pre_post_processors
-    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
-
-    from schemas.r1pro import camera_for_key
-    from shards.codec import decode_sample
-    from shards.reader import iter_tar_samples, open_shard_set
-
-    start = time.perf_counter()
-    policy = SmolVLAPolicy.from_pretrained(str(checkpoint))
-    policy.eval()
-    preprocess, postprocess = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
-    load_s = time.perf_counter() - start
-
-    shard_set = open_shard_set(str(shards))
-    manifest = shard_set.manifest
-    val_urls = shard_set.urls("val")
-    if not val_urls:
-        raise click.ClickException(f"{shards} has no val split")
-    # The held-out frame nearest the middle of its episode (in the first val shard).
-    raws = list(iter_tar_samples(val_urls[0]))
-    metas = [json.loads(raw["json"]) for raw in raws]
-    pick = min(range(len(raws)), key=lambda i: abs(metas[i]["progress"] - 0.5))
-    sample = decode_sample(raws[pick])
-    meta = sample["json"]
-
-    # A raw observation as a robot would give it: RGB images float [0, 1] CHW, the filtered state, the task.
-    # The image keys are the checkpoint's own: the dataset's (`observation.images.rgb.head`) or, in
-    # checkpoints written before those, the short ones (`observation.images.head`).
-    observation = {}
-    for key in policy.config.image_features:
-        camera = camera_for_key(key).name
-        if camera not in manifest["cameras"]:
-            raise click.ClickException(
-                f"the checkpoint expects camera {camera!r} ({key}), the shard set has none"
-            )
-        member = manifest["cameras"][camera].get("member", f"{camera}.jpg")
-        image = np.array(sample[member], dtype=np.uint8)  # HxWx3 RGB
-        observation[key] = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-    observation["observation.state"] = torch.from_numpy(np.array(sample["state.npy"], dtype=np.float32))
-    observation["task"] = meta["task"]
-    missing = sorted(set(policy.config.input_features) - set(observation))
-    if missing:
-        raise click.ClickException(f"the checkpoint expects inputs the shard set does not have: {missing}")
-
-    policy.reset()
-    with torch.inference_mode():
-        action = postprocess(policy.select_action(preprocess(observation)))
-    action = action.detach().float().cpu().numpy().reshape(-1)
-    recorded = np.asarray(sample["action.npy"], dtype=np.float64)[0]
-    stats = manifest["stats"]["action"]
-    lo, hi = np.asarray(stats["min"]), np.asarray(stats["max"])
-    span = np.maximum(hi - lo, 1e-6)
-    return {
-        "checkpoint": str(checkpoint),
-        "policy_class": type(policy).__name__,
-        "parameters": int(sum(p.numel() for p in policy.parameters())),
-        "input_features": {k: list(v.shape) for k, v in policy.config.input_features.items()},
-        "load_seconds": round(load_s, 2),
-        "frame": {
-            "key": sample["__key__"],
-            "episode_index": meta["episode_index"],
-            "frame_index": meta["frame_index"],
-            "task": meta["task"],
-            "val_episodes": manifest["splits"]["val"]["episodes"],
-        },
-        "action": [float(x) for x in action],
-        "action_dim": int(action.shape[0]),
-        "recorded_action": [float(x) for x in recorded],
-        "action_names": manifest["action"]["names"],
-        # Data units: the unnormalised action falls in (or near) the range the training actions span.
-        "within_train_range": bool(np.all((action >= lo - 0.5 * span) & (action <= hi + 0.5 * span))),
-    }
-
-
-# ----------------------------------------------------------------------------- summary
-
-
-def format_action(label: str, values: list[float], width: int = 100) -> list[str]:
-    """`label  base [..] torso [..] ...`, wrapped at `width`, groups as in BEHAVIOR's R1Pro action layout."""
-    nbsp = "\u00a0"  # textwrap breaks only at ASCII whitespace: keep each group on one line
-    groups = [
-        f"{name}{nbsp}[" + nbsp.join(f"{v:.3g}" for v in values[a:b]) + "]" for name, a, b in ACTION_GROUPS
-    ]
-    lines = textwrap.wrap(
-        " ".join(groups),
-        width=width,
-        initial_indent=f"  {label:<10}",
-        subsequent_indent=" " * 12,
-        break_long_words=False,
-    )
-    return [line.replace(nbsp, " ") for line in lines]
-
-
-def train_numbers(run_dir: Path, batch_size: int) -> dict:
-    records = [
-        json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()
-    ]
-    train = [r for r in records if r.get("kind", "train") == "train" and "loss" in r]
-    val = [r for r in records if r.get("kind") == "val"]
-    if not train:
-        raise click.ClickException(f"no training records in {run_dir / 'train_log.jsonl'}")
-    k = max(1, min(5, len(train) // 4))
-    steady = train[1:] or train  # the first step pays for worker start-up
-    return {
-        "steps": train[-1]["step"],
-        "loss_start": statistics.fmean(r["loss"] for r in train[:k]),
-        "loss_end": statistics.fmean(r["loss"] for r in train[-k:]),
-        "start_steps": f"{train[0]['step']}-{train[k - 1]['step']}" if k > 1 else f"{train[0]['step']}",
-        "end_steps": f"{train[-k]['step']}-{train[-1]['step']}" if k > 1 else f"{train[-1]['step']}",
-        "samples_per_s": statistics.median(r["samples_per_s"] for r in steady),
-        "data_wait": statistics.fmean(r.get("data_wait_share", 0.0) for r in steady),
-        "val": [(r["step"], r["val_loss"]) for r in val],
-    }
 
 
 # ----------------------------------------------------------------------------- the demo
@@ -529,80 +296,18 @@ def run_demo(
     result = json.loads((out / "select_action.json").read_text())
 
     summary = make_summary(
-        out, runner, pre_out, result, batch_size=batch_size, total_s=time.perf_counter() - started
+        out,
+        runner,
+        pre_out,
+        result,
+        batch_size=batch_size,
+        total_s=time.perf_counter() - started,
+        real_data_commands=REAL_DATA_COMMANDS,
     )
     (out / "summary.txt").write_text(click.unstyle(summary) + "\n")
     runner._echo()
     runner._echo(summary)
     runner.log.close()
-
-
-def make_summary(
-    out: Path, runner: Runner, pre_out: str, result: dict, *, batch_size: int, total_s: float
-) -> str:
-    o = rel(out)
-    manifest = json.loads((out / "shards" / "manifest.json").read_text())
-    splits = manifest["splits"]
-    samples = {s: sum(sh["samples"] for sh in splits[s]["shards"]) for s in splits}
-    n_shards = sum(len(splits[s]["shards"]) for s in splits)
-    shard_bytes = sum(sh["bytes"] for s in splits for sh in splits[s]["shards"])
-    frames = sum(samples.values())
-    video_bytes = dir_bytes(out / "dataset" / "videos")
-    info = json.loads((out / "dataset" / "meta" / "info.json").read_text())
-    state_dim = info["features"]["observation.state"]["shape"][0]
-    match = re.findall(r"([\d.]+) frames/s", pre_out)
-    fps = float(match[-1]) if match else frames / runner.timings["preprocess"]
-    fps_note = "" if match else " (incl. start-up)"
-    tr = train_numbers(out / "train", batch_size)
-    ckpts = sorted(p.name for p in (out / "train" / "checkpoints").iterdir() if p.name != "last")
-    frame = result["frame"]
-    val_txt = ", ".join(f"{v:.3f} (step {s})" for s, v in tr["val"]) or "not run"
-
-    lines = [
-        click.style("== demo summary", bold=True, fg="green"),
-        f"total {total_s:.0f} s on {os.cpu_count()} cores  "
-        + "  ".join(f"{k} {v:.0f}s" for k, v in runner.timings.items()),
-        "",
-        click.style("produced (all under " + o + "/):", bold=True),
-        f"  dataset/          synthetic LeRobot v3.0 dataset: {len(splits['train']['episodes']) + len(splits['val']['episodes'])}"
-        f" episodes, {info['total_tasks']} task{'s' if info['total_tasks'] > 1 else ''}, {state_dim}-dim state,"
-        f" {frames} frames,"
-        f" {human_bytes(video_bytes)} of AV1 video",
-        "  tiny-smolvlm/     tiny random-weight SmolVLM backbone (config, processor, tokenizer)",
-        f"  shards/           shard set (schema v{manifest['schema_version']}): manifest.json + {n_shards} .tar shards,"
-        f" {human_bytes(shard_bytes)}; train {samples.get('train', 0)} samples"
-        f" (episodes {splits['train']['episodes']}), val {samples.get('val', 0)} (episodes {splits['val']['episodes']})",
-        "  contact-sheet.png  three cameras + state/action curves of a few samples",
-        f"  train/            train_log.jsonl; checkpoints {', '.join(ckpts)} (+ last) in lerobot's format",
-        "  select_action.json, summary.txt, demo.log",
-        "",
-        click.style("how fast:", bold=True),
-        f"  preprocess        {fps:.1f} frames/s{fps_note} (each frame: 3 cameras decoded, resized, JPEG-encoded)",
-        f"  train             {tr['samples_per_s']:.1f} samples/s (median per step, batch {batch_size}),"
-        f" {tr['data_wait']:.0%} of step time waiting for data",
-        "",
-        click.style("learning:", bold=True),
-        f"  loss              {tr['loss_start']:.3f} (steps {tr['start_steps']}) -> {tr['loss_end']:.3f}"
-        f" (steps {tr['end_steps']}) over {tr['steps']} steps; val loss {val_txt}",
-        "",
-        click.style("reloaded with lerobot (fresh process):", bold=True),
-        f"  SmolVLAPolicy.from_pretrained + make_pre_post_processors({o}/train/checkpoints/last/pretrained_model)",
-        f"  {result['policy_class']}, {result['parameters']:,} parameters, loaded in {result['load_seconds']:.1f} s",
-        f"  held-out frame {frame['key']} (val episode {frame['episode_index']}, task {frame['task']!r})",
-        f"  select_action -> {result['action_dim']}-dim action in data units"
-        f" ({'inside' if result['within_train_range'] else 'OUTSIDE'} the training actions' range)",
-        f"  (a tiny random-weight model after {tr['steps']} steps: this checks the plumbing, not the skill)",
-        *format_action("predicted", result["action"]),
-        *format_action("recorded", result["recorded_action"]),
-    ]
-    lines += [
-        "",
-        click.style("the same on real data (README, 'Real data quick start'):", bold=True),
-        *("  " + line if line else "" for line in REAL_DATA_COMMANDS.rstrip().splitlines()),
-        "",
-        f"make clean removes {o}/.",
-    ]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

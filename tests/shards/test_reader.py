@@ -1,6 +1,7 @@
 """shards.reader: one shard set, four ways to address it (directory, manifest path, http(s) URL
-prefix on a local server, `pipe:` command), the same samples every way; and corrupt shards in
-the training stream: a clear error naming the shard, or (skip_corrupt) skipped and counted."""
+prefix on a local server, `pipe:` command), the same samples every way; and corrupt shards read
+through `shards.guard` (`ShardSet.checked_samples`, `iter_checked_shard`): a clear error naming the
+shard before any of its samples is used, or (a `CorruptShardLog`) skipped and counted."""
 
 import io
 import json
@@ -13,16 +14,15 @@ import pytest
 import webdataset as wds
 
 from schemas.manifest import ManifestError
+from shards.codec import decode_sample
 from shards.guard import VerifiedShards
 from shards.reader import (
     CorruptShardLog,
     ShardCorruptError,
     ShardSetError,
-    decode_checked,
     iter_checked_shard,
     iter_tar_samples,
     open_shard_set,
-    sample_pipeline,
 )
 from shards.writer import write_tar
 from tests.shardsets import WIDE_CAMERAS, image_of, read_manifest, state_of
@@ -30,6 +30,15 @@ from tests.shardsets import WIDE_CAMERAS, image_of, read_manifest, state_of
 
 def _keys(shard_set, split="train"):
     return [s["__key__"] for url in shard_set.urls(split) for s in iter_tar_samples(url)]
+
+
+def _checked(shard_set, split="train", skip=None):
+    """Every sample of a split, each shard checked by `iter_checked_shard` (what the trainer reads)."""
+    expected = shard_set.expected(split)
+    for url in shard_set.urls(split):
+        yield from iter_checked_shard(
+            url, entry=expected[url], members=shard_set.members, location=shard_set.location, skip=skip
+        )
 
 
 def _raw(shard_set, split="train"):
@@ -123,27 +132,17 @@ def test_members_and_expected(shard_set):
     assert expected[str(shard_set / "val-000000.tar")]["samples"] == 5
 
 
-def test_pipeline_decodes_and_is_deterministic_by_seed(shard_set):
+def test_checked_samples_read_a_split_in_manifest_order_and_decode(shard_set):
     s = open_shard_set(shard_set)
-
-    def run(seed):
-        return [x["__key__"] for x in s.pipeline("train", seed=seed, shuffle_buffer=8)]
-
-    first = run(3)
-    assert first == run(3)
-    assert sorted(first) == sorted(_keys(s))
-    assert run(4) != first
-    sample = next(iter(s.pipeline("train", seed=0, shuffle_shards=False)))
+    for split, count in (("train", 25), ("val", 5)):
+        raws = list(s.checked_samples(split))
+        assert [x["__key__"] for x in raws] == _keys(s, split) and len(raws) == count
+        assert raws == list(_checked(s, split))
+    sample = decode_sample(next(s.checked_samples("train")))
     episode, frame = sample["json"]["episode_index"], sample["json"]["frame_index"]
     np.testing.assert_array_equal(sample["state.npy"], state_of(episode, frame))
     expected = image_of(episode, frame, "head", WIDE_CAMERAS["head"]).astype(int)
     assert np.abs(sample["head.jpg"].astype(int) - expected).mean() < 3
-
-
-def test_plain_sample_pipeline_still_works(shard_set):
-    s = open_shard_set(shard_set)
-    got = list(sample_pipeline(s.urls("train"), seed=0, decode=False))
-    assert len(got) == 25 and isinstance(got[0]["state.npy"], bytes)
 
 
 # ------------------------------------------------------------------ corrupt shards while streaming
@@ -164,9 +163,11 @@ def test_corrupt_shard_error_names_it_and_suggests_verify(shard_set, damage):
     bad = shard_set / "train-000001.tar"
     {"truncate": _truncate, "flip": _flip_image_byte, "delete": lambda p: p.unlink()}[damage](bad)
     s = open_shard_set(shard_set)
+    read = []
     with pytest.raises(ShardCorruptError) as caught:
-        for _ in s.pipeline("train", seed=0, shuffle_shards=False):
-            pass
+        for sample in s.checked_samples("train"):
+            read.append(sample["__url__"])
+    assert str(bad) not in read  # verified before its first sample is read
     message = str(caught.value)
     assert str(bad) in message
     assert f"b1k-shards verify {shard_set}" in message
@@ -181,26 +182,22 @@ def test_shard_silently_shorter_than_manifest_is_caught(shard_set):
     path = shard_set / "train-000000.tar"
     samples = [{k: v for k, v in x.items() if k != "__url__"} for x in iter_tar_samples(str(path))]
     info = write_tar(path, samples[:-1])
-    expected = s.expected("train")
-    expected[str(path)] = {**expected[str(path)], "bytes": info.bytes, "sha256": info.sha256}
-    pipeline = sample_pipeline(s.urls("train"), seed=0, shuffle_shards=False, expected=expected)
+    entry = {**s.expected("train")[str(path)], "bytes": info.bytes, "sha256": info.sha256}
     with pytest.raises(
         ShardCorruptError, match=r"train-000000.tar: 6 samples, manifest says 7 \(after 6 samples\)"
     ):
-        list(pipeline)
+        list(iter_checked_shard(str(path), entry=entry))
 
 
 def test_sample_missing_a_member_is_an_error(shard_set):
     path = shard_set / "train-000002.tar"
     samples = [{k: v for k, v in x.items() if k != "__url__"} for x in iter_tar_samples(str(path))]
     del samples[3]["action.npy"]
-    write_tar(path, samples)
+    info = write_tar(path, samples)
     s = open_shard_set(shard_set)
-    pipeline = sample_pipeline(
-        s.urls("train"), seed=0, shuffle_shards=False, members=s.members, location=str(shard_set)
-    )
+    entry = {**s.expected("train")[str(path)], "bytes": info.bytes, "sha256": info.sha256}
     with pytest.raises(ShardCorruptError, match=r"train-000002.tar: sample \S+ lacks member action.npy"):
-        list(pipeline)
+        list(iter_checked_shard(str(path), entry=entry, members=s.members, location=str(shard_set)))
 
 
 def test_skip_corrupt_skips_counts_and_says_so(shard_set, tmp_path, caplog):
@@ -209,7 +206,7 @@ def test_skip_corrupt_skips_counts_and_says_so(shard_set, tmp_path, caplog):
     s = open_shard_set(shard_set)
     log = CorruptShardLog(tmp_path / "skipped.jsonl")
     with caplog.at_level("WARNING", logger="shards"):
-        keys = [x["__key__"] for x in s.pipeline("train", seed=0, shuffle_shards=False, skip_corrupt=log)]
+        keys = [x["__key__"] for x in _checked(s, skip=log)]
     assert log.count == 2
     assert set(log.shards()) == {str(shard_set / "train-000001.tar"), str(shard_set / "train-000003.tar")}
     assert "skipped the rest of 2 corrupt shards" in log.summary() and "fewer samples" in log.summary()
@@ -225,56 +222,64 @@ def test_skip_corrupt_skips_counts_and_says_so(shard_set, tmp_path, caplog):
     assert good <= set(keys) and len(keys) < 25
 
 
-def test_corrupt_shard_in_dataloader_workers(shard_set, tmp_path):
+def _worker_stream(shard_set, skip=None):
+    """An iterable of the train split's checked samples, its shards dealt out over DataLoader workers."""
     torch = pytest.importorskip("torch")
-    _truncate(shard_set / "train-000002.tar")
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            info = torch.utils.data.get_worker_info()
+            part, parts = (info.id, info.num_workers) if info else (0, 1)
+            expected = shard_set.expected("train")
+            for url in shard_set.urls("train")[part::parts]:
+                yield from iter_checked_shard(
+                    url, entry=expected[url], location=shard_set.location, skip=skip
+                )
+
+    return torch.utils.data.DataLoader(Stream(), batch_size=None, num_workers=2)
+
+
+def test_corrupt_shard_in_dataloader_workers(shard_set, tmp_path):
+    """The error crosses the worker boundary; a `CorruptShardLog` made before the workers start
+    collects what each worker skipped."""
     s = open_shard_set(shard_set)
-    loader = torch.utils.data.DataLoader(
-        s.pipeline("train", seed=0, decode=False), batch_size=None, num_workers=2
+    good = sorted(
+        k
+        for url in s.urls("train")
+        if "000002" not in url
+        for k in (x["__key__"] for x in iter_tar_samples(url))
     )
+    _truncate(shard_set / "train-000002.tar")
     with pytest.raises(Exception, match=r"corrupt shard .*train-000002\.tar") as caught:
-        list(loader)
+        list(_worker_stream(s))
     assert "b1k-shards verify" in str(caught.value)
 
     log = CorruptShardLog(tmp_path / "skipped.jsonl")
-    loader = torch.utils.data.DataLoader(
-        s.pipeline("train", seed=0, decode=False, skip_corrupt=log), batch_size=None, num_workers=2
-    )
-    keys = [x["__key__"] for x in loader]
+    keys = [x["__key__"] for x in _worker_stream(s, skip=log)]
     assert log.count == 1 and list(log.shards()) == [str(shard_set / "train-000002.tar")]
-    assert 18 <= len(keys) < 25
+    assert sorted(keys) == good  # verified before it is read: none of the truncated shard's samples
 
 
-def test_http_stream_matches_local_for_the_same_seed(shard_set, http_server):
-    """What b1k-train --shards http://... builds on: the checked pipeline over http yields the same
-    samples in the same order as over the local directory, in DataLoader workers too."""
-    torch = pytest.importorskip("torch")
+def test_http_reads_the_same_checked_samples_as_local(shard_set, http_server):
+    """What b1k-train --shards http://... builds on: checked over http (each shard downloaded and
+    verified first), a split reads as the same samples in the same order as from the directory."""
     www, base = http_server
     shutil.copytree(shard_set, www / "set")
     local, remote = open_shard_set(shard_set), open_shard_set(f"{base}/set")
-
-    def stream(s, workers):
-        pipeline = s.pipeline("train", seed=11, shuffle_buffer=6)
-        loader = torch.utils.data.DataLoader(
-            pipeline, batch_size=None, num_workers=workers, collate_fn=lambda x: x
-        )
-        return [
-            (x["__key__"], np.asarray(x["state.npy"]).tobytes(), np.asarray(x["head.jpg"]).tobytes())
-            for x in loader
-        ]
-
-    for workers in (0, 2):
-        assert stream(remote, workers) == stream(local, workers)
+    assert list(remote.checked_samples("train")) == [
+        {**x, "__url__": x["__url__"].replace(str(shard_set), f"{base}/set")}
+        for x in local.checked_samples("train")
+    ]
     (www / "set" / "train-000003.tar").write_bytes(b"not a tar")
     with pytest.raises(
         ShardCorruptError, match=rf"{base}/set/train-000003\.tar.*b1k-shards verify {base}/set"
     ):
-        list(remote.pipeline("train", seed=0))
+        list(remote.checked_samples("train"))
 
 
 @pytest.mark.parametrize("zero_copy", [False, True])
-def test_iter_checked_shard_and_decode_checked(shard_set, tmp_path, zero_copy):
-    """The pieces for a trainer with its own stream (train/data.py reads shard by shard, zero-copy:
+def test_iter_checked_shard(shard_set, tmp_path, zero_copy):
+    """What a trainer with its own stream reads each shard with (train/ reads shard by shard, zero-copy:
     members are views of a map of the file, equal to the bytes a stream reads)."""
     s = open_shard_set(shard_set)
     expected = s.expected("train")
@@ -287,7 +292,6 @@ def test_iter_checked_shard_and_decode_checked(shard_set, tmp_path, zero_copy):
     streamed = list(iter_tar_samples(url))
     assert all(isinstance(r["head.jpg"], memoryview if zero_copy else bytes) for r in raws)
     assert [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in r.items()} for r in raws] == streamed
-    assert decode_checked(raws[0])["state.npy"].dtype == np.float32
 
     _truncate(shard_set / "train-000001.tar", keep=0.7)
     with pytest.raises(
@@ -301,10 +305,6 @@ def test_iter_checked_shard_and_decode_checked(shard_set, tmp_path, zero_copy):
     with pytest.raises(ShardCorruptError, match="truncated or not a tar file") as caught:
         list(iter_checked_shard(url, zero_copy=zero_copy))
     assert caught.value.samples_read >= 1
-
-    broken = dict(raws[0], **{"state.npy": b"\x93NUMPY garbage"})
-    with pytest.raises(ShardCorruptError, match=rf"{raws[0]['__key__']} does not decode"):
-        decode_checked(broken, str(shard_set))
 
 
 @pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
