@@ -3,6 +3,7 @@ HTTP server on 127.0.0.1 (threaded, ephemeral port) serving a directory."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import threading
@@ -87,18 +88,24 @@ def http_log() -> list[str]:
     return []
 
 
+@contextlib.contextmanager
+def serving(handler) -> Iterator[str]:
+    """A threaded HTTP server on 127.0.0.1 (ephemeral port) with this request handler: its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.fixture
 def http_server(tmp_path, http_log) -> Iterator[tuple[Path, str]]:
     """(directory, base URL): everything under the directory is served at the URL."""
     www = tmp_path / "www"
     www.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(www), log=http_log)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield www, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(functools.partial(_QuietHandler, directory=str(www), log=http_log)) as url:
+        yield www, url

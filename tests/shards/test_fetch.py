@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from shards.errors import ShardCorruptError, ShardNetworkError
 from shards.fetch import CACHE_ENV, RetryPolicy, fetched
 from shards.guard import iter_checked_shard
+from tests.shards.conftest import serving
 from tests.shardsets import read_manifest
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01)
@@ -46,14 +46,8 @@ class _Flaky(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky_server(monkeypatch):
     handler = type("Handler", (_Flaky,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield handler, f"http://127.0.0.1:{server.server_address[1]}/shard.tar"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield handler, f"{url}/shard.tar"
 
 
 def _entry(data: bytes) -> dict:
