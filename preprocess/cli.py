@@ -207,8 +207,8 @@ def _setup_logging(level: int) -> None:
     default=None,
     type=click.IntRange(min=1),
     metavar="N",
-    help="Worker processes over episodes (at the end, an idle worker's core decodes ahead for an episode "
-    "still running); as many threads then write the final shards. [default: number of CPU cores]",
+    help="Worker processes over episodes; as many threads then write the final shards. "
+    "[default: number of CPU cores]",
 )
 @click.option(
     "--decoder-threads",

@@ -28,7 +28,7 @@ import numpy as np
 
 from preprocess.images import encode_rgb_jpeg
 from preprocess.source import EpisodeDataError, SourceDataset, SourceError, first_non_finite
-from preprocess.video import DecodeAhead, iter_episode_frames
+from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
 from schemas.sample import progress, sample_key, temporal_weight
 from shards.codec import encode_sample, retain_freed_memory
@@ -73,8 +73,6 @@ class EpisodeResult:
     # each sample's tar bytes (headers + padded members) and payload (member bytes), in order
     sample_bytes: list[int] = field(default_factory=list)
     sample_payloads: list[int] = field(default_factory=list)
-    # the frame from which a spare core of the pool decoded ahead (`spare_core`), if one did
-    decode_ahead_from: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -133,14 +131,10 @@ def process_episode(
     options: EpisodeOptions,
     work_dir: str | Path,
     on_frames: Callable[[int], None] | None = None,
-    spare_core: Callable[[], bool] | None = None,
 ) -> EpisodeResult:
     """Read, decode, encode and write one episode's work files; return what was written.
 
-    `on_frames(n)` is called as frames are decoded (every 16 frames and at the end), for progress.
-    `spare_core()` is asked every 16 frames whether a core is idle (the pool's tail): from the first
-    yes on, a helper thread decodes the frames ahead while this one encodes (~1.8x faster here). The
-    bytes written are the same either way."""
+    `on_frames(n)` is called as frames are decoded (every 16 frames and at the end), for progress."""
     started = time.perf_counter()
     retain_freed_memory()
     work_dir = Path(work_dir)
@@ -213,17 +207,14 @@ def process_episode(
         for i, cameras in enumerate(zip(*streams, strict=False)):
             yield None if i % stride else tuple(frame.to_ndarray(format="rgb24") for frame in cameras)
 
-    frames = DecodeAhead(rgb_frames())
+    frames = rgb_frames()
 
     def samples():
         decoded = 0
         for i, rgbs in enumerate(frames):
             decoded = i + 1
-            if decoded % 16 == 0:
-                if on_frames is not None:
-                    on_frames(16)
-                if spare_core is not None and frames.started_at is None and spare_core():
-                    frames.start()
+            if decoded % 16 == 0 and on_frames is not None:
+                on_frames(16)
             if rgbs is None:
                 continue
             images = {
@@ -266,7 +257,7 @@ def process_episode(
     try:
         info = write_tar(part, tar_samples(), digest=False)  # the final shards carry the sha256
     finally:
-        frames.close()
+        frames.close()  # the decoders' files close now, also when the episode fails part-way
     result = EpisodeResult(
         episode_index=episode_index,
         length=length,
@@ -278,7 +269,6 @@ def process_episode(
         seconds=time.perf_counter() - started,
         sample_bytes=sizes,
         sample_payloads=payloads,
-        decode_ahead_from=frames.started_at,
     )
     atomic_write_text(paths["json"], json.dumps(result.to_json()))
     os.replace(part, paths["tar"])

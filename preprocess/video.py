@@ -14,8 +14,6 @@ given are opened: depth and segmentation videos are never touched.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,84 +99,6 @@ def iter_episode_frames(
             f"first missing frame is {expected}",
             episode_index,
         )
-
-
-_END = object()
-
-
-class DecodeAhead[T]:
-    """The items of `items`, in order; from `start()` on, a helper thread pulls them (decoding: FFmpeg
-    and the RGB conversion release the GIL) while the caller encodes the previous ones. Before
-    `start()`, the caller pulls them itself: an episode worker starts the helper only when a core of
-    the pool has nothing else to do (the run's tail). An error raised by `items` reaches the caller
-    at the item where it happened. `close()` stops the helper (always call it: try/finally)."""
-
-    def __init__(self, items: Iterator[T], depth: int = 4):
-        self._items = items
-        self._depth = depth  # items decoded ahead at most (a few frames: memory stays flat)
-        self._queue: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._done = False
-        self.pulled = 0  # items handed to the caller
-        self.started_at: int | None = None  # items the caller had pulled when the helper started
-
-    def start(self) -> None:
-        if self._thread is not None or self._done:
-            return
-        self.started_at = self.pulled
-        self._queue = queue.Queue(self._depth)
-        self._thread = threading.Thread(target=self._produce, name="decode-ahead", daemon=True)
-        self._thread.start()
-
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put((True, item)):
-                    return
-            self._put((False, _END))
-        except BaseException as exc:  # handed to the caller, raised there
-            self._put((False, exc))
-
-    def _put(self, entry: tuple[bool, object]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> DecodeAhead[T]:
-        return self
-
-    def __next__(self) -> T:
-        if self._done:
-            raise StopIteration
-        if self._thread is None:
-            try:
-                item = next(self._items)
-            except BaseException:
-                self._done = True
-                raise
-        else:
-            ok, item = self._queue.get()
-            if not ok:
-                self._done = True
-                if item is _END:
-                    raise StopIteration
-                raise item
-        self.pulled += 1
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._done = True
-        close = getattr(self._items, "close", None)
-        if close is not None:  # a generator: let it close its files now
-            close()
 
 
 def count_frames(path: str | Path) -> int:

@@ -30,13 +30,11 @@ class WorkerError(RuntimeError):
 
 
 _WORKER_FRAMES = None  # a shared counter, set in each pool worker
-_WORKER_SPARE = None  # shared: spare cores per running episode (set by the parent at the tail)
 
 
-def _init_worker(counter, spare, run_pid: int) -> None:
-    global _WORKER_FRAMES, _WORKER_SPARE
+def _init_worker(counter, run_pid: int) -> None:
+    global _WORKER_FRAMES
     _WORKER_FRAMES = counter
-    _WORKER_SPARE = spare
     threading.Thread(target=_exit_when_gone, args=(run_pid,), name="run-watch", daemon=True).start()
 
 
@@ -74,10 +72,6 @@ def _count_frames(count: int) -> None:
             _WORKER_FRAMES.value += count
 
 
-def _spare_core() -> bool:
-    return _WORKER_SPARE is not None and _WORKER_SPARE.value > 0
-
-
 def episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> EpisodeResult:
     """`process_episode` in a worker: data errors travel as they are, anything else as a `WorkerError`
     carrying the worker's traceback."""
@@ -85,7 +79,7 @@ def episode_task(episode_index: int, options: EpisodeOptions, work_dir: str) -> 
     from preprocess.source import SourceError
 
     try:
-        return process_episode(episode_index, options, work_dir, _count_frames, _spare_core)
+        return process_episode(episode_index, options, work_dir, _count_frames)
     except SourceError:  # EpisodeDataError included
         raise
     except Exception as exc:
@@ -105,12 +99,11 @@ class EpisodePool:
         context.set_forkserver_preload(["preprocess.cli", "preprocess.episode"])
         self.workers = workers
         self.counter = context.Value("q", 0)  # frames decoded by all workers (for the progress bar)
-        self.spare = context.RawValue("i", 0)  # spare cores per running episode (`lend_spare_cores`)
         self.executor = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.counter, self.spare, os.getpid()),
+            initargs=(self.counter, os.getpid()),
         )
         self._start_error: BaseException | None = None
         self._starting = threading.Thread(target=self._start_workers, name="episode-pool-start", daemon=True)
@@ -133,15 +126,6 @@ class EpisodePool:
     def submit(self, episode_index: int, options: EpisodeOptions, work_dir: str) -> Future:
         self._started()
         return self.executor.submit(episode_task, episode_index, options, work_dir)
-
-    def lend_spare_cores(self, outstanding: int) -> None:
-        """Tell the workers how many episodes are left to finish (running or queued): once fewer than
-        the workers, the idle workers' cores are lent to the running episodes, which then decode
-        ahead in a helper thread (`preprocess.episode.process_episode`'s `spare_core`). A run's tail
-        then no longer runs on one core while the others wait; never more busy threads than workers."""
-        self.spare.value = (
-            (self.workers - outstanding) // outstanding if 0 < outstanding < self.workers else 0
-        )
 
     def frames_decoded(self) -> int:
         with self.counter.get_lock():

@@ -1,23 +1,19 @@
 """The sequential decoder: v3.0 seek into a concatenated file, frame mapping by timestamp, errors, depth
-never opened, memory that does not grow with the episode's length, and decoding ahead on a spare
-core (same frames, same bytes, errors where they happen)."""
+never opened, memory that does not grow with the episode's length."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import threading
-from pathlib import Path
 
 import av
 import pytest
 
 from preprocess import episode as episode_module
-from preprocess.pipeline import PreprocessConfig, make_plan
 from preprocess.source import EpisodeDataError, SourceDataset
 from preprocess.synthetic import decode_frame_code
-from preprocess.video import DecodeAhead, iter_episode_frames
+from preprocess.video import iter_episode_frames
 from tests.preprocess.helpers import preprocess
 
 
@@ -89,7 +85,7 @@ def test_episode_streaming_memory_does_not_grow_with_length(synthetic_dataset, t
     )
     script = (
         "import json, sys\n"
-        "from preprocess.pipeline import PreprocessConfig, make_plan\n"
+        "from preprocess.plan import PreprocessConfig, make_plan\n"
         "from preprocess.episode import process_episode\n"
         "plan = make_plan(PreprocessConfig(dataset_path=sys.argv[1], output_dir=sys.argv[2], image_size='native'))\n"
         "process_episode(int(sys.argv[3]), plan.options, sys.argv[2])\n"
@@ -118,77 +114,3 @@ def test_action_chunk_padding_unit():
     chunk, pad = episode_module.action_chunk(actions, 2, 5)
     np.testing.assert_array_equal(chunk, actions[[2, 3, 3, 3, 3]])
     np.testing.assert_array_equal(pad, [False, False, True, True, True])
-
-
-def _counting(n: int, fail_at: int | None = None, closed: list | None = None):
-    try:
-        for i in range(n):
-            if i == fail_at:
-                raise EpisodeDataError(f"bad frame {i}", 0)
-            yield i
-    finally:
-        if closed is not None:
-            closed.append(threading.current_thread().name)
-
-
-@pytest.mark.parametrize("start_at", [None, 0, 1, 7, 20])
-def test_decode_ahead_gives_the_same_items_in_order_whenever_the_helper_starts(start_at):
-    """`start_at`: items pulled before the helper starts (None: never, the caller pulls them all)."""
-    ahead = DecodeAhead(_counting(20), depth=3)
-    items = []
-    try:
-        if start_at == 0:
-            ahead.start()
-        for item in ahead:
-            items.append(item)
-            if len(items) == start_at:
-                ahead.start()
-    finally:
-        ahead.close()
-    assert items == list(range(20))
-    assert ahead.started_at == start_at
-    assert list(ahead) == []  # exhausted stays exhausted
-
-
-def test_decode_ahead_raises_the_source_error_at_its_item():
-    ahead = DecodeAhead(_counting(20, fail_at=9))
-    items = []
-    with pytest.raises(EpisodeDataError, match="bad frame 9"):
-        for item in ahead:
-            items.append(item)
-            if item == 2:
-                ahead.start()
-    ahead.close()
-    assert items == list(range(9)) and ahead.started_at == 3
-
-
-def test_decode_ahead_close_stops_the_helper_and_closes_the_source():
-    closed: list[str] = []
-    ahead = DecodeAhead(_counting(10_000, closed=closed), depth=2)
-    assert next(ahead) == 0
-    ahead.start()
-    assert next(ahead) == 1  # the helper is now blocked on a full queue
-    ahead.close()
-    assert not any(t.name == "decode-ahead" for t in threading.enumerate())
-    assert len(closed) == 1  # the source generator ran its finally (its files closed)
-
-
-def test_an_episode_decoded_ahead_writes_the_same_bytes(synthetic_v30, tmp_path):
-    """`spare_core` says yes at the first check (frame 16): the helper decodes the rest, the work tar
-    and its record are byte-identical to a single-threaded episode's."""
-    plan = make_plan(PreprocessConfig(dataset_path=synthetic_v30.root, output_dir=tmp_path / "unused"))
-    episode = max(synthetic_v30.episodes, key=lambda e: e.length)
-    assert episode.length > 32
-    outputs = {}
-    for name, spare_core in (("alone", None), ("ahead", lambda: True)):
-        work = tmp_path / name
-        work.mkdir()
-        result = episode_module.process_episode(
-            episode.episode_index, plan.options, work, spare_core=spare_core
-        )
-        paths = episode_module.work_paths(work, episode.episode_index)
-        outputs[name] = (Path(paths["tar"]).read_bytes(), result)
-    assert outputs["alone"][1].decode_ahead_from is None
-    assert outputs["ahead"][1].decode_ahead_from == 16
-    assert outputs["alone"][0] == outputs["ahead"][0]
-    assert outputs["alone"][1].sample_bytes == outputs["ahead"][1].sample_bytes

@@ -365,7 +365,7 @@ def test_a_full_disk_in_the_final_stage_is_one_error_line_and_the_previous_set_s
     shows the traceback instead."""
     import errno
 
-    from preprocess import pipeline
+    from preprocess import final_stage
 
     out = tmp_path / "out"
     assert cli(dataset, out).exit_code == 0
@@ -374,7 +374,7 @@ def test_a_full_disk_in_the_final_stage_is_one_error_line_and_the_previous_set_s
     def full(path, samples):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(pipeline, "write_tar", full)
+    monkeypatch.setattr(final_stage, "write_tar", full)
     result = CliRunner().invoke(
         main, ["--dataset-path", str(dataset), "--output-dir", str(out), "--workers", "1", "--no-progress",
                "--horizon", "5", "--overwrite", "--jpeg-quality", "70"],

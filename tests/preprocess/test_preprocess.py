@@ -282,7 +282,7 @@ def test_partitions_split_the_episodes_and_agree_on_val(synthetic_v21, tmp_path)
 
 
 def test_val_fraction_is_deterministic_by_seed(synthetic_v21, tmp_path):
-    from preprocess.pipeline import choose_val
+    from preprocess.plan import choose_val
 
     eps = synthetic_v21.episode_indices
     assert choose_val(eps, None, 0.5, 1) == choose_val(eps, None, 0.5, 1)
@@ -318,18 +318,3 @@ def test_default_image_size_at_native_resolution(synthetic_dataset, tmp_path):
             assert decode_frame_id(image) == (ep.episode_index, frame)
             source = direct_frame(ds.root / ep.video_files[camera.video_key], frame / 30)
             assert psnr(image, resized(source, height, width)) >= 35.0
-
-
-def test_a_long_episode_at_the_pool_tail_writes_one_workers_bytes(synthetic_dataset, tmp_path):
-    """With 2 workers and one long episode among short ones, the long one runs alone at the end, where
-    the pool may lend it the idle worker's core (whether, and from which frame, it then decodes ahead
-    depends on scheduling; `test_decode.py` pins the decoded-ahead bytes of one episode). Whatever the
-    scheduling, the shards are byte for byte those of one worker."""
-    ds = synthetic_dataset(layout="v3.0", lengths=(600, 30, 30), tasks=(6,), depth=False)
-    pooled = preprocess(ds.root, tmp_path / "pooled", workers=2, decoder_threads=1, val_episodes="")
-    alone = preprocess(ds.root, tmp_path / "alone", workers=1, decoder_threads=1, val_episodes="")
-    assert pooled["splits"] == alone["splits"]  # names, sizes, sha256 and counts of every shard
-    for shard in alone["splits"]["train"]["shards"]:
-        assert (tmp_path / "pooled" / shard["name"]).read_bytes() == (
-            tmp_path / "alone" / shard["name"]
-        ).read_bytes()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess import pipeline
+from preprocess import episodes, final_stage, pipeline
 from preprocess.pipeline import PreprocessConfig, PreprocessError, run
 from tests.preprocess.helpers import preprocess, read_set
 
@@ -107,7 +107,7 @@ def test_interrupted_final_stage_is_redone(dataset, reference, tmp_path, monkeyp
     stage (the output holds no half set), and resume rewrites them."""
     out = tmp_path / "set"
     work = _crash_before_stats(dataset, out, monkeypatch)
-    stage = work / pipeline.STAGE_DIR
+    stage = work / final_stage.STAGE_DIR
     assert list(stage.glob("train-*.tar")) and not list(out.glob("*.tar"))
     assert not (out / "manifest.json").exists()
     (stage / "train-000009.tar.tmp").write_bytes(b"partial")  # a shard that was being written
@@ -125,7 +125,7 @@ def _crash_before_stats(dataset, out: Path, monkeypatch) -> Path:
         raise KeyboardInterrupt("killed while writing stats")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "write_stats_values", crash)
+        m.setattr(final_stage, "write_stats_values", crash)
         with pytest.raises(KeyboardInterrupt):
             preprocess(dataset.root, out, **OPTIONS)
     return out / ".work"
@@ -163,15 +163,32 @@ def test_work_records_without_sample_sizes_are_redone(dataset, reference, tmp_pa
     del record["sample_bytes"], record["sample_payloads"]
     record_path.write_text(json.dumps(record))
     redone = []
-    process_episode = pipeline.process_episode
+    process_episode = episodes.process_episode
 
     def counting(index, *args, **kwargs):
         redone.append(index)
         return process_episode(index, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "process_episode", counting)
+    monkeypatch.setattr(episodes, "process_episode", counting)
     preprocess(dataset.root, out, resume=True, **OPTIONS)
     assert redone == [5]
+    assert read_set(reference, decode=False)[0]["splits"] == read_set(out, decode=False)[0]["splits"]
+
+
+def test_work_records_with_fields_this_version_dropped_are_kept(dataset, reference, tmp_path, monkeypatch):
+    """A work dir left by the previous version (its records carry `decode_ahead_from`, since dropped)
+    resumes without redoing its episodes, and the set equals an uninterrupted run."""
+    import json
+
+    out = tmp_path / "set"
+    work = _crash_before_stats(dataset, out, monkeypatch)
+    for record_path in work.glob("episode_*[0-9].json"):
+        record = json.loads(record_path.read_text())
+        record_path.write_text(json.dumps({**record, "decode_ahead_from": 16}))
+    redone = []
+    monkeypatch.setattr(episodes, "process_episode", lambda index, *a, **k: redone.append(index))
+    preprocess(dataset.root, out, resume=True, **OPTIONS)
+    assert redone == []
     assert read_set(reference, decode=False)[0]["splits"] == read_set(out, decode=False)[0]["splits"]
 
 

@@ -1,0 +1,347 @@
+"""Plan a run: what to read, what to keep, and which episodes go where.
+
+`make_plan` turns the options (`PreprocessConfig`) into a `Plan`: the source dataset, its R1Pro
+state layout and the state dims kept, the cameras and their stored sizes, the selected episodes
+(`--episodes`), the held-out split (`--val-episodes`/`--val-fraction`, chosen over the whole
+selection with `--seed`, so every partition agrees), then this machine's slice (`--partition K/N`:
+the sorted selection's episodes K, K+N, K+2N, ...). Nothing is written here: a bad option, or a
+dataset the presets cannot index, is a `PreprocessError` naming the option or the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from preprocess.defaults import DEFAULT_INTERLEAVE_WINDOW, DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_MAX_SAMPLES
+from preprocess.episode import CameraPlan, EpisodeOptions
+from preprocess.images import DEFAULT_JPEG_QUALITY, ImageSize
+from preprocess.source import SourceDataset
+from schemas.presets import DEFAULT_PRESET, PRESET_NAMES, StateSelection, resolve_state_selection
+from schemas.r1pro import (
+    ACTION_DIM,
+    ACTION_KEY,
+    CAMERAS,
+    LAYOUTS,
+    STATE_KEY,
+    LayoutError,
+    StateLayout,
+    detect_layout,
+)
+
+log = logging.getLogger(__name__)
+
+
+class PreprocessError(RuntimeError):
+    """A run cannot proceed; the message names the file/episode/frame/field and what was expected."""
+
+
+@dataclass
+class PreprocessConfig:
+    """The options of a run (the CLI's options, one to one)."""
+
+    dataset_path: str | Path
+    output_dir: str | Path
+    state_preset: str = DEFAULT_PRESET
+    state_indices: str | None = None
+    horizon: int = 50
+    temporal_alpha: float = 0.0
+    image_size: str | None = None
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    frame_stride: int = 1
+    episodes: str | None = None
+    val_episodes: str | None = None
+    val_fraction: float = 0.0
+    seed: int = 0
+    workers: int | None = None
+    decoder_threads: int = 0  # per video decoder; 0 = auto (see episodes.resolve_decoder_threads)
+    shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES
+    shard_max_samples: int = DEFAULT_SHARD_MAX_SAMPLES
+    partition: str | None = None
+    overwrite: bool = False
+    resume: bool = False
+    skip_bad_episodes: bool = False
+    interleave_window: int = DEFAULT_INTERLEAVE_WINDOW
+    progress: bool = True
+    command_line: str = ""
+
+    def fingerprint(self) -> dict:
+        """The options that decide the output (what `--resume` must see unchanged)."""
+        return {
+            "dataset_path": str(Path(self.dataset_path).resolve()),
+            "state_preset": self.state_preset,
+            "state_indices": self.state_indices,
+            "horizon": self.horizon,
+            "temporal_alpha": self.temporal_alpha,
+            "image_size": ImageSize.parse(self.image_size).describe(),
+            "jpeg_quality": self.jpeg_quality,
+            "frame_stride": self.frame_stride,
+            "episodes": self.episodes,
+            "val_episodes": self.val_episodes,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "shard_max_bytes": self.shard_max_bytes,
+            "shard_max_samples": self.shard_max_samples,
+            "partition": self.partition,
+            "skip_bad_episodes": self.skip_bad_episodes,
+            "interleave_window": self.interleave_window,
+        }
+
+
+@dataclass
+class Plan:
+    """What `make_plan` decided; read by every later stage."""
+
+    source: SourceDataset
+    selection: StateSelection
+    image_size: ImageSize
+    cameras: tuple[CameraPlan, ...]
+    native_sizes: dict[str, tuple[int, int]]  # camera name -> source (height, width)
+    selected: list[int]  # every selected episode (all partitions)
+    episodes: list[int]  # this partition's episodes, sorted
+    val: set[int]  # held-out episodes (of the whole selection)
+    partition: tuple[int, int] | None  # (K, N) of --partition K/N
+    options: EpisodeOptions
+    warnings: list[str] = field(default_factory=list)
+
+    def split_of(self, episode_index: int) -> str:
+        return "val" if episode_index in self.val else "train"
+
+
+# ------------------------------------------------------------------ option parsing
+def parse_index_list(text: str, what: str) -> list[int]:
+    """`60000,60010:60030` -> [60000, 60010, ..., 60029] (half-open ranges, like --state-indices)."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if ":" in part:
+                a, b = (int(x) for x in part.split(":", 1))
+                if b <= a:
+                    raise PreprocessError(f"{what}: empty range {part!r} (stop must be > start)")
+                out.extend(range(a, b))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise PreprocessError(
+                f"{what}: cannot parse {part!r}; expected an index like 60010 or a range like 60000:60100"
+            ) from None
+    if not out:
+        raise PreprocessError(f"{what}: selects no episodes")
+    return sorted(set(out))
+
+
+def parse_partition(text: str | None) -> tuple[int, int] | None:
+    """`K/N` -> (K, N); None or "" -> None (no partition)."""
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise PreprocessError(f"--partition {text!r}: expected K/N, e.g. 0/4 (K counts from 0)") from None
+    if n < 1 or not 0 <= k < n:
+        raise PreprocessError(f"--partition {text!r}: expected 0 <= K < N")
+    return k, n
+
+
+def choose_val(selected: list[int], val_episodes: str | None, val_fraction: float, seed: int) -> set[int]:
+    """The held-out episodes: those listed, or a seeded random fraction of the selection."""
+    if val_episodes and val_fraction:
+        raise PreprocessError("--val-episodes and --val-fraction are exclusive; give one")
+    if val_episodes:
+        val = set(parse_index_list(val_episodes, "--val-episodes"))
+        unknown = sorted(val - set(selected))
+        if unknown:
+            raise PreprocessError(f"--val-episodes {unknown} are not among the selected episodes")
+    elif val_fraction:
+        if not 0 < val_fraction < 1:
+            raise PreprocessError(f"--val-fraction {val_fraction}: expected a fraction in (0, 1)")
+        count = max(1, round(val_fraction * len(selected)))
+        rng = np.random.default_rng(seed)
+        val = {int(e) for e in rng.permutation(np.asarray(selected, dtype=np.int64))[:count]}
+    else:
+        val = set()
+    if val and len(val) >= len(selected):
+        raise PreprocessError(
+            f"the held-out split takes all {len(selected)} selected episodes; none left to train on"
+        )
+    return val
+
+
+# ------------------------------------------------------------------ the dataset's layout
+def detect_state_layout(source: SourceDataset) -> StateLayout:
+    """The R1Pro state layout of the dataset: info.json's shape and names of `observation.state`, or,
+    when info.json gives no shape, the first episode's state width."""
+    info_path = source.root / "meta/info.json"
+    shape = source.feature_shape(STATE_KEY)
+    if len(shape) > 1:
+        raise PreprocessError(f"{info_path}: feature {STATE_KEY!r} has shape {list(shape)}, expected one dim")
+    if shape:
+        dim, where = shape[0], f"{info_path}: feature {STATE_KEY!r}"
+    else:
+        first = min(source.episodes, default=None)
+        if first is None:
+            raise PreprocessError(f"{source.root}: the dataset lists no episodes")
+        dim = source.read_episode(first).state.shape[1]
+        where = f"{source.episode(first).data_path}: episode {first} field {STATE_KEY!r}"
+    try:
+        layout = detect_layout(dim, source.features.get(STATE_KEY, {}).get("names"))
+    except LayoutError:
+        expected = " or ".join(f"[{known.dim}] ({known.describe()})" for known in LAYOUTS.values())
+        raise PreprocessError(
+            f"{where} has shape [{dim}], expected {expected}: the state presets ({', '.join(PRESET_NAMES)}) "
+            "and --state-indices are defined on these R1Pro layouts only"
+        ) from None
+    log.info("state layout %s (%s)", layout.describe(), where)
+    return layout
+
+
+def _select_state(config: PreprocessConfig, source: SourceDataset, layout: StateLayout) -> StateSelection:
+    try:
+        return resolve_state_selection(config.state_preset, config.state_indices, layout)
+    except ValueError as exc:
+        raise PreprocessError(
+            f"{exc} (state layout {layout.describe()}, detected in {source.root})"
+        ) from None
+
+
+def _standard_track_warning(selection: StateSelection) -> str | None:
+    """The warning for kept dims the BEHAVIOR standard track does not allow (a custom --state-indices)."""
+    if not selection.not_standard_track:
+        return None
+    names = ", ".join(
+        n
+        for i, n in zip(selection.indices, selection.names, strict=True)
+        if i in selection.not_standard_track
+    )
+    return f"state dims {list(selection.not_standard_track)} ({names}) are not allowed in the BEHAVIOR standard track"
+
+
+def _check_options(config: PreprocessConfig, source: SourceDataset) -> ImageSize:
+    """Checks the action's shape and the numeric options; returns the parsed --image-size."""
+    action_shape = source.feature_shape(ACTION_KEY)
+    if action_shape and action_shape != (ACTION_DIM,):
+        raise PreprocessError(
+            f"{source.root / 'meta/info.json'}: feature {ACTION_KEY!r} has shape {list(action_shape)}, expected [{ACTION_DIM}]"
+        )
+    for name, value in (("--horizon", config.horizon), ("--frame-stride", config.frame_stride)):
+        if value < 1:
+            raise PreprocessError(f"{name} must be >= 1, got {value}")
+    if not 1 <= config.jpeg_quality <= 100:
+        raise PreprocessError(f"--jpeg-quality must be in 1..100, got {config.jpeg_quality}")
+    try:
+        return ImageSize.parse(config.image_size)
+    except ValueError as exc:
+        raise PreprocessError(str(exc)) from None
+
+
+def _select_episodes(config: PreprocessConfig, source: SourceDataset) -> list[int]:
+    """The sorted episodes of --episodes (all of the dataset's by default)."""
+    all_episodes = sorted(source.episodes)
+    if not all_episodes:
+        raise PreprocessError(f"{source.root}: the dataset lists no episodes")
+    if not config.episodes:
+        return all_episodes
+    selected = parse_index_list(config.episodes, "--episodes")
+    unknown = sorted(set(selected) - set(all_episodes))
+    if unknown:
+        raise PreprocessError(
+            f"--episodes {unknown[:20]}{'...' if len(unknown) > 20 else ''} are not in {source.root} "
+            f"(it has episodes {all_episodes[0]}..{all_episodes[-1]}, {len(all_episodes)} in all)"
+        )
+    return selected
+
+
+def _probe_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with av.open(str(path)) as container:
+            ctx = container.streams.video[0].codec_context
+            return int(ctx.height), int(ctx.width)
+    except (av.FFmpegError, IndexError, OSError):
+        return None
+
+
+def _plan_cameras(
+    source: SourceDataset, first_episode: int, image_size: ImageSize
+) -> tuple[list[CameraPlan], dict[str, tuple[int, int]]]:
+    """Each camera's stored size, from its native size in the first episode's video (probed, so a
+    dataset whose info.json is wrong about it still gets the size its frames have)."""
+    cameras = []
+    native_sizes = {}
+    first = source.episode(first_episode)
+    for camera in CAMERAS:
+        if camera.video_key not in source.video_keys:
+            raise PreprocessError(
+                f"{source.root / 'meta/info.json'}: no video feature {camera.video_key!r} (camera {camera.name}); "
+                f"video features are {source.video_keys}"
+            )
+        ref = first.videos.get(camera.video_key)
+        if ref is None:
+            raise PreprocessError(
+                f"{source.root / 'meta/info.json'}: no 'video_path' template (or no video metadata for "
+                f"{camera.video_key!r} in episode {first.index}); cannot locate camera videos"
+            )
+        if not ref.path.is_file():
+            raise PreprocessError(
+                f"{ref.path}: missing camera video {camera.video_key!r} for episode {first.index}"
+            )
+        native = _probe_size(ref.path)
+        if native is None:
+            shape = source.feature_shape(camera.video_key)
+            native = (shape[0], shape[1]) if len(shape) >= 2 else (camera.height, camera.width)
+        height, width = image_size.target(*native)
+        cameras.append(CameraPlan(camera.name, camera.video_key, height, width))
+        native_sizes[camera.name] = native
+    return cameras, native_sizes
+
+
+# ------------------------------------------------------------------ the plan
+def make_plan(config: PreprocessConfig) -> Plan:
+    source = SourceDataset(config.dataset_path)
+    layout = detect_state_layout(source)
+    selection = _select_state(config, source, layout)
+    warnings: list[str] = []
+    warning = _standard_track_warning(selection)
+    if warning:
+        warnings.append(warning)
+        log.warning("warning: %s", warning)
+    image_size = _check_options(config, source)
+
+    selected = _select_episodes(config, source)
+    val = choose_val(selected, config.val_episodes, config.val_fraction, config.seed)
+    partition = parse_partition(config.partition)
+    episodes = selected[partition[0] :: partition[1]] if partition else list(selected)
+    if not episodes:
+        raise PreprocessError(
+            f"--partition {config.partition}: no episodes fall in this partition ({len(selected)} selected)"
+        )
+
+    cameras, native_sizes = _plan_cameras(source, episodes[0], image_size)
+    options = EpisodeOptions(
+        dataset_path=str(source.root),
+        state_dim=layout.dim,
+        state_indices=selection.indices,
+        horizon=config.horizon,
+        temporal_alpha=float(config.temporal_alpha),
+        frame_stride=config.frame_stride,
+        jpeg_quality=config.jpeg_quality,
+        cameras=tuple(cameras),
+    )
+    return Plan(
+        source=source,
+        selection=selection,
+        image_size=image_size,
+        cameras=tuple(cameras),
+        native_sizes=native_sizes,
+        selected=selected,
+        episodes=episodes,
+        val=val,
+        partition=partition,
+        options=options,
+        warnings=warnings,
+    )
