@@ -1,5 +1,5 @@
-"""The reader does not depend on our synthetic builder's habits: a v3.0 dataset written by lerobot's own
-`LeRobotDataset` writer (create + add_frame + save_episode, AV1 by default) preprocesses exactly."""
+"""A v3.0 dataset as lerobot's own `LeRobotDataset` writer lays it out with its defaults (every episode in
+one data file and one mp4 per camera, a free-text task, AV1) preprocesses exactly."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from preprocess.synthetic import decode_frame_id
 from schemas.presets import TOP32_INDICES
 from schemas.r1pro import CAMERAS
 from schemas.sample import parse_sample_key
@@ -45,6 +46,9 @@ def _video_refs(root):
 
 
 def test_lerobot_written_v30(lerobot_dataset, tmp_path):
+    assert [p.name for p in (lerobot_dataset / "data").rglob("*.parquet")] == ["file-000.parquet"]
+    for camera in CAMERAS:
+        assert len(list((lerobot_dataset / "videos" / camera.video_key).rglob("*.mp4"))) == 1
     out = tmp_path / "set"
     horizon = 10
     manifest = preprocess(
@@ -70,6 +74,7 @@ def test_lerobot_written_v30(lerobot_dataset, tmp_path):
             for camera in CAMERAS:
                 image = sample[f"{camera.name}.jpg"]
                 assert image.shape == (40, 40, 3)
+                assert decode_frame_id(image) == (episode, frame)
                 file, start = refs[episode, camera.video_key]
                 source = direct_frame(file, start + frame / 30)
                 worst = min(worst, psnr(image, resized(source, 40, 40)))

@@ -31,6 +31,7 @@ from preprocess.synthetic import (
     main,
     render_frame,
 )
+from preprocess.synthetic_plan import plan_episodes
 from schemas.presets import TOP32_INDICES, preset_indices
 from schemas.r1pro import LAYOUT_2025, LAYOUT_2026
 
@@ -272,8 +273,13 @@ def test_v30_info_json(synthetic_v30):
         assert features[key]["info"]["video.pix_fmt"] == "yuv420p"
         assert features[key]["info"]["is_depth_map"] is False
     assert features[DEPTH_KEY]["dtype"] == "video" and features[DEPTH_KEY]["info"]["is_depth_map"] is True
+    assert features[DEPTH_KEY]["info"]["video.codec"] == "hevc"
     for key in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
         assert key in features
+    # written by lerobot's writer, whose file-size limits the builder only moves while writing
+    assert info["robot_type"] == "R1Pro" and info["chunks_size"] == 1000
+    assert (info["data_files_size_in_mb"], info["video_files_size_in_mb"]) == (100, 200)
+    assert sorted(p.name for p in synthetic_v30.root.iterdir()) == ["data", "meta", "videos"]
 
 
 def test_v30_meta_files(synthetic_v30):
@@ -529,6 +535,18 @@ def test_build_is_deterministic_and_refuses_a_non_empty_dir(tmp_path):
     with pytest.raises(FileExistsError):
         build_dataset(tmp_path / "a", config)
     build_dataset(tmp_path / "a", config, overwrite=True)
+
+
+def test_free_text_task_names_replace_behaviors_per_task_id():
+    config = SyntheticConfig(lengths=(3,), episodes=4, tasks=(6, 1), task_names=("hide the eggs", "pick up"))
+    assert [(e.task, e.task_index) for e in plan_episodes(config)] == [
+        ("hide the eggs", 0),
+        ("pick up", 1),
+        ("hide the eggs", 0),
+        ("pick up", 1),
+    ]
+    with pytest.raises(ValueError, match="one task name per task id"):
+        SyntheticConfig(tasks=(6, 1, 6), task_names=("hide", "pick", "other"))
 
 
 def test_episode_count_cycles_lengths_and_tasks(synthetic_dataset):
