@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.checkpoint import read_smolvla_config
 from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, camera_for_key, layout_named
 from shards.frames import RESIZE_METHOD, RESIZE_METHODS
 
@@ -242,20 +243,16 @@ def load_checkpoint(
     """Load a checkpoint with lerobot alone: `SmolVLAPolicy.from_pretrained` and
     `make_pre_post_processors(config, pretrained_path=...)`. `vlm_model` points the backbone (its config
     and tokenizer; the weights come from the checkpoint) at a local dir, for machines without the Hub."""
-    from lerobot.configs import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
-    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
     directory = find_checkpoint(path)
     provenance = read_provenance(directory)
     device = resolve_device(device)
     try:
-        config = PreTrainedConfig.from_pretrained(directory)
-    except Exception as exc:
-        raise CheckpointError(f"{directory}: cannot read the policy config ({exc})") from exc
-    if not isinstance(config, SmolVLAConfig):
-        raise CheckpointError(f"{directory}: a {config.type!r} policy, not a SmolVLA one")
+        config = read_smolvla_config(str(directory))
+    except ValueError as exc:
+        raise CheckpointError(f"{directory}: {exc}") from exc
     spec = spec_from(directory, config, provenance)
     config.device = device
     config.load_vlm_weights = False  # the checkpoint carries every weight

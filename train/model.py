@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from schemas.checkpoint import read_smolvla_config
 from train.data import ACTION_KEY, STATE_KEY, DataSpec
 
 logger = logging.getLogger(__name__)
@@ -262,16 +263,11 @@ def build_policy_from_pretrained(
     spec: DataSpec, pretrained: str, options: PolicyOptions, vlm_model: str | None = None
 ):
     """SmolVLA from a SmolVLA checkpoint, adapted to the shard set's features; returns (policy, report)."""
-    from lerobot.configs import PreTrainedConfig
-    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
-
     location = resolve_model_location(pretrained, "pretrained model", "--pretrained-model")
     try:
-        config = PreTrainedConfig.from_pretrained(location)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot read the policy config of {pretrained!r}: {exc}") from exc
-    if not isinstance(config, SmolVLAConfig):
-        raise ModelLoadError(f"{pretrained!r} is a {config.type!r} policy, not a SmolVLA one")
+        config = read_smolvla_config(location)
+    except ValueError as exc:
+        raise ModelLoadError(f"{pretrained!r}: {exc}") from exc
     before_in, before_out = _describe(config.input_features), _describe(config.output_features)
     if vlm_model is not None:
         config.vlm_model_name = resolve_model_location(vlm_model, "VLM backbone", "--vlm-model")
