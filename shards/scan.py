@@ -146,7 +146,9 @@ class ShardScan:
         try:
             reader = MappedReader(self.url)
             self.bytes = reader.size
-            indexed = reader.samples(self.url)  # a plain shard: its samples found in one pass over the headers
+            indexed = reader.samples(
+                self.url
+            )  # a plain shard: its samples found in one pass over the headers
             if indexed is None:
                 yield from self._samples(reader)
             else:
