@@ -163,9 +163,9 @@ def test_workers_hand_over_small_references_to_their_shared_buffers(small_set):
         assert not any(isinstance(v, torch.Tensor) for v in item.lists.values())
         slots.append(item.slot)
         _assert_same_batch(stream.buffers.batch(item), _expected_batch(stream, index, 2), spec)
-    per_worker = D.PREFETCH_ITEMS + 2
-    assert slots[0::2] == [n % per_worker for n in range(10)]  # worker 0's buffers, in turn
-    assert slots[1::2] == [per_worker + n % per_worker for n in range(10)]
+    first, second = slots[0::2], slots[1::2]  # the round-robin: worker 0's batches, worker 1's
+    assert not set(first) & set(second)  # each worker fills buffers of its own
+    assert len(set(first)) < len(first) and len(set(second)) < len(second)  # and reuses them
 
 
 def test_a_stream_refuses_a_loader_with_another_worker_count(small_set):
