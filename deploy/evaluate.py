@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,7 @@ from schemas.sample import (
     sample_problems,
 )
 from shards.codec import decode_npy, npy_view
+from shards.guard import VerifiedShards
 from shards.reader import ShardSet, open_shard_set
 
 # What other code imports from here; the settings, `frame_seed` and `select_windows` live in eval_*.
@@ -82,15 +83,10 @@ WINDOW_CHUNKS = (
 )
 
 
-def _raw_samples(shard_set: ShardSet, split: str) -> Iterator[dict]:
-    """Every raw sample of the split in manifest order, each shard verified against the manifest
-    before its first sample is read and checked as it streams."""
-    yield from shard_set.checked_samples(split)
-
-
 def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: int) -> EvalFrames:
-    """Two reads of the split: the first learns its frames (json and first action only), the second
-    keeps the raw samples of the selected ones."""
+    """Two reads of the split (each shard verified against the manifest before its first sample is
+    read, hashed once): the first learns its frames (json and first action only), the second keeps
+    the raw samples of the selected ones."""
     manifest = shard_set.manifest
     if split not in manifest["splits"] or not manifest["splits"][split].get("episodes"):
         raise EvalError(
@@ -99,7 +95,8 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
         )
     positions: dict[int, list[tuple[int, str]]] = {}
     first_action: dict[str, np.ndarray] = {}
-    for raw in _raw_samples(shard_set, split):
+    verified = VerifiedShards()
+    for raw in shard_set.checked_samples(split, verified):
         meta = _checked_members(raw, manifest)
         positions.setdefault(int(meta["episode_index"]), []).append(
             (int(meta["frame_index"]), raw["__key__"])
@@ -112,7 +109,7 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
     chosen = select_windows({e: len(f) for e, f in positions.items()}, max_frames, window)
     wanted = {positions[e][i][1]: None for e, runs in chosen.items() for run in runs for i in run}
     kept: dict[str, dict[str, bytes]] = {}
-    for raw in _raw_samples(shard_set, split):
+    for raw in shard_set.checked_samples(split, verified):
         if raw["__key__"] in wanted:
             kept[raw["__key__"]] = {k: bytes(v) for k, v in raw.items() if not k.startswith("__")}
     frames, samples, windows, previous = [], [], [], []

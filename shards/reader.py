@@ -16,7 +16,7 @@ from typing import Any
 from schemas.manifest import MANIFEST_NAME, ManifestError, parse_manifest, require_set_name, shards_of
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
 from shards.errors import ShardCorruptError, ShardSetError, verify_hint
-from shards.guard import CorruptShardLog, iter_checked_shard
+from shards.guard import CorruptShardLog, VerifiedShards, iter_checked_shard
 from shards.scan import ShardScan, location_kind
 
 __all__ = [
@@ -74,15 +74,18 @@ class ShardSet:
         """Shard URL -> its manifest entry (`name`, `samples`, `bytes`, `sha256`), for in-stream checks."""
         return {self.url(shard["name"]): shard for shard in shards_of(self.manifest, split)}
 
-    def checked_samples(self, split: str) -> Iterator[dict[str, Any]]:
+    def checked_samples(self, split: str, verified: VerifiedShards | None = None) -> Iterator[dict[str, Any]]:
         """Every raw sample of `split`, shard by shard in manifest order, each shard checked as the
         trainer checks it (`iter_checked_shard`): its size and sha256 against the manifest before its
         first sample is read (a remote shard is downloaded and verified first), every sample for the
         schema's members, its sample count at the end. A problem raises `ShardCorruptError` naming
-        the shard and suggesting `b1k-shards verify`."""
+        the shard and suggesting `b1k-shards verify`. `verified`: the shards this process has hashed
+        already (an unchanged local file is not hashed again on a second pass)."""
         members = self.members
         for url, entry in self.expected(split).items():
-            yield from iter_checked_shard(url, entry=entry, members=members, location=self.location)
+            yield from iter_checked_shard(
+                url, entry=entry, members=members, location=self.location, verified=verified
+            )
 
 
 def read_location(url: str) -> bytes:
