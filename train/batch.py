@@ -152,9 +152,10 @@ class SampleFormat:
 class BatchWriter:
     """Fills one batch buffer row by row, decoding each raw sample into its row as it comes."""
 
-    def __init__(self, fmt: SampleFormat, buffer: torch.Tensor, batch_size: int):
+    def __init__(self, fmt: SampleFormat, buffer: torch.Tensor, batch_size: int, slot: int | None = None):
         self.format = fmt
         self.buffer = buffer
+        self.slot = slot  # its index in a `BatchBuffers`; None: a buffer of its own
         self.layout = fmt.layout(batch_size)
         # numpy views: torch's copy_ runs on its thread pool, which measured 10-100x slower when
         # other processes hold the cores; made once per buffer (they cost more than decoding a small sample)
@@ -177,9 +178,13 @@ class BatchWriter:
         self.format.decode_into(raw, self.rows[self.count], self.lists)
         self.count += 1
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The batch's tensors as views of the buffer."""
-        return {slot.key: slot.view(self.buffer, self.count) for slot in self.layout}
+    def batch(self) -> dict[str, Any]:
+        """The batch so far: its per-sample lists and its tensors as views of the buffer."""
+        return {**self.lists, **{slot.key: slot.view(self.buffer, self.count) for slot in self.layout}}
+
+    def finish(self) -> dict[str, Any] | BatchRef:
+        """What is handed over: a `BatchRef` to a shared buffer's batch, or a batch of its own."""
+        return self.batch() if self.slot is None else BatchRef(self.slot, self.count, self.lists)
 
 
 def decode_batch(raws: list[dict], fmt: SampleFormat) -> dict[str, Any]:
@@ -187,7 +192,7 @@ def decode_batch(raws: list[dict], fmt: SampleFormat) -> dict[str, Any]:
     writer = BatchWriter(fmt, allocate_batch(fmt.layout(len(raws))), len(raws)).start()
     for raw in raws:
         writer.add(raw)
-    return {**writer.lists, **writer.tensors()}
+    return writer.batch()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +249,7 @@ class BatchBuffers:
 
     def writer(self, slot: int) -> BatchWriter:
         if slot not in self._writers:
-            self._writers[slot] = BatchWriter(self.format, self.buffers[slot], self.batch_size)
+            self._writers[slot] = BatchWriter(self.format, self.buffers[slot], self.batch_size, slot)
         return self._writers[slot].start()
 
     def batch(self, ref: BatchRef, *, copy: bool = True, pin_memory: bool = False) -> dict[str, Any]:
@@ -282,8 +287,7 @@ def batched(
     for raw in raws:
         if writer is None:
             if slots is not None:
-                slot = next(slots)
-                writer = buffers.writer(slot)
+                writer = buffers.writer(next(slots))
             else:
                 writer = BatchWriter(fmt, allocate_batch(fmt.layout(batch_size)), batch_size).start()
         try:
@@ -294,11 +298,7 @@ def batched(
             corrupt.record(error, sample_only=True)
             continue
         if writer.full:
-            yield BatchRef(slot, writer.count, writer.lists) if slots is not None else _own(writer)
+            yield writer.finish()
             writer = None
     if writer is not None and writer.count:
-        yield BatchRef(slot, writer.count, writer.lists) if slots is not None else _own(writer)
-
-
-def _own(writer: BatchWriter) -> dict[str, Any]:
-    return {**writer.lists, **writer.tensors()}
+        yield writer.finish()
