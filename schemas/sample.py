@@ -25,6 +25,12 @@ JSON_FIELDS: dict[str, type | tuple[type, ...]] = {
     "task": str,
 }
 
+# Fields a sample's json may carry: absent in sets written before they existed, so a reader takes
+# absence as "unknown" (None), never as an error.
+OPTIONAL_JSON_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "skill": (str, type(None)),  # the annotated skill covering the frame; None where none covers it
+}
+
 IMAGE_EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 
 _KEY_RE = re.compile(r"^e(\d{8})_f(\d{6})$")
@@ -100,5 +106,8 @@ def sample_problems(sample: dict[str, Any], state_dim: int, action_dim: int, hor
             if name not in meta:
                 problems.append(f"json: missing field {name!r}")
             elif not isinstance(meta[name], kind) or isinstance(meta[name], bool):
+                problems.append(f"json: field {name!r} has type {type(meta[name]).__name__}")
+        for name, kind in OPTIONAL_JSON_FIELDS.items():
+            if name in meta and not isinstance(meta[name], kind):
                 problems.append(f"json: field {name!r} has type {type(meta[name]).__name__}")
     return problems
