@@ -23,6 +23,7 @@ class Frame:
     progress: float
     task_index: int
     task: str
+    skill: str | None = None  # the annotated skill covering the frame; None: none, or a set without skills
 
 
 @dataclass

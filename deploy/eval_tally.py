@@ -1,5 +1,5 @@
 """Error tallies: sums of |error| and error^2 per cell (overall, action group, progress bin, chunk step,
-task; `tally_chunks`, `tally_actions`) and the report's breakdowns built from them (`breakdown`)."""
+task, skill; `tally_chunks`, `tally_actions`) and the report's breakdowns built from them (`breakdown`)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def tally_chunks(
         tally.add((prefix, "overall"), *cell)
         tally.add((prefix, "bin", bin_), *cell)
         tally.add((prefix, "task", frame.task_index, frame.task), *cell)
+        tally.add((prefix, "skill", frame.skill), *cell)
         for segment in ACTION_SEGMENTS:
             sl = slice(segment.start, segment.stop)
             group = (absolute[b, :, sl].sum(), square[b, :, sl].sum(), steps * segment.size, 1)
@@ -74,7 +75,17 @@ def breakdown(tally: Tally, bins: int, chunk: int, prefix: str = "") -> dict:
         "by_task": [
             {"task_index": t, "task": name, **tally.row((prefix, "task", t, name))} for t, name in tasks
         ],
+        "by_skill": by_skill(tally, prefix),
     }
+
+
+def by_skill(tally: Tally, prefix: str = "") -> list[dict]:
+    """One row per skill (`skill` None: frames no annotation covers, or a set without skills), the most
+    frames first, then by name, the unannotated frames last: the same order for every checkpoint of a
+    report, since they see the same frames."""
+    skills = [k[2] for k in tally.cells if k[:2] == (prefix, "skill")]
+    rows = [{"skill": skill, **tally.row((prefix, "skill", skill))} for skill in skills]
+    return sorted(rows, key=lambda r: (r["skill"] is None, -r["frames"], r["skill"] or ""))
 
 
 def _error(row: dict) -> dict:

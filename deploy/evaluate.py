@@ -5,7 +5,8 @@ observation (the same `ChunkModel` `b1k-serve` runs, fed `PolicyInputs` built fr
 and the chunk is compared with the recorded actions, in dataset units: the chunk is truncated to the
 checkpoint's `chunk_size` and padded steps (`action_is_pad`, past the episode's end) are left out.
 Errors are tallied overall, per action group (`schemas.r1pro.ACTION_SEGMENTS`), per episode-progress
-bin, per chunk step and per task.
+bin, per chunk step, per task and per annotated skill (the sample json's `skill`; frames without one,
+and every frame of a set written before skills, are grouped as no skill).
 
 "Executed" replays the frames of each episode in frame order through a `Policy` with the serving
 execution mode (receding horizon or temporal ensembling) and compares the action it sends at frame t
@@ -127,6 +128,7 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
                         progress=float(meta["progress"]),
                         task_index=int(meta["task_index"]),
                         task=str(meta["task"]),
+                        skill=meta.get("skill"),  # checked str or None; absent in sets before skills
                     )
                 )
                 samples.append(kept[key])

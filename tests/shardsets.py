@@ -7,6 +7,8 @@ Values encode where they come from, so tests can prove alignment:
   frame i is the actions [i, i+H), padded by repeating the last one (`action_is_pad`)
 - every camera image is a flat colour of (episode, frame, camera) with a 4-pixel white marker in the
   top-left corner, JPEG quality 95.
+- with `skills=skill_of`, the json's `skill` follows the frame (`skill_of`: an episode's first frame
+  unannotated, then `SKILLS` in thirds); without it the json has no `skill` (a set written before skills).
 The manifest mirrors what `b1k-preprocess` writes (partition, options, splits with samples/frames, stats
 over the train split at full rate, optionally with their sidecars).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,8 @@ CAMERA_INDEX = {name: i for i, name in enumerate(CAMERAS)}
 WIDE_CAMERAS = {"head": (24, 32), "left_wrist": (16, 16), "right_wrist": (16, 16)}  # head not square
 QUALITY = 95
 TASKS = {0: "pick up the radio", 1: "put the dishes away"}
+SKILLS = ("move to", "pick up from", "place on")
+SkillOf = Callable[[int, int, int], "str | None"]  # (episode, frame, episode length) -> the frame's skill
 
 
 def state_of(episode: int, frame: int, dim: int = 32) -> np.ndarray:
@@ -43,6 +47,25 @@ def state_of(episode: int, frame: int, dim: int = 32) -> np.ndarray:
 def action_of(episode: int, frame: int, dim: int = ACTION_DIM) -> np.ndarray:
     d = np.arange(dim)
     return (np.sin(episode + frame / 10 + d / 7) * (1 + d / dim)).astype(np.float32)
+
+
+def skill_of(episode: int, frame: int, length: int) -> str | None:
+    """The synthetic annotation: frame 0 unannotated (None, as a gap before the first segment), then
+    `SKILLS` over thirds of the episode (10 frames: 1-3 "move to", 4-6 "pick up from", 7-9 "place on")."""
+    if frame == 0:
+        return None
+    return SKILLS[min(3 * frame // length, len(SKILLS) - 1)]
+
+
+def skill_counts(skills: SkillOf, frames: Iterable[tuple[int, int, int]]) -> dict[str, int]:
+    """{skill: samples} over (episode, frame, length) triples, annotated frames only (JSON keys are strings),
+    in skill order: the manifest's `splits.<split>.skills`."""
+    counts: dict[str, int] = {}
+    for episode, frame, length in frames:
+        skill = skills(episode, frame, length)
+        if skill is not None:
+            counts[skill] = counts.get(skill, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def colour_of(episode: int, frame: int, camera: str) -> tuple[int, int, int]:
@@ -92,6 +115,7 @@ def make_sample(
     cameras: Mapping[str, tuple[int, int]],
     state_dim: int = 32,
     nan_action: bool = False,
+    skills: SkillOf | None = None,
 ) -> dict:
     steps = np.minimum(np.arange(frame, frame + horizon), length - 1)
     action = np.stack([action_of(episode, int(t)) for t in steps])
@@ -109,6 +133,8 @@ def make_sample(
         "task_index": task_index,
         "task": task,
     }
+    if skills is not None:  # else no field at all, as in sets written before skills
+        meta["skill"] = skills(episode, frame, length)
     images = {cam: encode_jpeg(image_of(episode, frame, cam, size), QUALITY) for cam, size in cameras.items()}
     state = state_of(episode, frame, state_dim)
     return encode_sample(sample_key(episode, frame), images, state, action, is_pad, meta)
@@ -170,6 +196,7 @@ def write_shard_set(
     nan_action: Iterable[tuple[int, int]] = (),
     partition: tuple[int, int] | None = None,
     fingerprint: str = "synthetic-fingerprint",
+    skills: SkillOf | None = None,
 ) -> dict:
     """Write a shard set under `root` and return its manifest.
 
@@ -182,6 +209,8 @@ def write_shard_set(
     are written, like `b1k-preprocess --partition K/N`. `stats_sidecar`: write the stats' values sidecars
     (`sidecar_episodes`: with each episode's columns recorded, as `b1k-preprocess` does). `state_preset`:
     a preset of `schemas.presets` recorded as the set's state (e.g. `aligned`; its dims set `state_dim`).
+    `skills` (e.g. `skill_of`): each sample's json gets `skill` = skills(episode, frame, length) and each
+    split records `skills` ({skill: samples} of its annotated frames); None: no skill anywhere.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -220,6 +249,7 @@ def write_shard_set(
                         cameras=cameras,
                         state_dim=state_dim,
                         nan_action=(e, f) in nan,
+                        skills=skills,
                     )
                 )
         shards, start = [s.to_json() for s in writer.shards], 0
@@ -237,6 +267,8 @@ def write_shard_set(
             },
             "episode_tasks": {str(e): task_of[e] for e in sorted(chosen)},
         }
+        if skills is not None:
+            splits[split]["skills"] = skill_counts(skills, ((e, f, chosen[e]) for e, f in order))
     train = {e: lengths[e] for e in splits["train"]["episodes"]}
     stats, stats_values = _stats(root, train, state_dim, nan, stats_sidecar, sidecar_episodes)
     indices = list(TOP32_INDICES[:state_dim]) if state_dim <= 32 else list(range(state_dim))
