@@ -66,9 +66,17 @@ from preprocess.synthetic_plan import (
     SyntheticEpisode,
     plan_episodes,
 )
+from preprocess.synthetic_annotations import (
+    EpisodeAnnotation,
+    SkillQuirks,
+    annotation_path,
+    plan_annotations,
+    write_annotations,
+)
 from preprocess.synthetic_v21 import write_v21
 from preprocess.synthetic_v30 import write_v30
-from preprocess.synthetic_video import quiet_libav
+from preprocess.synthetic_v30_2026 import write_v30_2026
+from preprocess.synthetic_video import depth_keys, quiet_libav
 from schemas.r1pro import FPS
 
 
@@ -83,14 +91,20 @@ def build_dataset(
             raise FileExistsError(f"{root} is not empty (pass overwrite=True / --overwrite)")
         shutil.rmtree(root)
     episodes = plan_episodes(config)
+    if config.published:  # meta/episodes names every episode's annotation file, written or not
+        for ep in episodes:
+            ep.annotation_file = annotation_path(ep)
+    annotations = plan_annotations(episodes) if config.annotations else {}
     with quiet_libav():
-        if config.layout == "v2.1":
-            root.mkdir(parents=True, exist_ok=True)
-            write_v21(root, config, episodes)
-        else:
+        if config.layout == "v3.0":
             if root.exists():
                 root.rmdir()  # empty: lerobot creates the root itself
             write_v30(root, config, episodes)
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            writer = write_v21 if config.layout == "v2.1" else write_v30_2026
+            writer(root, config, episodes)
+    write_annotations(root, episodes, annotations)
     tasks = {}
     for ep in episodes:
         tasks.setdefault(ep.task_index, ep.task)
@@ -100,9 +114,10 @@ def build_dataset(
         fps=config.fps,
         episodes=episodes,
         camera_sizes=config.camera_sizes(),
-        depth_keys=[DEPTH_KEY] if config.depth else [],
+        depth_keys=depth_keys(config),
         tasks=dict(sorted(tasks.items())),
         config=config,
+        annotations=annotations,
     )
 
 

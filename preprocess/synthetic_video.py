@@ -11,18 +11,40 @@ import av
 import numpy as np
 
 from preprocess.synthetic_codes import FramePainter, expected_depth
-from preprocess.synthetic_plan import CAMERA_CODES, DEPTH_KEY, HEAD_KEY, RGB_KEYS, SyntheticConfig
+from preprocess.synthetic_plan import CAMERA_CODES, DEPTH_KEY, SyntheticConfig
 
 # (episode_index, frame_index) -> the HxWxC frame a video key shows: uint8 RGB, or float32 depth in metres
 FrameFunction = Callable[[int, int], np.ndarray]
 
 
 def rgb_encoder(config: SyntheticConfig):
-    """lerobot's AV1 encoder settings (libsvtav1, yuv420p) at the config's GOP, CRF and preset."""
+    """lerobot's AV1 encoder settings (libsvtav1, yuv420p) at the config's GOP, CRF and preset; the
+    2026 release's HEVC in the published layouts (:func:`hevc_encoder`)."""
+    from lerobot.configs.video import RGBEncoderConfig
+
+    if config.published:
+        return hevc_encoder(config)
+    return RGBEncoderConfig(
+        vcodec="libsvtav1",
+        pix_fmt="yuv420p",
+        g=config.keyframe_interval(),
+        crf=config.crf,
+        preset=config.svt_preset(),
+    )
+
+
+def hevc_encoder(config: SyntheticConfig):
+    """The 2026 release's RGB video: HEVC (libx265) yuv420p, GOP 8, CRF 30, no B-frames, as a lerobot
+    encoder config (so info.json records it as lerobot would); x265's console chatter off."""
     from lerobot.configs.video import RGBEncoderConfig
 
     return RGBEncoderConfig(
-        vcodec="libsvtav1", pix_fmt="yuv420p", g=config.gop, crf=config.crf, preset=config.svt_preset()
+        vcodec="hevc",
+        pix_fmt="yuv420p",
+        g=config.keyframe_interval(),
+        crf=config.crf,
+        preset=None,
+        extra_options={"x265-params": "bframes=0:log-level=error"},
     )
 
 
@@ -33,19 +55,39 @@ def depth_encoder():
     return DepthEncoderConfig(extra_options={"x265-params": "lossless=1:log-level=error"})
 
 
+def depth_keys(config: SyntheticConfig) -> list[str]:
+    """The depth videos written: the 2026 release's ``observation.depth_linear.<camera suffix>`` of the
+    head camera in the published layouts (one is enough to catch a reader that opens depth; the release
+    has three), else ``observation.images.depth.head``."""
+    if not config.depth:
+        return []
+    if config.published:
+        return [depth_key_2026(config.rgb_keys[0])]
+    return [DEPTH_KEY]
+
+
+def camera_suffix(rgb_key: str) -> str:
+    """``zed_link_camera_0`` of ``observation.rgb.zed_link_camera_0``."""
+    return rgb_key.rsplit(".", 1)[-1]
+
+
+def depth_key_2026(rgb_key: str) -> str:
+    return f"observation.depth_linear.{camera_suffix(rgb_key)}"
+
+
 def video_keys(config: SyntheticConfig) -> list[str]:
-    return [*RGB_KEYS, *([DEPTH_KEY] if config.depth else [])]
+    return [*config.rgb_keys, *depth_keys(config)]
 
 
 def frame_functions(config: SyntheticConfig) -> dict[str, FrameFunction]:
     """Per video key, the frame it shows at (episode, frame): coded RGB, and a moving depth plane."""
     sizes = config.camera_sizes()
     frames: dict[str, FrameFunction] = {
-        key: FramePainter(CAMERA_CODES[key], *sizes[key], seed=config.seed).render for key in RGB_KEYS
+        key: FramePainter(CAMERA_CODES[key], *sizes[key], seed=config.seed).render for key in config.rgb_keys
     }
-    if config.depth:
-        height, width = sizes[HEAD_KEY]
-        frames[DEPTH_KEY] = lambda e, f: expected_depth(e, f, height, width)[..., None]
+    height, width = sizes[config.rgb_keys[0]]
+    for key in depth_keys(config):
+        frames[key] = lambda e, f: expected_depth(e, f, height, width)[..., None]
     return frames
 
 
