@@ -2,7 +2,9 @@
 
 `summarize(manifest)` reads only the manifest (so it is instant, also for a remote set):
 schema version, creator, source, episodes and samples per split, tasks (with episodes and samples
-per task and split, where the manifest records them), cameras and their stored
+per task and split, where the manifest records them), samples per annotated skill and split (where
+the manifest records them; `count_skills` counts them from the samples' json for a set whose manifest
+does not), cameras and their stored
 sizes, state preset and names, horizon, alpha, bytes and bytes per frame, and the stats table.
 
 `contact_sheet(shard_set, ...)` draws a few samples, one row each: the three camera images side
@@ -15,6 +17,7 @@ together. Pillow only (ImageDraw); the tile boxes are returned so tests can chec
 from __future__ import annotations
 
 import colorsys
+import json
 import textwrap
 from dataclasses import dataclass, field
 
@@ -78,6 +81,7 @@ def summary_dict(manifest: dict) -> dict:
         "splits": splits,
         "tasks": manifest["tasks"],
         "task_counts": task_counts(manifest),
+        "skill_counts": skill_counts(manifest),
         "cameras": manifest["cameras"],
         "state": {
             "preset": manifest["state"]["preset"],
@@ -136,6 +140,77 @@ def _task_lines(manifest: dict) -> list[str]:
     return lines
 
 
+NO_SKILL = "(none)"  # the samples no skill annotation covers (null `skill`, or no field in older sets)
+
+
+def skill_counts(manifest: dict) -> dict[str, dict | None]:
+    """Per split, samples per annotated skill as the manifest records them (`splits.<split>.skills`, which
+    counts annotated samples only): {"source": "manifest", "skills": {skill: samples}, "unannotated": the
+    split's other samples}; None where the manifest does not record them (sets written before skills)."""
+    out: dict[str, dict | None] = {}
+    for split in SPLITS:
+        recorded = manifest["splits"][split].get("skills")
+        if recorded is None:
+            out[split] = None
+            continue
+        samples = sum(s["samples"] for s in shards_of(manifest, split))
+        skills = {str(k): int(v) for k, v in recorded.items()}
+        out[split] = {"source": "manifest", "skills": skills, "unannotated": samples - sum(skills.values())}
+    return out
+
+
+def count_skills(shard_set: ShardSet, split: str) -> dict:
+    """Samples per skill of a split counted from its samples' json (every shard is read): the numbers
+    `skill_counts` takes from the manifest, for a set whose manifest does not record them."""
+    skills: dict[str, int] = {}
+    unannotated = 0
+    for entry in shards_of(shard_set.manifest, split):
+        for raw in ShardScan(shard_set.url(entry["name"]), digest=False):
+            skill = json.loads(bytes(raw[JSON_MEMBER])).get("skill")
+            if isinstance(skill, str):
+                skills[skill] = skills.get(skill, 0) + 1
+            else:  # null, absent (a set written before skills), or off the schema: not a skill
+                unannotated += 1
+    return {"source": "samples", "skills": dict(sorted(skills.items())), "unannotated": unannotated}
+
+
+def _skill_lines(counts: dict[str, dict | None]) -> list[str]:
+    """The per-skill table (samples and share of the split per skill, the most samples first, the
+    unannotated last), saying where its numbers come from; `counts` as `skill_counts` gives them."""
+    known = [split for split in SPLITS if counts[split] is not None]
+    if not known:
+        return ["per skill   not recorded in the manifest (a set written before b1k-preprocess read skills)"]
+    sources = sorted({counts[split]["source"] for split in known})
+    where = " and ".join(
+        "from the manifest" if s == "manifest" else "counted from the samples" for s in sources
+    )
+    columns = "".join(f"{split + ' samples':>15}{'share':>8}" for split in SPLITS)
+    lines = [f"per skill   {columns}  skill ({where})"]
+    rows = {skill: 0 for split in known for skill in counts[split]["skills"]}
+    for split in known:
+        for skill, samples in counts[split]["skills"].items():
+            rows[skill] += samples
+    order = sorted(rows, key=lambda s: (-rows[s], s))
+    for skill in [*order, None]:
+        row = " " * 12
+        for split in SPLITS:
+            if counts[split] is None:
+                row += f"{'not recorded':>23}"
+                continue
+            split_counts = counts[split]
+            total = sum(split_counts["skills"].values()) + split_counts["unannotated"]
+            samples = split_counts["unannotated"] if skill is None else split_counts["skills"].get(skill, 0)
+            row += f"{samples:>15}{samples / total if total else 0.0:>8.1%}"
+        lines.append(f"{row}  {_printable(skill) if skill is not None else NO_SKILL}")
+    return lines
+
+
+def _printable(text: str) -> str:
+    """Data as printed: characters that are not printable (terminal control sequences in an annotation)
+    as Python escapes, so a set cannot drive the terminal of whoever inspects it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _stats_table(manifest: dict, key: str, names: list[str]) -> list[str]:
     stats = manifest["stats"][key]
     width = max([len(n) for n in names] + [len(key), 4])
@@ -147,8 +222,11 @@ def _stats_table(manifest: dict, key: str, names: list[str]) -> list[str]:
     return lines
 
 
-def summarize(manifest: dict, location: str = "", stats: bool = True) -> str:
-    """The readable summary `b1k-shards inspect` prints."""
+def summarize(
+    manifest: dict, location: str = "", stats: bool = True, skills: dict[str, dict | None] | None = None
+) -> str:
+    """The readable summary `b1k-shards inspect` prints; `skills`: samples per skill per split counted
+    from the samples (`count_skills`), for a set whose manifest does not record them."""
     info = summary_dict(manifest)
     created = manifest["created_by"]
     source = manifest["source"]
@@ -185,6 +263,7 @@ def summarize(manifest: dict, location: str = "", stats: bool = True) -> str:
     if len(tasks) > 8:
         lines[-1] += f"; ... ({len(tasks) - 8} more)"
     lines.extend(_task_lines(manifest))
+    lines.extend(_skill_lines(skills or skill_counts(manifest)))
     for i, (name, camera) in enumerate(manifest["cameras"].items()):
         quality = f" q{camera['quality']}" if "quality" in camera else ""
         native = ""
@@ -424,6 +503,8 @@ def render_contact_sheet(
             f" of {meta.get('episode_length')}   progress {meta.get('progress', float('nan')):.3f}   "
             f"weight {meta.get('weight', float('nan')):.3f}   task {meta.get('task_index')}: {meta.get('task', '')}"
         )
+        if "skill" in meta:  # sets written before skills have no field
+            text += f"   skill: {NO_SKILL if meta['skill'] is None else _printable(str(meta['skill']))}"
         draw.text((margin, top), text, fill=(40, 40, 40), font=small)
         y = top + caption
         row: dict = {"key": sample.get("__key__"), "tiles": {}}

@@ -10,9 +10,17 @@ from PIL import Image
 
 from shards.cli import main
 from shards.codec import decode_sample
-from shards.inspect import RESAMPLE, choose_samples, compress_indices, render_contact_sheet
+from shards.inspect import (
+    RESAMPLE,
+    choose_samples,
+    compress_indices,
+    count_skills,
+    render_contact_sheet,
+    skill_counts,
+    summarize,
+)
 from shards.reader import iter_tar_samples, open_shard_set
-from tests.shardsets import CAMERAS, colour_of, read_manifest, write_manifest
+from tests.shardsets import CAMERAS, colour_of, read_manifest, skill_of, write_manifest
 
 
 def inspect(*args):
@@ -193,3 +201,76 @@ def test_a_sheet_over_an_image_bomb_is_one_error_line_naming_the_shard_sample_an
         in result.output
     )
     assert not (tmp_path / "sheet.png").exists()
+
+
+# ------------------------------------------------------------------ per skill (issue 24)
+def _written_skills(root, split: str) -> dict:
+    """{skill or None: samples} of a split, read back from its samples' json."""
+    s = open_shard_set(root)
+    counts: dict = {}
+    for url in s.urls(split):
+        for raw in iter_tar_samples(url):
+            skill = json.loads(bytes(raw["json"])).get("skill")
+            counts[skill] = counts.get(skill, 0) + 1
+    return counts
+
+
+def test_summary_shows_samples_per_skill_from_the_manifest(make_set):
+    """Episodes 0, 1, 2, 4 (9, 6, 3, 7 frames) train, 3 (5 frames) val, `skill_of`'s skills: the table
+    holds the samples the shards hold per skill and split, most first, the unannotated last."""
+    root = make_set("skills", skills=skill_of)
+    train, val = _written_skills(root, "train"), _written_skills(root, "val")
+    assert train == {"pick up from": 8, "place on": 8, "move to": 5, None: 4}
+    assert val == {"pick up from": 2, "place on": 1, "move to": 1, None: 1}
+    result = inspect(root, "--no-stats")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = lines.index(
+        "per skill     train samples   share    val samples   share  skill (from the manifest)"
+    )
+    assert lines[start + 1 : start + 5] == [
+        "                          8   32.0%              2   40.0%  pick up from",
+        "                          8   32.0%              1   20.0%  place on",
+        "                          5   20.0%              1   20.0%  move to",
+        "                          4   16.0%              1   20.0%  (none)",
+    ]
+    info = json.loads(inspect(root, "--json").output)
+    for split, written in (("train", train), ("val", val)):
+        assert info["skill_counts"][split] == {
+            "source": "manifest",
+            "skills": {k: v for k, v in written.items() if k is not None},
+            "unannotated": written[None],
+        }
+
+
+def test_skills_not_in_the_manifest_are_counted_from_the_samples(make_set, shard_set):
+    """A manifest without `splits.<split>.skills`: the summary says so; `count_skills` counts what the
+    samples hold (the same numbers) and the summary names that source. A set written before skills
+    counts every sample unannotated."""
+    root = make_set("skills", skills=skill_of)
+    recorded = skill_counts(read_manifest(root))
+    manifest = read_manifest(root)
+    for split in ("train", "val"):
+        del manifest["splits"][split]["skills"]
+    write_manifest(root, manifest)
+    result = inspect(root, "--no-stats")
+    assert result.exit_code == 0, result.output
+    assert "per skill   not recorded in the manifest" in result.output
+    assert json.loads(inspect(root, "--json").output)["skill_counts"] == {"train": None, "val": None}
+    s = open_shard_set(root)
+    counted = {split: count_skills(s, split) for split in ("train", "val")}
+    for split in ("train", "val"):
+        assert counted[split] == {**recorded[split], "source": "samples"}
+    text = summarize(s.manifest, str(root), stats=False, skills=counted)
+    assert "skill (counted from the samples)" in text and text.count("  (none)") == 1
+    old = open_shard_set(shard_set)
+    assert count_skills(old, "val") == {"source": "samples", "skills": {}, "unannotated": 5}
+
+
+def test_a_skill_with_terminal_control_characters_is_printed_escaped(make_set):
+    """An annotation is data: OSC 52 (write the clipboard) in a skill reaches the terminal as text."""
+    root = make_set("osc", skills=lambda episode, frame, length: "\x1b]52;c;aGk=\x07pick up")
+    result = inspect(root, "--no-stats")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "  \\x1b]52;c;aGk=\\x07pick up" in result.output
