@@ -180,7 +180,24 @@ def _setup_logging(level: int) -> None:
     "--episodes",
     default=None,
     metavar="LIST",
-    help="Episode indices to process, e.g. '60000,60010:60100' (half-open ranges). [default: all]",
+    help="Episode indices to process, the dataset's own (global in BEHAVIOR's releases), e.g. "
+    "'60000,60010:60100' (half-open ranges). [default: every episode on disk]",
+)
+@click.option(
+    "--tasks",
+    default=None,
+    metavar="LIST",
+    help="Tasks to process, by name or evaluator id, e.g. 'hiding_Easter_eggs,51'. Episodes of other tasks, "
+    "and tasks the meta files describe but the disk lacks (a partial download), are left out. [default: every "
+    "task on disk]",
+)
+@click.option(
+    "--prompt",
+    type=click.Choice(["instruction", "name"]),
+    default="instruction",
+    show_default=True,
+    help="What the samples are prompted with: the task's natural-language instruction (meta/tasks.jsonl; "
+    "what the official baselines use; the task string where the dataset has none) or its snake_case name.",
 )
 @click.option(
     "--val-episodes",
@@ -273,6 +290,14 @@ def _setup_logging(level: int) -> None:
     is_flag=True,
     help="Skip episodes with bad data (NaN/inf, short or missing video) and list them in the manifest "
     "instead of failing.",
+)
+@click.option(
+    "--ignore-free-space",
+    "--ignore_free_space",
+    "ignore_free_space",
+    is_flag=True,
+    help="Start even when the output filesystem has less free space than the projected set needs "
+    "(twice its size at the peak: work files and shards; the projection is logged before every run).",
 )
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar. [default: when stderr is a terminal]"

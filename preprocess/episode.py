@@ -27,10 +27,20 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.images import encode_rgb_jpeg
-from preprocess.source import EpisodeDataError, SourceDataset, SourceError, first_non_finite
+from preprocess.skills import EpisodeSkills, annotation_file, read_episode_skills
+from preprocess.source import (
+    EpisodeData,
+    EpisodeDataError,
+    EpisodeRef,
+    SourceDataset,
+    SourceError,
+    first_non_finite,
+)
+from preprocess.tasks import episode_identity, episode_task
 from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
 from schemas.sample import progress, sample_key, temporal_weight
+from schemas.tasks import TaskInfo
 from shards.codec import encode_sample, retain_freed_memory
 from shards.writer import RawSample, atomic_write_bytes, atomic_write_text, encode_tar_sample, write_tar
 
@@ -58,21 +68,31 @@ class EpisodeOptions:
     jpeg_quality: int
     cameras: tuple[CameraPlan, ...]
     decoder_threads: int = 0  # per video decoder; 0 = one per core (see preprocess.video)
+    tasks: dict[int, TaskInfo] = field(default_factory=dict)  # dataset task index -> task (preprocess.tasks)
+    release: str = "2025"  # the state layout's release: how episode identities are numbered
 
 
 @dataclass
 class EpisodeResult:
-    episode_index: int
+    episode_index: int  # the dataset's own index (names the work files)
     length: int
     samples: int
     tar_bytes: int
-    task_index: int
-    task: str
+    task_index: int  # the evaluator's task id (the dataset's own index for a name outside the list)
+    task: str  # the prompt trained on
     source_video_bytes: int
     seconds: float
     # each sample's tar bytes (headers + padded members) and payload (member bytes), in order
     sample_bytes: list[int] = field(default_factory=list)
     sample_payloads: list[int] = field(default_factory=list)
+    identity: int | None = None  # the episode's index across the release (samples' episode_index)
+    skills: dict[str, int] = field(default_factory=dict)  # samples per annotated skill
+    skill_quirks: dict[str, int] = field(default_factory=dict)  # preprocess.skills.QUIRKS met
+
+    @property
+    def key(self) -> int:
+        """The episode index its samples carry (records written before identities: the dataset's)."""
+        return self.episode_index if self.identity is None else self.identity
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -162,12 +182,9 @@ def process_episode(
     state32 = state.astype(np.float32)
     action32 = data.action.astype(np.float32)
 
-    if data.task_index is not None:
-        task_index = int(data.task_index[0])
-        task = source.tasks.get(task_index, ref.tasks[0] if ref.tasks else "")
-    else:
-        task = ref.tasks[0] if ref.tasks else ""
-        task_index = next((i for i, t in source.tasks.items() if t == task), -1)
+    task = _task_of(source, ref, data, options)
+    identity = episode_identity(episode_index, task, options.release)
+    skills = _skills_of(source, ref, task, length)
 
     videos = {}
     for camera in options.cameras:
@@ -224,16 +241,17 @@ def process_episode(
             chunk, is_pad = action_chunk(action32, i, horizon)
             p = progress(i, length)
             meta = {
-                "episode_index": episode_index,
+                "episode_index": identity,
                 "frame_index": i,
                 "episode_length": length,
                 "timestamp": float(data.timestamp[i]),
                 "progress": float(p),
                 "weight": float(temporal_weight(p, alpha)),
-                "task_index": task_index,
-                "task": task,
+                "task_index": -1 if task is None else task.task_id,
+                "task": "" if task is None else task.prompt,
+                "skill": skills.per_frame[i],
             }
-            yield encode_sample(sample_key(episode_index, i), images, state32[i], chunk, is_pad, meta)
+            yield encode_sample(sample_key(identity, i), images, state32[i], chunk, is_pad, meta)
         if on_frames is not None and decoded % 16:
             on_frames(decoded % 16)
         if decoded != length:  # the frame generators raise first; this guards the invariant
@@ -263,16 +281,45 @@ def process_episode(
         length=length,
         samples=info.samples,
         tar_bytes=info.bytes,
-        task_index=task_index,
-        task=task,
+        task_index=-1 if task is None else task.task_id,
+        task="" if task is None else task.prompt,
         source_video_bytes=source.source_video_bytes(ref, [c.video_key for c in options.cameras]),
         seconds=time.perf_counter() - started,
         sample_bytes=sizes,
         sample_payloads=payloads,
+        identity=identity,
+        skills=_kept_skill_counts(skills, options.frame_stride),
+        skill_quirks=skills.quirks,
     )
     atomic_write_text(paths["json"], json.dumps(result.to_json()))
     os.replace(part, paths["tar"])
     return result
+
+
+def _task_of(
+    source: SourceDataset, ref: EpisodeRef, data: EpisodeData, options: EpisodeOptions
+) -> TaskInfo | None:
+    """The episode's task: its rows' `task_index` when the data has one, else the task its metadata names."""
+    if data.task_index is not None and int(data.task_index[0]) in options.tasks:
+        return options.tasks[int(data.task_index[0])]
+    return episode_task(source, ref, options.tasks)
+
+
+def _skills_of(source: SourceDataset, ref: EpisodeRef, task: TaskInfo | None, length: int) -> EpisodeSkills:
+    """The episode's skill per frame from its annotation file (2026: named by `raw_episode_id`)."""
+    task_id = ref.index // 10_000 if task is None else task.task_id
+    annotation_id = ref.index if ref.raw_episode_id is None else ref.raw_episode_id
+    return read_episode_skills(
+        annotation_file(source.root, task_id, annotation_id, ref.annotation_path), length
+    )
+
+
+def _kept_skill_counts(skills: EpisodeSkills, stride: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for skill in skills.per_frame[::stride]:
+        if skill is not None:
+            counts[skill] = counts.get(skill, 0) + 1
+    return counts
 
 
 class WorkTar:
@@ -288,7 +335,7 @@ class WorkTar:
                 f"expected {len(frames)} (frames 0..{result.length - 1}, stride {frame_stride})"
             )
         self.path = path
-        self.episode_index = result.episode_index
+        self.episode_index = result.key  # what its samples' keys carry
         self.frame_stride = frame_stride
         self.sizes = np.asarray(result.sample_bytes, dtype=np.int64)
         self.payloads = np.asarray(result.sample_payloads, dtype=np.int64)

@@ -200,14 +200,25 @@ def write_split(
         "%s: %d episodes, %d samples -> %d shards in %s",
         split, len(episodes), len(order), len(shards), Path(config.output_dir),
     )  # fmt: skip
+    identities = [results[i].key for i in episodes]  # what the samples carry (preprocess.tasks)
     return {
-        "episodes": episodes,
+        "episodes": identities,
         "shards": _with_task_counts([s.to_json() for s in shards], tasks[order[:, 0]]),
         "samples": len(order),
         "frames": sum(results[i].length for i in episodes),
-        "tasks": _task_totals(episodes, [len(tar) for tar in tars], tasks),
-        "episode_tasks": {str(i): int(t) for i, t in zip(episodes, tasks.tolist(), strict=True)},
+        "tasks": _task_totals(identities, [len(tar) for tar in tars], tasks),
+        "episode_tasks": {str(i): int(t) for i, t in zip(identities, tasks.tolist(), strict=True)},
+        "skills": _skill_totals([results[i] for i in episodes]),
     }
+
+
+def _skill_totals(results: list[EpisodeResult]) -> dict[str, int]:
+    """Samples per annotated skill in a split (samples with no skill are not counted)."""
+    totals: dict[str, int] = {}
+    for result in results:
+        for skill, count in result.skills.items():
+            totals[skill] = totals.get(skill, 0) + count
+    return dict(sorted(totals.items()))
 
 
 # ------------------------------------------------------------------ stats
@@ -235,7 +246,7 @@ def write_stats(
             _stats_chunks(work, train, key),
             total,
             dim,
-            episodes=[(i, results[i].length) for i in train],
+            episodes=[(results[i].key, results[i].length) for i in train],
         )
         stats_values[key] = entry
         stats[key] = compute_stats(load_stats_values(stage / entry["name"]))
@@ -252,7 +263,8 @@ def finalize(
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
     splits = {split: write_split(plan, config, work, results, split, stage) for split in ("train", "val")}
-    stats, stats_values = write_stats(plan, work, results, splits["train"]["episodes"], stage)
+    train = sorted(i for i in results if plan.split_of(i) == "train")  # the dataset's indices
+    stats, stats_values = write_stats(plan, work, results, train, stage)
     manifest = build_manifest(plan, config, results, skipped, splits, stats, stats_values)
     validate_manifest(manifest)
     replace_set(Path(config.output_dir), stage, dump_manifest(manifest))

@@ -13,8 +13,10 @@ import sys
 from preprocess.episode import EpisodeResult
 from preprocess.images import RESIZE_METHOD
 from preprocess.plan import Plan, PreprocessConfig
+from preprocess.skills import QUIRKS
 from schemas.r1pro import ACTION_DIM, action_names
 from schemas.sample import SCHEMA_VERSION, TEMPORAL_FORMULA, image_member
+from schemas.tasks import TaskInfo
 from shards.writer import tool_version
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,10 @@ def build_manifest(
         "stats_scope": "train split, every frame (full frame rate, independent of --frame-stride), float64; "
         "q01/q99 exact (numpy linear interpolation over the sidecar values)",
         "splits": splits,
-        "tasks": {str(k): v for k, v in sorted(plan.source.tasks.items())},
+        "tasks": {str(t.task_id): t.prompt for t in _tasks_written(plan, results)},
+        "task_details": {str(t.task_id): t.to_json() for t in _tasks_written(plan, results)},
+        "prompt": config.prompt,
+        "annotations": _annotation_counts(results),
         "seed": config.seed,
         "partition": _partition(plan),
         "selected_episodes": len(plan.selected),
@@ -63,6 +68,21 @@ def build_manifest(
         "warnings": plan.warnings,
         "totals": compute_totals(splits, results),
     }
+
+
+def _tasks_written(plan: Plan, results: dict[int, EpisodeResult]) -> list[TaskInfo]:
+    """The tasks of the episodes written (not every task the dataset's meta files describe), by id:
+    a checkpoint's task table is what it was trained on."""
+    ids = {r.task_index for r in results.values()}
+    return sorted((t for t in plan.tasks.values() if t.task_id in ids), key=lambda t: t.task_id)
+
+
+def _annotation_counts(results: dict[int, EpisodeResult]) -> dict:
+    """How the skill annotations read: episodes with a skill, and each quirk met (preprocess.skills)."""
+    counts = {"episodes_with_skills": sum(1 for r in results.values() if r.skills)}
+    for quirk in QUIRKS:
+        counts[quirk] = sum(r.skill_quirks.get(quirk, 0) for r in results.values())
+    return counts
 
 
 def _created_by(config: PreprocessConfig) -> dict:

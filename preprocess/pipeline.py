@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from preprocess.episodes import run_episodes
+from preprocess.estimate import check_room, estimate_cost
 from preprocess.final_stage import finalize
 from preprocess.manifest import TOOL, summarize
 from preprocess.plan import Plan, PreprocessConfig, PreprocessError, make_plan
@@ -59,6 +60,7 @@ def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> dict:
 def _run_locked(plan: Plan, config: PreprocessConfig, pool: EpisodePool | None, started: float) -> dict:
     out = Path(config.output_dir)
     _log_plan(plan, config)
+    _check_cost(plan, config)
     work = prepare_output(config)
     if work is None:
         return json.loads((out / MANIFEST_NAME).read_text())
@@ -88,9 +90,16 @@ def _log_plan(plan: Plan, config: PreprocessConfig) -> None:
         f"{c.name} {plan.native_sizes[c.name][0]}x{plan.native_sizes[c.name][1]}->{c.height}x{c.width}"
         for c in plan.cameras
     )
+    frames = sum(source.episode(i).length for i in plan.episodes)
+    tasks = {
+        plan.options.tasks[t.index].task_id for i in plan.episodes if (t := source.task_of(source.episode(i)))
+    }
     log.info(
-        "%d episodes (%d held out for val%s), state %s (%d dims), cameras %s, horizon %d, stride %d, jpeg q%d",
+        "selected %d tasks, %d episodes, %d frames (%d held out for val%s); state %s (%d dims), cameras %s, "
+        "horizon %d, stride %d, jpeg q%d",
+        len(tasks),
         len(plan.episodes),
+        frames,
         len(plan.val & set(plan.episodes)),
         f", partition {config.partition}" if plan.partition else "",
         plan.selection.preset,
@@ -99,6 +108,16 @@ def _log_plan(plan: Plan, config: PreprocessConfig) -> None:
         config.horizon,
         config.frame_stride,
         config.jpeg_quality,
+    )
+
+
+def _check_cost(plan: Plan, config: PreprocessConfig) -> None:
+    """Log what the run will write and stop before it starts when the output filesystem lacks room
+    (a resumed run counts the work files it already has)."""
+    work = Path(config.output_dir) / WORK_DIR
+    written = sum(p.stat().st_size for p in work.glob("*.tar")) if config.resume and work.is_dir() else 0
+    check_room(
+        estimate_cost(plan, config.frame_stride), Path(config.output_dir), written, config.ignore_free_space
     )
 
 

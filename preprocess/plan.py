@@ -21,17 +21,29 @@ from preprocess.defaults import DEFAULT_INTERLEAVE_WINDOW, DEFAULT_SHARD_MAX_BYT
 from preprocess.episode import CameraPlan, EpisodeOptions
 from preprocess.images import DEFAULT_JPEG_QUALITY, ImageSize
 from preprocess.source import SourceDataset
+from preprocess.tasks import (
+    DEFAULT_PROMPT,
+    TaskCoverage,
+    TaskError,
+    episode_task,
+    log_coverage,
+    resolve_tasks,
+    select_tasks,
+)
 from schemas.presets import DEFAULT_PRESET, PRESET_NAMES, StateSelection, resolve_state_selection
 from schemas.r1pro import (
     ACTION_DIM,
     ACTION_KEY,
-    CAMERAS,
+    CAMERAS_BY_RELEASE,
     LAYOUTS,
     STATE_KEY,
+    Camera,
     LayoutError,
     StateLayout,
+    cameras_for_features,
     detect_layout,
 )
+from schemas.tasks import TaskInfo
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +66,8 @@ class PreprocessConfig:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     frame_stride: int = 1
     episodes: str | None = None
+    tasks: str | None = None  # task names or evaluator ids, comma-separated (preprocess.tasks)
+    prompt: str = DEFAULT_PROMPT  # what samples are prompted with: the task's "instruction" or "name"
     val_episodes: str | None = None
     val_fraction: float = 0.0
     seed: int = 0
@@ -65,6 +79,7 @@ class PreprocessConfig:
     overwrite: bool = False
     resume: bool = False
     skip_bad_episodes: bool = False
+    ignore_free_space: bool = False  # start even when the output filesystem looks too small
     interleave_window: int = DEFAULT_INTERLEAVE_WINDOW
     progress: bool = True
     command_line: str = ""
@@ -81,6 +96,8 @@ class PreprocessConfig:
             "jpeg_quality": self.jpeg_quality,
             "frame_stride": self.frame_stride,
             "episodes": self.episodes,
+            "tasks": self.tasks,
+            "prompt": self.prompt,
             "val_episodes": self.val_episodes,
             "val_fraction": self.val_fraction,
             "seed": self.seed,
@@ -107,6 +124,7 @@ class Plan:
     partition: tuple[int, int] | None  # (K, N) of --partition K/N
     options: EpisodeOptions
     warnings: list[str] = field(default_factory=list)
+    tasks: dict[int, TaskInfo] = field(default_factory=dict)  # the dataset's task index -> task
 
     def split_of(self, episode_index: int) -> str:
         return "val" if episode_index in self.val else "train"
@@ -240,21 +258,79 @@ def _check_options(config: PreprocessConfig, source: SourceDataset) -> ImageSize
         raise PreprocessError(str(exc)) from None
 
 
-def _select_episodes(config: PreprocessConfig, source: SourceDataset) -> list[int]:
-    """The sorted episodes of --episodes (all of the dataset's by default)."""
+def _select_episodes(
+    config: PreprocessConfig, source: SourceDataset, tasks: dict[int, TaskInfo]
+) -> list[int]:
+    """The sorted episodes of --episodes and --tasks (by default every episode on disk). Episodes the
+    meta files list but the disk lacks (a partial download) are left out, unless --episodes names
+    them: then it is an error."""
     all_episodes = sorted(source.episodes)
     if not all_episodes:
         raise PreprocessError(f"{source.root}: the dataset lists no episodes")
-    if not config.episodes:
-        return all_episodes
-    selected = parse_index_list(config.episodes, "--episodes")
-    unknown = sorted(set(selected) - set(all_episodes))
-    if unknown:
+    try:
+        wanted_tasks = select_tasks(config.tasks, tasks)
+    except TaskError as exc:
+        raise PreprocessError(str(exc)) from None
+    selected = all_episodes
+    if config.episodes:
+        selected = parse_index_list(config.episodes, "--episodes")
+        unknown = sorted(set(selected) - set(all_episodes))
+        if unknown:
+            raise PreprocessError(
+                f"--episodes {unknown[:20]}{'...' if len(unknown) > 20 else ''} are not in {source.root} "
+                f"(it has episodes {all_episodes[0]}..{all_episodes[-1]}, {len(all_episodes)} in all)"
+            )
+    on_disk = {i for i in selected if source.is_downloaded(i)}
+    if config.episodes and len(on_disk) < len(selected):
+        absent = sorted(set(selected) - on_disk)
         raise PreprocessError(
-            f"--episodes {unknown[:20]}{'...' if len(unknown) > 20 else ''} are not in {source.root} "
-            f"(it has episodes {all_episodes[0]}..{all_episodes[-1]}, {len(all_episodes)} in all)"
+            f"--episodes {absent[:20]}: listed in {source.root / 'meta'} but their data files are not on disk "
+            f"(e.g. {source.episode(absent[0]).data_path}); download their task chunks first"
         )
-    return selected
+    _log_task_coverage(source, tasks, selected, on_disk)
+    chosen = [i for i in selected if i in on_disk and _in_tasks(source, i, tasks, wanted_tasks)]
+    if not chosen:
+        raise PreprocessError(
+            f"{source.root}: no episode on disk{' of --tasks ' + config.tasks if config.tasks else ''} "
+            f"({len(all_episodes)} listed, {len(on_disk)} downloaded)"
+        )
+    return chosen
+
+
+def _in_tasks(source: SourceDataset, index: int, tasks: dict[int, TaskInfo], wanted: set[int] | None) -> bool:
+    if wanted is None:
+        return True
+    task = episode_task(source, source.episode(index), tasks)
+    return task is not None and task.source_index in wanted
+
+
+def _log_task_coverage(
+    source: SourceDataset, tasks: dict[int, TaskInfo], listed: list[int], on_disk: set[int]
+) -> None:
+    """Which tasks are on disk (id, name, episodes, frames) and which the meta files describe only."""
+    found: dict[int, list[int]] = {}
+    absent: dict[int, int] = {}
+    for index in listed:
+        task = episode_task(source, source.episode(index), tasks)
+        key = -1 if task is None else task.source_index
+        if index in on_disk:
+            found.setdefault(key, []).append(index)
+        else:
+            absent[key] = absent.get(key, 0) + 1
+    coverage = [
+        TaskCoverage(
+            tasks[key], len(found[key]), sum(source.episode(i).length for i in found[key]), absent.get(key, 0)
+        )
+        for key in sorted(found, key=lambda k: tasks[k].task_id if k in tasks else -1)
+        if key in tasks
+    ]
+    log_coverage(coverage, [t for i, t in sorted(tasks.items()) if i not in found])
+    for task in (tasks[k] for k in found if k in tasks and not tasks[k].known):
+        log.warning(
+            "warning: task %r is not in the challenge's task list: it keeps the dataset's index %d",
+            task.name,
+            task.task_id,
+        )
 
 
 def _probe_size(path: Path) -> tuple[int, int] | None:
@@ -266,20 +342,31 @@ def _probe_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def _release_cameras(source: SourceDataset, layout: StateLayout) -> tuple[Camera, ...]:
+    """The three RGB cameras under this dataset's keys: its release's (2026:
+    `observation.rgb.*_camera_0`), or the other release's when those are what info.json has."""
+    cameras = cameras_for_features(source.features, layout.release)
+    if cameras is None:
+        expected = "; ".join(
+            f"{release}: {', '.join(c.video_key for c in keys)}"
+            for release, keys in CAMERAS_BY_RELEASE.items()
+        )
+        raise PreprocessError(
+            f"{source.root / 'meta/info.json'}: the video features {source.video_keys} hold no release's three "
+            f"RGB cameras (expected {expected})"
+        )
+    return cameras
+
+
 def _plan_cameras(
-    source: SourceDataset, first_episode: int, image_size: ImageSize
+    source: SourceDataset, cameras: tuple[Camera, ...], first_episode: int, image_size: ImageSize
 ) -> tuple[list[CameraPlan], dict[str, tuple[int, int]]]:
     """Each camera's stored size, from its native size in the first episode's video (probed, so a
     dataset whose info.json is wrong about it still gets the size its frames have)."""
-    cameras = []
+    planned = []
     native_sizes = {}
     first = source.episode(first_episode)
-    for camera in CAMERAS:
-        if camera.video_key not in source.video_keys:
-            raise PreprocessError(
-                f"{source.root / 'meta/info.json'}: no video feature {camera.video_key!r} (camera {camera.name}); "
-                f"video features are {source.video_keys}"
-            )
+    for camera in cameras:
         ref = first.videos.get(camera.video_key)
         if ref is None:
             raise PreprocessError(
@@ -295,9 +382,9 @@ def _plan_cameras(
             shape = source.feature_shape(camera.video_key)
             native = (shape[0], shape[1]) if len(shape) >= 2 else (camera.height, camera.width)
         height, width = image_size.target(*native)
-        cameras.append(CameraPlan(camera.name, camera.video_key, height, width))
+        planned.append(CameraPlan(camera.name, camera.video_key, height, width))
         native_sizes[camera.name] = native
-    return cameras, native_sizes
+    return planned, native_sizes
 
 
 # ------------------------------------------------------------------ the plan
@@ -311,8 +398,13 @@ def make_plan(config: PreprocessConfig) -> Plan:
         warnings.append(warning)
         log.warning("warning: %s", warning)
     image_size = _check_options(config, source)
+    release_cameras = _release_cameras(source, layout)
+    try:
+        tasks = resolve_tasks(source, config.prompt)
+    except TaskError as exc:
+        raise PreprocessError(str(exc)) from None
 
-    selected = _select_episodes(config, source)
+    selected = _select_episodes(config, source, tasks)
     val = choose_val(selected, config.val_episodes, config.val_fraction, config.seed)
     partition = parse_partition(config.partition)
     episodes = selected[partition[0] :: partition[1]] if partition else list(selected)
@@ -321,7 +413,7 @@ def make_plan(config: PreprocessConfig) -> Plan:
             f"--partition {config.partition}: no episodes fall in this partition ({len(selected)} selected)"
         )
 
-    cameras, native_sizes = _plan_cameras(source, episodes[0], image_size)
+    cameras, native_sizes = _plan_cameras(source, release_cameras, episodes[0], image_size)
     options = EpisodeOptions(
         dataset_path=str(source.root),
         state_dim=layout.dim,
@@ -331,6 +423,8 @@ def make_plan(config: PreprocessConfig) -> Plan:
         frame_stride=config.frame_stride,
         jpeg_quality=config.jpeg_quality,
         cameras=tuple(cameras),
+        tasks=tasks,
+        release=layout.release,
     )
     return Plan(
         source=source,
@@ -344,4 +438,5 @@ def make_plan(config: PreprocessConfig) -> Plan:
         partition=partition,
         options=options,
         warnings=warnings,
+        tasks=tasks,
     )

@@ -9,7 +9,13 @@ v2.1: `meta/episodes.jsonl` + `meta/tasks.jsonl`; one parquet and one mp4 per ca
 v3.0: `meta/episodes/**/*.parquet` + `meta/tasks.parquet`; many episodes per parquet and per mp4;
       an episode's frames are the video's frames from `videos/<key>/from_timestamp` on, and its
       rows are the data file's rows whose `episode_index` is this episode (read alone, via a
-      pyarrow filter, so a worker never loads other episodes' rows).
+      pyarrow filter, so a worker never loads other episodes' rows). The 2026 release adds
+      `meta/tasks.jsonl` (`task_name` and the natural-language instruction `task`) and, per episode,
+      `raw_episode_id` and `annotation_path`; they are read when present.
+
+A partial download (the 2026 release in task chunks: the meta files describe all 100 tasks while only
+some chunks are on disk) is the normal case: `is_downloaded` tells an episode whose data file is absent
+from one that is there and broken.
 
 Parquet is read through `pq.ParquetFile`, never `pq.read_table`: the latter goes through
 `pyarrow.dataset`, whose import pulls in pandas (~0.25 s CPU in the main process and again in every
@@ -67,6 +73,18 @@ class EpisodeRef:
     tasks: tuple[str, ...]
     data_path: Path
     videos: dict[str, VideoRef] = field(default_factory=dict)  # video_key -> VideoRef
+    raw_episode_id: int | None = None  # 2026: the raw HDF5 demo's id, which names its annotation file
+    annotation_path: str | None = None  # 2026: the annotation file, relative to the dataset root
+
+
+@dataclass(frozen=True)
+class SourceTask:
+    """A task as the dataset lists it: its own index, its name (snake_case in BEHAVIOR's releases) and,
+    when `meta/tasks.jsonl` has one, the natural-language instruction."""
+
+    index: int
+    name: str
+    instruction: str | None = None
 
 
 @dataclass
@@ -145,6 +163,8 @@ class SourceDataset:
         self.video_path_template: str | None = info.get("video_path")
         self.chunks_size: int = int(info.get("chunks_size", 1000))
         self._durations: dict[Path, float] | None = None
+        self.task_records: dict[int, SourceTask] = {}  # filled from meta/tasks.* by the loaders
+        self._task_by_string: dict[str, SourceTask] | None = None
         self.video_keys = [
             k for k, f in self.features.items() if isinstance(f, dict) and f.get("dtype") == "video"
         ]
@@ -152,6 +172,8 @@ class SourceDataset:
             self.episodes, self.tasks = self._load_v21()
         else:
             self.episodes, self.tasks = self._load_v30()
+        for index, text in self.tasks.items():  # tasks.parquet alone: its strings are the names
+            self.task_records.setdefault(index, SourceTask(index, text))
 
     # ---------------------------------------------------------------- metadata
     def feature_shape(self, key: str) -> tuple[int, ...]:
@@ -170,9 +192,7 @@ class SourceDataset:
             ) from None
 
     def _load_v21(self) -> tuple[dict[int, EpisodeRef], dict[int, str]]:
-        tasks = {}
-        for row in _load_jsonl(self.root / "meta/tasks.jsonl", "v2.1 task list"):
-            tasks[int(row["task_index"])] = str(row["task"])
+        tasks = self._tasks_jsonl(self.root / "meta/tasks.jsonl", required=True)
         episodes: dict[int, EpisodeRef] = {}
         path = self.root / "meta/episodes.jsonl"
         for row in _load_jsonl(path, "v2.1 episode list"):
@@ -213,6 +233,7 @@ class SourceDataset:
                 table.column(task_col).to_pylist(), table.column("task_index").to_pylist(), strict=True
             )
         }
+        self._tasks_jsonl(self.root / "meta/tasks.jsonl", required=False)
 
         meta_dir = self.root / "meta/episodes"
         files = sorted(meta_dir.glob("**/*.parquet"))
@@ -250,14 +271,39 @@ class SourceDataset:
                 data_path = self.root / self.data_path_template.format(
                     chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
                 )
+                raw_id = row.get("raw_episode_id")
                 episodes[index] = EpisodeRef(
                     index=index,
                     length=int(row["length"]),
                     tasks=tuple(row.get("tasks") or ()),
                     data_path=data_path,
                     videos=videos,
+                    raw_episode_id=None if raw_id is None else int(raw_id),
+                    annotation_path=row.get("annotation_path") or None,
                 )
         return episodes, tasks
+
+    def _tasks_jsonl(self, path: Path, required: bool) -> dict[int, str]:
+        """`meta/tasks.jsonl` into `self.task_records` (name and instruction per task); returns the
+        dataset's task strings by index. Rows are `{task_index, task}` (2025: `task` is the name) or
+        `{task_index, task_name, task}` (2026: `task` is the instruction)."""
+        if not required and not path.is_file():
+            return {}
+        strings: dict[int, str] = {}
+        for n, row in enumerate(_load_jsonl(path, "task list"), 1):
+            try:
+                index, text = int(row["task_index"]), str(row["task"])
+            except (KeyError, TypeError, ValueError):
+                raise SourceError(
+                    f"{path}:{n}: expected {{task_index: int, task: str}}, got {row!r:.200}"
+                ) from None
+            name = row.get("task_name")
+            if isinstance(name, str) and name:
+                self.task_records[index] = SourceTask(index, name, text)
+            else:
+                self.task_records[index] = SourceTask(index, text)
+            strings[index] = text
+        return strings
 
     def fingerprint(self) -> str:
         """sha256 over the meta files (info, episodes, tasks): identifies the source a shard set came from."""
@@ -269,6 +315,20 @@ class SourceDataset:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
         return digest.hexdigest()
+
+    def is_downloaded(self, index: int) -> bool:
+        """Whether the episode's data file is on disk (a partial download lists episodes it lacks)."""
+        return self.episode(index).data_path.is_file()
+
+    def task_of(self, ref: EpisodeRef) -> SourceTask | None:
+        """The task an episode's metadata names (its first task string), or None when it names none
+        the task list knows."""
+        if not ref.tasks:
+            return None
+        if self._task_by_string is None:
+            self._task_by_string = {self.tasks[i]: t for i, t in self.task_records.items() if i in self.tasks}
+            self._task_by_string.update({t.name: t for t in self.task_records.values()})
+        return self._task_by_string.get(ref.tasks[0])
 
     def episode(self, index: int) -> EpisodeRef:
         try:

@@ -2,8 +2,8 @@
 
 The proprioceptive state differs between releases: 256 dims in 2025, 61 in 2026. Each is a
 `StateLayout` (named slices with their standard-track flags), kept as data so that presets can be
-defined by slice names and mean the same quantities on every release. The action (23 dims) and
-the three RGB cameras are the same in both.
+defined by slice names and mean the same quantities on every release. The action (23 dims) is the
+same in both; the three RGB cameras are the same cameras under other video keys (`CAMERAS_BY_RELEASE`).
 """
 
 from __future__ import annotations
@@ -214,11 +214,32 @@ class Camera:
         return f"observation.images.{self.name}"
 
 
-CAMERAS: tuple[Camera, ...] = (
+# Each release's RGB video keys (BEHAVIOR.md, "Cameras" and "The 2026 release, as published"); the
+# short names are the shard members (`head.jpg`) and are the same in both.
+CAMERAS_2025: tuple[Camera, ...] = (
     Camera("head", "observation.images.rgb.head", 720, 720),
     Camera("left_wrist", "observation.images.rgb.left_wrist", 480, 480),
     Camera("right_wrist", "observation.images.rgb.right_wrist", 480, 480),
 )
+CAMERAS_2026: tuple[Camera, ...] = (
+    Camera("head", "observation.rgb.zed_link_camera_0", 720, 720),
+    Camera("left_wrist", "observation.rgb.left_realsense_link_camera_0", 480, 480),
+    Camera("right_wrist", "observation.rgb.right_realsense_link_camera_0", 480, 480),
+)
+CAMERAS_BY_RELEASE: dict[str, tuple[Camera, ...]] = {"2025": CAMERAS_2025, "2026": CAMERAS_2026}
+CAMERAS = CAMERAS_2025  # the 2025 keys: what sets and checkpoints written before releases were recorded use
+
+
+def cameras_for_features(features: dict, release: str | None = None) -> tuple[Camera, ...] | None:
+    """The camera set whose three RGB video keys are all in a dataset's `features`: `release`'s when it
+    has them all, else the other release's; None when no release's set is complete."""
+    order = [release] if release in CAMERAS_BY_RELEASE else []
+    order += [name for name in CAMERAS_BY_RELEASE if name not in order]
+    for name in order:
+        cameras = CAMERAS_BY_RELEASE[name]
+        if all(camera.video_key in features for camera in cameras):
+            return cameras
+    return None
 
 
 def segment_of(index: int, segments: tuple[Segment, ...] = STATE_SEGMENTS) -> Segment:
@@ -236,12 +257,12 @@ def dim_name(index: int, segments: tuple[Segment, ...] = STATE_SEGMENTS) -> str:
 
 def camera_for_key(key: str) -> Camera:
     """The camera a policy feature key names: the dataset's key, or the legacy short one."""
-    for camera in CAMERAS:
-        if key in (camera.video_key, camera.legacy_key):
-            return camera
-    raise LayoutError(
-        f"image feature {key!r} is none of the R1Pro cameras ({', '.join(c.video_key for c in CAMERAS)})"
-    )
+    for cameras in CAMERAS_BY_RELEASE.values():
+        for camera in cameras:
+            if key in (camera.video_key, camera.legacy_key):
+                return camera
+    known = ", ".join(c.video_key for cameras in CAMERAS_BY_RELEASE.values() for c in cameras)
+    raise LayoutError(f"image feature {key!r} is none of the R1Pro cameras ({known})")
 
 
 def state_names(indices: list[int] | tuple[int, ...], layout: StateLayout | None = None) -> list[str]:

@@ -22,6 +22,8 @@ COMPUTED_KEYS = {
     "stats",
     "stats_values",
     "tasks",
+    "task_details",
+    "annotations",
     "partition",
     "merged_from",
     "source",
@@ -102,6 +104,8 @@ def build_manifest(
     base["stats"] = stats
     base["stats_values"] = stats_values
     base["tasks"] = tasks
+    _merge_task_details(inputs, base)
+    _add_up_counts(base, "annotations", [inp.manifest.get("annotations") for inp in inputs])
     base["merged_from"] = [
         {
             "location": inp.location,
@@ -127,6 +131,29 @@ def build_manifest(
     return validate_manifest(base)
 
 
+def _merge_task_details(inputs: list[MergeInput], base: dict) -> None:
+    """Each task's details (name, instruction, evaluator id) as its inputs record them; the task ids
+    are checked not to clash by `merge_tasks`. Kept only when every input records them."""
+    if not all("task_details" in inp.manifest for inp in inputs):
+        base.pop("task_details", None)
+        return
+    details = {k: v for inp in inputs for k, v in inp.manifest["task_details"].items()}
+    base["task_details"] = dict(sorted(details.items(), key=lambda kv: int(kv[0])))
+
+
+def _add_up_counts(out: dict, key: str, values: list[dict | None]) -> None:
+    """`out[key]`: the inputs' {name: count} maps added up, when every input has one."""
+    if not values or not all(isinstance(v, dict) for v in values):
+        out.pop(key, None)
+        return
+    totals: dict[str, int] = {}
+    for value in values:
+        for name, count in value.items():
+            if isinstance(count, int):
+                totals[name] = totals.get(name, 0) + count
+    out[key] = dict(sorted(totals.items()))
+
+
 def _merge_split_tasks(entries: list[dict]) -> dict:
     """A split's `tasks` (episodes and samples per task, added up) and `episode_tasks` (joined: the
     inputs' episodes are disjoint), each only when every input records it: a partial count would
@@ -140,6 +167,7 @@ def _merge_split_tasks(entries: list[dict]) -> dict:
                 total["episodes"] += counts["episodes"]
                 total["samples"] += counts["samples"]
         out["tasks"] = dict(sorted(totals.items(), key=lambda kv: int(kv[0])))
+    _add_up_counts(out, "skills", [e.get("skills") for e in entries])
     if all("episode_tasks" in e for e in entries):
         joined = {k: v for entry in entries for k, v in entry["episode_tasks"].items()}
         out["episode_tasks"] = dict(sorted(joined.items(), key=lambda kv: int(kv[0])))

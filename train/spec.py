@@ -118,7 +118,10 @@ class DataSpec:
     horizon: int
     manifest_alpha: float
     stats: dict[str, dict[str, list[float]]]
-    tasks: dict[int, str] = field(default_factory=dict)  # task index -> string, of every set
+    tasks: dict[int, str] = field(default_factory=dict)  # task id -> prompt, of every set
+    # task id -> {name, instruction, prompt, evaluator_id, source_index} (schemas.tasks.TaskInfo), of the
+    # sets that record it (written since tasks carry the evaluator's id)
+    task_details: dict[int, dict] = field(default_factory=dict)
     fps: float = 30.0
     sources: list[ShardSource] = field(default_factory=list)
 
@@ -160,6 +163,7 @@ class DataSpec:
             "action": {"dim": self.action_dim, "names": self.action_names},
             "cameras": {c.name: c.describe() for c in self.cameras},
             "tasks": {str(index): task for index, task in sorted(self.tasks.items())},
+            "task_details": {str(index): detail for index, detail in sorted(self.task_details.items())},
             "fps": self.fps,
             "horizon": self.horizon,
             "manifest_alpha": self.manifest_alpha,
@@ -257,6 +261,7 @@ def open_data(shards: list[str], task_balance: bool = False) -> DataSpec:
     cameras = [CameraSpec.of(name, c) for name, c in first["cameras"].items()]
     layout = state_layout_of(first, sources[0].location)
     tasks: dict[int, str] = {}
+    task_details: dict[int, dict] = {}
     for src in sources:
         m = src.manifest
         other = {
@@ -271,6 +276,8 @@ def open_data(shards: list[str], task_balance: bool = False) -> DataSpec:
             )
         if list(m["state"]["indices"]) != list(first["state"]["indices"]):
             raise DataSpecError(f"{src.location}: state indices differ from {sources[0].location}'s")
+        for index, detail in (m.get("task_details") or {}).items():
+            task_details.setdefault(int(index), detail)
         for index, task in m["tasks"].items():
             if tasks.setdefault(int(index), str(task)) != str(task):  # e.g. two v3.0 sets, dense indices
                 logger.warning(
@@ -293,6 +300,7 @@ def open_data(shards: list[str], task_balance: bool = False) -> DataSpec:
         manifest_alpha=alphas.pop() if len(alphas) == 1 else float(first["temporal"]["alpha"]),
         stats=merge_stats([src.manifest for src in sources]),
         tasks=tasks,
+        task_details=task_details,
         fps=float(first["fps"]),
         sources=sources,
     )

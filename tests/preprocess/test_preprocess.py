@@ -85,7 +85,10 @@ def test_manifest_describes_the_set(layout_set):
         entry = manifest["cameras"][camera.name]
         assert entry["video_key"] == camera.video_key
         assert entry["encoding"] == "jpeg" and entry["quality"] == 95
-    assert {int(k): v for k, v in manifest["tasks"].items()} == synthetic.tasks
+    # keyed by the evaluator's task id (from the task's name), whatever the dataset numbers it
+    assert {int(k): v for k, v in manifest["tasks"].items()} == {e.task_id: e.task for e in synthetic.episodes}
+    assert manifest["prompt"] == "instruction"  # these datasets have no instruction: the name is the prompt
+    assert {int(k): d["name"] for k, d in manifest["task_details"].items()} == manifest_task_names(synthetic)
     assert sorted(manifest["splits"]["val"]["episodes"]) == sorted(val)
     assert sorted(manifest["splits"]["train"]["episodes"] + manifest["splits"]["val"]["episodes"]) == sorted(
         synthetic.episode_indices
@@ -95,6 +98,10 @@ def test_manifest_describes_the_set(layout_set):
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".part"))]
     assert len(manifest["splits"]["train"]["shards"]) >= 2  # --shard-max-samples 120 rotated
     assert all(s["samples"] <= 120 for s in manifest["splits"]["train"]["shards"])
+
+
+def manifest_task_names(synthetic) -> dict[int, str]:
+    return {e.task_id: e.task for e in synthetic.episodes}
 
 
 def test_every_frame_once_held_out_only_in_val(layout_set):
@@ -126,7 +133,7 @@ def test_state_action_json_exact(layout_set):
             assert meta["episode_length"] == ep.length
             assert meta["progress"] == progress
             assert meta["weight"] == 1 + ALPHA * progress**2
-            assert meta["task"] == ep.task and meta["task_index"] == ep.task_index
+            assert meta["task"] == ep.task and meta["task_index"] == ep.task_id
             assert meta["timestamp"] == pytest.approx(frame / 30, abs=1e-6)
 
 
