@@ -1,6 +1,6 @@
 """Synthetic BEHAVIOR (R1Pro) LeRobot datasets for tests and the demo: the builder and its command line.
 
-One builder, two on-disk layouts and two releases (see shared/BEHAVIOR.md):
+One builder, four on-disk layouts and two releases (see shared/BEHAVIOR.md):
 
 * ``v2.1`` -- the 2025 BEHAVIOR challenge release: one parquet and one mp4 per camera per episode,
   "chunk" folders named per task (``data/task-0006/episode_00060010.parquet``,
@@ -15,16 +15,28 @@ One builder, two on-disk layouts and two releases (see shared/BEHAVIOR.md):
   indices ``0..N-1`` and dense task indices, as lerobot requires. ``episodes_per_data_file`` /
   ``episodes_per_video_file`` split episodes over several files (at different boundaries) so that
   readers are tested on file boundaries.
+* ``published`` and ``per-task`` -- the 2026 release as published and its older per-task copies
+  (:mod:`preprocess.synthetic_v30_2026`): task chunks, ``episode_index = 200 * task + demo``, the 2026
+  camera keys as HEVC (GOP 8, no B-frames), ``meta/tasks.jsonl`` instructions, ``raw_episode_id``;
+  meta describing all 100 tasks while only the built tasks' chunks exist (a partial download); a
+  per-task copy numbers its episodes from 0 and its one task 0.
 
-Every layout carries the three RGB cameras as AV1 mp4 (libsvtav1, yuv420p, 30 fps, lerobot's
+Every layout gets skill annotations (``annotations/task-NNNN/episode_*.json``) with the real files'
+quirks (:mod:`preprocess.synthetic_annotations`); :meth:`SyntheticDatasetInfo.expected_skill` and
+:meth:`SyntheticDatasetInfo.skill_quirks` say what a reader should find.
+
+The 2025 layouts carry the three RGB cameras as AV1 mp4 (libsvtav1, yuv420p, 30 fps, lerobot's
 default encoder settings), a depth video ``observation.images.depth.head`` (12-bit HEVC as
 lerobot's depth encoder writes it) that readers must ignore, ``observation.cam_rel_poses`` (and in
 v2.1 ``observation.task_info``), a float32 state and a 23-dim float32 action. The ``release`` picks
 the state: ``2025`` the 256-dim R1Pro layout (``schemas.r1pro.LAYOUT_2025``), ``2026`` the 61-dim
-one (``LAYOUT_2026``, ``names`` null in info.json, LeRobot v3.0 only, as the 2026 release).
+one (``LAYOUT_2026``, ``names`` null in info.json); the 2026 release's ``v3.0`` is lerobot's writer
+with the 61-dim state but the 2025 keys and AV1 (not the release as published).
 
 Pixels, state and actions carry alignment codes of (episode, frame), so tests can prove that they
-went together (:mod:`preprocess.synthetic_codes`). The episodes, their indices and tasks are planned
+went together (:mod:`preprocess.synthetic_codes`); the episode in the codes is
+:attr:`SyntheticEpisode.code_index` (the release-wide ``200 * task + demo`` in the 2026 layouts, even
+in a per-task copy; else the episode index). The episodes, their indices and tasks are planned
 by :mod:`preprocess.synthetic_plan`; the videos' encoder settings and frames are in
 :mod:`preprocess.synthetic_video`.
 
@@ -41,6 +53,13 @@ from pathlib import Path
 
 import click
 
+from preprocess.synthetic_annotations import (
+    EpisodeAnnotation,
+    SkillQuirks,
+    annotation_path,
+    plan_annotations,
+    write_annotations,
+)
 from preprocess.synthetic_codes import (
     FrameCode,
     code_dims,
@@ -61,17 +80,11 @@ from preprocess.synthetic_plan import (
     LAYOUTS,
     RELEASES,
     RGB_KEYS,
+    RGB_KEYS_2026,
     SyntheticConfig,
     SyntheticDatasetInfo,
     SyntheticEpisode,
     plan_episodes,
-)
-from preprocess.synthetic_annotations import (
-    EpisodeAnnotation,
-    SkillQuirks,
-    annotation_path,
-    plan_annotations,
-    write_annotations,
 )
 from preprocess.synthetic_v21 import write_v21
 from preprocess.synthetic_v30 import write_v30
@@ -143,14 +156,19 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--layout",
     type=click.Choice(LAYOUTS),
-    default="v3.0",
-    help="On-disk layout: lerobot v3.0 (several episodes per file) or BEHAVIOR's v2.1 release (task-NNNN folders).",
+    default=None,
+    show_default=False,
+    help="On-disk layout [default: v3.0 for --release 2025, published for 2026]. 2025: v3.0 (lerobot's "
+    "writer, several episodes per file) or v2.1 (the 2025 release: task-NNNN folders). 2026: published (the "
+    "release as published: one dataset in task chunks, global episode indices 200*task+demo, HEVC, meta "
+    "for all 100 tasks: a partial download) or per-task (an older b1k/<task>/ copy of one task, episodes "
+    "from 0, its task 0); v3.0 is lerobot's writer with the 61-dim state but 2025 keys and AV1.",
 )
 @click.option(
     "--release",
     type=click.Choice(tuple(RELEASES)),
     default="2025",
-    help="BEHAVIOR release whose R1Pro state to write: 2025 (256 dims) or 2026 (61 dims, names null; v3.0 only).",
+    help="BEHAVIOR release to follow: 2025 (256-dim state, AV1) or 2026 (61-dim state, names null).",
 )
 @click.option(
     "--episodes",
@@ -168,7 +186,8 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
     "--tasks",
     callback=_int_list,
     default=",".join(map(str, DEFAULT_TASKS)),
-    help="BEHAVIOR task id of each episode, comma-separated (6 = hiding_Easter_eggs).",
+    help="Evaluator task id (0..99) of each episode, comma-separated, cycled (6 = hiding_Easter_eggs); "
+    "2026: the task chunks built, e.g. 0,6,51.",
 )
 @click.option(
     "--head-size",
@@ -190,30 +209,45 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--depth/--no-depth",
     default=True,
-    help="Also write the depth video observation.images.depth.head (readers must ignore it).",
+    help="Also write a depth video (2025: observation.images.depth.head; 2026: "
+    "observation.depth_linear.zed_link_camera_0) that readers must skip.",
 )
 @click.option(
     "--episodes-per-data-file",
     type=click.IntRange(min=0),
     default=0,
-    help="v3.0: episodes per data parquet file (0 = all in one).",
+    help="v3.0 layouts: episodes per data parquet file, per task chunk in the published layout (0 = all in one).",
 )
 @click.option(
     "--episodes-per-video-file",
     type=click.IntRange(min=0),
     default=0,
-    help="v3.0: episodes per mp4 file per camera (0 = all in one).",
+    help="v3.0 layouts: episodes per mp4 file per camera, per task chunk in the published layout (0 = all in one).",
 )
 @click.option("--fps", type=click.IntRange(min=1), default=FPS, help="Frames per second.")
 @click.option(
-    "--crf", type=click.IntRange(min=0, max=63), default=30, help="AV1 CRF quality (lower = better, bigger)."
+    "--crf",
+    type=click.IntRange(min=0, max=51),
+    default=30,
+    help="AV1 / HEVC (2026) CRF quality (lower = better, bigger).",
+)
+@click.option(
+    "--gop",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Keyframe interval in frames (0 = the layout's: AV1 2 as lerobot, the 2026 release's HEVC 8).",
+)
+@click.option(
+    "--annotations/--no-annotations",
+    default=True,
+    help="Write skill annotations (annotations/task-NNNN/episode_*.json with the real files' quirks).",
 )
 @click.option("--seed", type=int, default=0, help="Seed of the image texture and tints.")
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
     default=0,
-    help="v2.1: encoding threads (0 = min(4, cores)); v3.0 encodes each camera on its own thread.",
+    help="v2.1 / 2026 layouts: encoding threads (0 = min(4, cores)); v3.0 encodes each camera on its own thread.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output-dir.")
 def main(
@@ -231,22 +265,25 @@ def main(
     episodes_per_video_file,
     fps,
     crf,
+    gop,
+    annotations,
     seed,
     workers,
     overwrite,
 ):
     """Write a small but faithful synthetic BEHAVIOR (R1Pro) LeRobot dataset.
 
-    R1Pro state of the 2025 (256 dims) or 2026 (61 dims) release, 23-dim action, three RGB cameras as
-    AV1 mp4, a depth video, several tasks and episode lengths; pixels and state/action values encode (episode, frame) so that readers can be
-    checked for alignment (see preprocess/synthetic.py).
+    R1Pro state of the 2025 (256 dims) or 2026 (61 dims) release, 23-dim action, three RGB cameras (AV1
+    mp4; 2026: HEVC under the 2026 keys), a depth video, skill annotations, several tasks and episode
+    lengths; pixels and state/action values encode (episode, frame) so that readers can be checked for
+    alignment (see preprocess/synthetic.py).
     """
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only on the console
     if full_size:
         head_size, wrist_size = 720, 480
     try:
         config = SyntheticConfig(
-            layout=layout,
+            layout=layout or "",
             release=release,
             episodes=episodes,
             lengths=lengths,
@@ -259,6 +296,8 @@ def main(
             episodes_per_data_file=episodes_per_data_file,
             episodes_per_video_file=episodes_per_video_file,
             crf=crf,
+            gop=gop,
+            annotations=annotations,
             workers=workers,
         )
         info = build_dataset(output_dir, config, overwrite=overwrite)
@@ -269,7 +308,8 @@ def main(
         f"{len(info.episodes)} episodes "
         f"({', '.join(f'{e.episode_index}:{e.length}' for e in info.episodes)}), {info.total_frames} frames, "
         f"tasks {info.tasks}, cameras {', '.join(f'{k} {h}x{w}' for k, (h, w) in info.camera_sizes.items())}"
-        + (f", depth {DEPTH_KEY}" if info.depth_keys else "")
+        + (f", depth {', '.join(info.depth_keys)}" if info.depth_keys else "")
+        + (f", skill annotations (quirks {info.skill_quirks()})" if info.annotations else "")
     )
 
 
@@ -280,7 +320,10 @@ __all__ = [
     "DEPTH_KEY",
     "RELEASES",
     "RGB_KEYS",
+    "RGB_KEYS_2026",
+    "EpisodeAnnotation",
     "FrameCode",
+    "SkillQuirks",
     "SyntheticConfig",
     "SyntheticDatasetInfo",
     "SyntheticEpisode",

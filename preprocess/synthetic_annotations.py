@@ -21,6 +21,7 @@ valid segment covers it) and :class:`SkillQuirks` counts what was written, in th
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,7 +112,7 @@ def _skill(ep: SyntheticEpisode, idx: int, kind: int, duration: object) -> dict:
 
 def _plan_episode(ep: SyntheticEpisode, missing: bool) -> EpisodeAnnotation:
     bounds = _boundaries(ep.length)
-    spans = [[start, end] for start, end in zip(bounds, bounds[1:], strict=False)]
+    spans = [[start, end] for start, end in itertools.pairwise(bounds)]
     kinds = [(ep.demo + i) % len(SKILLS) for i in range(len(spans))]  # neighbours always differ
     quirks = SkillQuirks()
     durations: list[object] = [list(span) for span in spans]

@@ -10,8 +10,8 @@ import numpy as np
 from preprocess.synthetic_codes import expected_actions, expected_states
 from preprocess.synthetic_release import (
     PUBLISHED_LAYOUTS,
-    global_episode_index,
     UNBUILT_EPISODE_FRAMES,
+    global_episode_index,
     instruction,
     raw_episode_id,
     task_instance_id,
@@ -112,6 +112,11 @@ class SyntheticConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if min(self.head_size, self.wrist_size) < 16:
             raise ValueError("camera sizes must be >= 16 px (the pixel code needs room)")
+        if self.published and min(self.head_size, self.wrist_size) < 32:
+            # HEVC at CRF 30 blurs the code's cells below ~6 px (seen at 24 px); 32 px decode exactly
+            raise ValueError(
+                "camera sizes must be >= 32 px in the 2026 layouts (HEVC; the pixel code needs room)"
+            )
         if self.head_size % 2 or self.wrist_size % 2:
             raise ValueError("camera sizes must be even (yuv420p)")
         if self.episodes_per_data_file < 0 or self.episodes_per_video_file < 0:
