@@ -247,6 +247,44 @@ def test_v21_videos_decode_to_the_coded_frames(synthetic_v21):
             assert container.streams.video[0].frames in (0, episode.length)
 
 
+@pytest.mark.parametrize("layout", ["v2.1", "v3.0"])
+def test_2025_annotations_are_keyed_by_episode_index_with_the_real_files_quirks(layout, request):
+    """annotations/task-{T:04d}/episode_{episode_index:08d}.json: the format of shared/BEHAVIOR.md, skills
+    tiling most of each episode, nested / empty / null segments, the last episode's file missing."""
+    info = request.getfixturevalue(f"synthetic_{layout.replace('.', '')}")
+    quirks = dict.fromkeys(("missing", "nested", "empty", "null"), 0)
+    for episode in info.episodes:
+        path = info.root / f"annotations/task-{episode.task_id:04d}/episode_{episode.episode_index:08d}.json"
+        assert episode.annotation_file == path.relative_to(info.root).as_posix()
+        skills = info.expected_skills(episode.episode_index)
+        assert len(skills) == episode.length
+        if episode is info.episodes[-1]:
+            assert not path.exists() and set(skills) == {None}
+            quirks["missing"] += 1
+            continue
+        document = json.loads(path.read_text())
+        assert document["task_name"] == episode.task.replace("_", " ")
+        assert document["meta_data"]["task_duration"] == episode.length
+        assert document["primitive_annotation"] == []
+        expected: list[str | None] = [None] * episode.length
+        for entry in document["skill_annotation"]:
+            duration = entry["frame_duration"]
+            if duration is None:
+                quirks["null"] += 1
+                continue
+            nested = isinstance(duration[0], list)
+            quirks["nested"] += nested
+            for start, end in duration if nested else [duration]:
+                quirks["empty"] += end <= start
+                for frame in range(start, min(end, episode.length)):
+                    expected[frame] = expected[frame] or entry["skill_description"][0]
+        assert skills == expected and skills[0] is not None and skills[-1] is None
+    assert quirks == info.skill_quirks() == {"missing": 1, "nested": 1, "empty": 1, "null": 1}
+    assert (info.root / "annotations/skill_summary.csv").is_file()
+    if layout == "v2.1":
+        assert (info.root / "annotations/task-0006/episode_00060000.json").is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # v3.0: lerobot's layout
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +316,7 @@ def test_v30_info_json(synthetic_v30):
     # written by lerobot's writer, whose file-size limits the builder only moves while writing
     assert info["robot_type"] == "R1Pro" and info["chunks_size"] == 1000
     assert (info["data_files_size_in_mb"], info["video_files_size_in_mb"]) == (100, 200)
-    assert sorted(p.name for p in synthetic_v30.root.iterdir()) == ["data", "meta", "videos"]
+    assert sorted(p.name for p in synthetic_v30.root.iterdir()) == ["annotations", "data", "meta", "videos"]
 
 
 def test_v30_meta_files(synthetic_v30):
@@ -414,6 +452,8 @@ def test_build_is_deterministic_and_refuses_a_non_empty_dir(tmp_path):
     frames_b, _, _ = _decode(second.root / second.episodes[1].video_files[RGB_KEYS[0]])
     assert all(np.array_equal(a, b) for a, b in zip(frames_a, frames_b, strict=True))
     assert not (first.root / "videos" / DEPTH_KEY).exists()
+    for rel in ("annotations/task-0006/episode_00000000.json", "annotations/skill_summary.csv"):
+        assert (first.root / rel).read_bytes() == (second.root / rel).read_bytes(), rel
     with pytest.raises(FileExistsError):
         build_dataset(tmp_path / "a", config)
     build_dataset(tmp_path / "a", config, overwrite=True)
