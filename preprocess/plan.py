@@ -289,12 +289,29 @@ def _select_episodes(
         )
     _log_task_coverage(source, tasks, selected, on_disk)
     chosen = [i for i in selected if i in on_disk and _in_tasks(source, i, tasks, wanted_tasks)]
+    _check_tasks_on_disk(source, tasks, wanted_tasks, chosen)
     if not chosen:
         raise PreprocessError(
             f"{source.root}: no episode on disk{' of --tasks ' + config.tasks if config.tasks else ''} "
             f"({len(all_episodes)} listed, {len(on_disk)} downloaded)"
         )
     return chosen
+
+
+def _check_tasks_on_disk(
+    source: SourceDataset, tasks: dict[int, TaskInfo], wanted: set[int] | None, chosen: list[int]
+) -> None:
+    """A task --tasks names but the disk lacks is an error naming it (download its chunks first)."""
+    if wanted is None:
+        return
+    present = {t.source_index for i in chosen if (t := episode_task(source, source.episode(i), tasks))}
+    absent = [tasks[i] for i in sorted(wanted - present)]
+    if absent:
+        names = ", ".join(f"{t.task_id} {t.name}" for t in absent)
+        raise PreprocessError(
+            f"--tasks: no episode of task {names} is on disk in {source.root} (meta/ describes it: download its "
+            "task chunks, or leave it out of --tasks)"
+        )
 
 
 def _in_tasks(source: SourceDataset, index: int, tasks: dict[int, TaskInfo], wanted: set[int] | None) -> bool:
