@@ -1,11 +1,13 @@
 """`make demo`: the whole mission on a small synthetic BEHAVIOR dataset, through the real commands.
 
     python -m train.demo --out demo-output                  # the 2025 release's 256-dim state
-    python -m train.demo --out demo-output --release 2026   # the 2026 release: 61-dim state, 2 tasks
+    python -m train.demo --out demo-output --release 2026   # the 2026 release as published: 3 tasks
 
 Runs, each as a subprocess exactly as a user would type it (their output streams through):
 
-1. `b1k-synthetic-dataset`  a small LeRobot v3.0 BEHAVIOR dataset (R1Pro, 3 RGB cameras as AV1 mp4);
+1. `b1k-synthetic-dataset`  a small LeRobot v3.0 BEHAVIOR dataset (R1Pro, 3 RGB cameras as AV1 mp4;
+                            with --release 2026 the release's published layout: a partial download
+                            of 3 task chunks, HEVC under the 2026 camera keys, skill annotations);
 2. `b1k-tiny-backbone`      a tiny random-weight SmolVLM backbone (offline stand-in for SmolVLM2);
 3. `b1k-preprocess`         decode once into WebDataset shards (temporal alpha 1.0, a val split);
 4. `b1k-shards verify`      every shard against the manifest;
@@ -59,8 +61,12 @@ b1k-train --shards ~/shards/task-0006 --output-dir ~/runs/smolvla-task-0006 \\
   --batch-size 16 --max-steps 100000 --chunk-size 30 --num-workers 8 --lr 1e-4
 """
 
-# The synthetic dataset's BEHAVIOR task ids per release: the 2026 demo shows a multi-task set.
-RELEASE_TASKS = {"2025": (6,), "2026": (6, 1)}
+# The synthetic dataset's BEHAVIOR task ids (evaluator ids) per release: the 2026 demo shows a
+# multi-task partial download of the release as published (three task chunks of the 100).
+RELEASE_TASKS = {"2025": (6,), "2026": (0, 6, 51)}
+# ... its layout (b1k-synthetic-dataset --layout) and what it looks like
+RELEASE_LAYOUTS = {"2025": "v3.0", "2026": "published"}
+RELEASE_VIDEO = {"2025": "3 RGB cameras as AV1 mp4", "2026": "task chunks, 3 RGB cameras as HEVC mp4"}
 RELEASE_STATE_DIMS = {layout.release: layout.dim for layout in LAYOUTS.values()}
 
 
@@ -92,14 +98,15 @@ def prepare_out(out: Path) -> None:
     type=click.IntRange(min=3),
     default=6,
     show_default=True,
-    help="Synthetic episodes (task 6; with --release 2026 tasks 6 and 1 alternate; one is held out for val).",
+    help="Synthetic episodes (task 6; with --release 2026 tasks 0, 6 and 51 in turn; one is held out for val).",
 )
 @click.option(
     "--release",
     type=click.Choice(tuple(RELEASE_TASKS)),
     default="2025",
     show_default=True,
-    help="BEHAVIOR release the synthetic dataset follows: 2025 (256-dim state) or 2026 (61-dim state).",
+    help="BEHAVIOR release the synthetic dataset follows: 2025 (256-dim state) or 2026 (61-dim state, the "
+    "release's published layout: task chunks, HEVC, the 2026 camera keys).",
 )
 @click.option("--steps", type=click.IntRange(min=2), default=40, show_default=True, help="Training steps.")
 @click.option(
@@ -185,7 +192,7 @@ def run_demo(
     tasks = RELEASE_TASKS[release]
     runner.header(
         f"a synthetic BEHAVIOR dataset (LeRobot v3.0, {release} release: {RELEASE_STATE_DIMS[release]}-dim R1Pro"
-        f" state, 3 RGB cameras as AV1 mp4, task{'s' if len(tasks) > 1 else ''} {', '.join(map(str, tasks))})"
+        f" state, {RELEASE_VIDEO[release]}, task{'s' if len(tasks) > 1 else ''} {', '.join(map(str, tasks))})"
     )
     runner.run(
         "dataset",
@@ -194,7 +201,7 @@ def run_demo(
             "--output-dir",
             dataset,
             "--layout",
-            "v3.0",
+            RELEASE_LAYOUTS[release],
             "--release",
             release,
             "--episodes",

@@ -28,6 +28,32 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def tasks_on_disk(dataset: Path) -> int:
+    """Tasks of the episodes present: meta/info.json's `total_tasks` counts the whole release in the
+    2026 layout (a partial download describes all 100)."""
+    import pyarrow.parquet as pq
+
+    files = sorted((dataset / "meta" / "episodes").rglob("*.parquet"))
+    return len(
+        {
+            task
+            for f in files
+            for tasks in pq.read_table(f, columns=["tasks"]).column(0).to_pylist()
+            for task in tasks
+        }
+    )
+
+
+def rgb_codec(info: dict) -> str:
+    """The RGB videos' codec as a reader would name it (AV1, HEVC)."""
+    codecs = {
+        f["info"].get("video.codec", "?")
+        for f in info["features"].values()
+        if f["dtype"] == "video" and not f.get("info", {}).get("is_depth_map")
+    }
+    return "/".join(sorted(c.upper() for c in codecs))
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
@@ -95,6 +121,7 @@ def make_summary(
     video_bytes = dir_bytes(out / "dataset" / "videos")
     info = json.loads((out / "dataset" / "meta" / "info.json").read_text())
     state_dim = info["features"]["observation.state"]["shape"][0]
+    n_tasks = tasks_on_disk(out / "dataset")
     match = re.findall(r"([\d.]+) frames/s", pre_out)
     fps = float(match[-1]) if match else frames / runner.timings["preprocess"]
     fps_note = "" if match else " (incl. start-up)"
@@ -110,9 +137,9 @@ def make_summary(
         "",
         click.style("produced (all under " + o + "/):", bold=True),
         f"  dataset/          synthetic LeRobot v3.0 dataset: {len(splits['train']['episodes']) + len(splits['val']['episodes'])}"
-        f" episodes, {info['total_tasks']} task{'s' if info['total_tasks'] > 1 else ''}, {state_dim}-dim state,"
+        f" episodes, {n_tasks} task{'s' if n_tasks > 1 else ''}, {state_dim}-dim state,"
         f" {frames} frames,"
-        f" {human_bytes(video_bytes)} of AV1 video",
+        f" {human_bytes(video_bytes)} of {rgb_codec(info)} video",
         "  tiny-smolvlm/     tiny random-weight SmolVLM backbone (config, processor, tokenizer)",
         f"  shards/           shard set (schema v{manifest['schema_version']}): manifest.json + {n_shards} .tar shards,"
         f" {human_bytes(shard_bytes)}; train {samples.get('train', 0)} samples"
