@@ -29,7 +29,9 @@ def opt(*names: str, **kwargs):
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    from shards.text import printable
+
+    click.echo(printable(f"error: {message}"), err=True)
     sys.exit(2)
 
 
@@ -156,8 +158,10 @@ def main(
     from schemas.manifest import ManifestError
     from shards.errors import describe_os_error
     from shards.reader import ShardSetError
+    from shards.text import escape_logging, printable
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s b1k-eval %(message)s", stream=sys.stderr)
+    escape_logging()  # task names and keys from the shard set reach the log lines
     if ensemble and action_steps not in (None, 1):
         _fail("--ensemble predicts a chunk every step: --action-steps does not apply")
     config = EvalConfig(
@@ -184,7 +188,7 @@ def main(
             raise
         _fail(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
         return
-    click.echo(format_table(report))
+    click.echo(printable(format_table(report)))  # per-task rows print the set's task names
     frames = report["frames"] * len(report["checkpoints"])
     click.echo(
         f"\n{frames} checkpoint-frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s)"

@@ -18,6 +18,14 @@ MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "val")
 STAT_KEYS = ("observation.state", "action")
 STAT_VECTORS = ("mean", "std", "min", "max", "q01", "q99", "sum", "sum_sq")
+# Limits on what a manifest may claim (SECURITY.md): what it says sizes downloads, buffers and loops
+# before any shard is read, so a claim past these is refused when the manifest is read.
+MAX_MANIFEST_BYTES = 64 << 20  # a 10k-shard, 100k-episode set's manifest is ~10 MB
+MAX_MANIFEST_DEPTH = 32  # JSON nesting (ours is at most 6 deep); deeper is refused, not a RecursionError
+MAX_CAMERA_SIDE = 4096  # pixels: BEHAVIOR's cameras are at most 1280 px wide
+MAX_SHARD_BYTES = 64 << 30  # b1k-preprocess writes 1 GiB shards by default
+MAX_HORIZON = 10_000  # action-chunk steps (50 by default)
+_TAR_BLOCK = 512  # a tar is whole blocks, and a sample takes at least one (a member's header)
 
 
 class ManifestError(ValueError):
@@ -70,11 +78,36 @@ def _require_task_key(key: str, where: str) -> None:
         raise ManifestError(f"{where}: expected an integer key, got {key!r:.60}")
 
 
-def _require_count(obj: dict, key: str, where: str) -> int:
+def _require_count(obj: dict, key: str, where: str, most: int | None = None) -> int:
     value = _require(obj, key, int, where)
-    if value < 0:
-        raise ManifestError(f"{where}.{key}: expected >= 0, got {value}")
+    if value < 0 or (most is not None and value > most):
+        bound = f"0..{most}" if most is not None else ">= 0"
+        raise ManifestError(f"{where}.{key}: expected {bound}, got {value}")
     return value
+
+
+def _require_shard_entry(shard: dict, at: str) -> None:
+    """A shard entry's name, counts and digest: sizes and counts are what readers allocate, skip and
+    download by, so they must be possible for a tar (whole 512-byte blocks, a block per sample at least)."""
+    require_set_name(_require(shard, "name", str, at), f"{at}.name")
+    samples = _require_count(shard, "samples", at)
+    size = _require_count(shard, "bytes", at, most=MAX_SHARD_BYTES)
+    if size % _TAR_BLOCK or samples > size // _TAR_BLOCK:
+        raise ManifestError(
+            f"{at}: {samples} samples in {size} bytes is not a tar (whole {_TAR_BLOCK}-byte blocks, "
+            "at least one per sample)"
+        )
+    digest = _require(shard, "sha256", str, at)
+    if len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise ManifestError(f"{at}.sha256: expected 64 hex characters, got {digest!r:.80}")
+
+
+def _require_episodes(entry: dict, where: str) -> None:
+    for i, episode in enumerate(_require(entry, "episodes", list, where)):
+        if not isinstance(episode, int) or isinstance(episode, bool) or episode < 0:
+            raise ManifestError(
+                f"{where}.episodes[{i}]: expected an episode index (int >= 0), got {episode!r:.60}"
+            )
 
 
 def state_layout_of(manifest: dict, where: str = "manifest") -> StateLayout:
@@ -118,8 +151,9 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
         at = f"{where}.cameras.{name}"
         _require(camera, "video_key", str, at)
         for key in ("height", "width"):
-            if _require(camera, key, int, at) <= 0:
-                raise ManifestError(f"{at}.{key}: expected > 0")
+            side = _require(camera, key, int, at)
+            if not 0 < side <= MAX_CAMERA_SIDE:
+                raise ManifestError(f"{at}.{key}: expected 1..{MAX_CAMERA_SIDE} pixels, got {side}")
         _require(camera, "encoding", str, at)
 
     state = _require(manifest, "state", dict, where)
@@ -140,8 +174,9 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
     action_dim = _require(action, "dim", int, f"{where}.action")
     if len(_require(action, "names", list, f"{where}.action")) != action_dim:
         raise ManifestError(f"{where}.action.names: expected {action_dim} names")
-    if _require(manifest, "horizon", int, where) < 1:
-        raise ManifestError(f"{where}.horizon: expected >= 1")
+    horizon = _require(manifest, "horizon", int, where)
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise ManifestError(f"{where}.horizon: expected 1..{MAX_HORIZON}, got {horizon}")
     temporal = _require(manifest, "temporal", dict, where)
     _require(temporal, "alpha", (int, float), f"{where}.temporal")
 
@@ -154,8 +189,11 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
     splits = _require(manifest, "splits", dict, where)
     for split in SPLITS:
         entry = _require(splits, split, dict, f"{where}.splits")
-        _require(entry, "episodes", list, f"{where}.splits.{split}")
+        _require_episodes(entry, f"{where}.splits.{split}")
         shards = _require(entry, "shards", list, f"{where}.splits.{split}")
+        for counter in ("samples", "frames"):
+            if counter in entry:
+                _require_count(entry, counter, f"{where}.splits.{split}")
         if "tasks" in entry:
             for task, totals in _require(entry, "tasks", dict, f"{where}.splits.{split}").items():
                 at = f"{where}.splits.{split}.tasks.{task}"
@@ -175,25 +213,46 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
                 for task in counts:
                     _require_task_key(task, f"{at}.tasks")
                     _require_count(counts, task, f"{at}.tasks")
-            require_set_name(_require(shard, "name", str, at), f"{at}.name")
-            _require(shard, "samples", int, at)
-            _require(shard, "bytes", int, at)
-            digest = _require(shard, "sha256", str, at)
-            if len(digest) != 64:
-                raise ManifestError(f"{at}.sha256: expected 64 hex characters, got {digest!r}")
-    _require(manifest, "tasks", dict, where)
+            _require_shard_entry(shard, at)
+    for key, task in _require(manifest, "tasks", dict, where).items():
+        _require_task_key(key, f"{where}.tasks")
+        if not isinstance(task, str):
+            raise ManifestError(f"{where}.tasks.{key}: expected a task string, got {type(task).__name__}")
     for key, sidecar in (manifest.get("stats_values") or {}).items():
-        require_set_name(
-            _require(sidecar, "name", str, f"{where}.stats_values.{key}"), f"{where}.stats_values.{key}.name"
-        )
+        at = f"{where}.stats_values.{key}"
+        require_set_name(_require(sidecar, "name", str, at), f"{at}.name")
+        _require_count(sidecar, "bytes", at, most=MAX_SHARD_BYTES)  # what a reader of it reads at most
+        _require(sidecar, "sha256", str, at)
     return manifest
 
 
+def json_depth(value: Any) -> int:
+    """How deeply `value` nests lists and dicts (0 for a scalar), found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def parse_manifest(text: str | bytes, where: str = "manifest.json") -> dict:
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"{where}: {len(text)} bytes, more than a manifest may have ({MAX_MANIFEST_BYTES})"
+        )
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:  # json's decoder recurses once per level
+        raise ManifestError(f"{where}: JSON nested more than {MAX_MANIFEST_DEPTH} levels deep") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if json_depth(manifest) > MAX_MANIFEST_DEPTH:
+        raise ManifestError(f"{where}: JSON nested more than {MAX_MANIFEST_DEPTH} levels deep")
     return validate_manifest(manifest, where)
 
 

@@ -19,12 +19,19 @@ import click
 
 from schemas.manifest import ManifestError
 from shards.errors import ShardSetError, describe_os_error
+from shards.text import printable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
+def _echo(text: str, err: bool = False) -> None:
+    """Print a line that may hold text from a set (task names, keys, json values), control characters
+    escaped (`shards.text.printable`)."""
+    click.echo(printable(text), err=err)
+
+
 def _fail(message: str) -> None:
-    click.echo(f"b1k-shards: error: {message}", err=True)
+    _echo(f"b1k-shards: error: {message}", err=True)
     sys.exit(1)
 
 
@@ -114,7 +121,7 @@ def inspect_command(set_location, sheet, count, keys, split, tile_height, no_sta
     if as_json:
         click.echo(json.dumps({"location": set_location, **summary_dict(shard_set.manifest)}, indent=2))
     else:
-        click.echo(summarize(shard_set.manifest, set_location, stats=not no_stats))
+        _echo(summarize(shard_set.manifest, set_location, stats=not no_stats))
     if sheet:
         try:
             layout = contact_sheet(
@@ -122,7 +129,7 @@ def inspect_command(set_location, sheet, count, keys, split, tile_height, no_sta
             )
         except (ValueError, ShardSetError) as exc:
             _fail(f"contact sheet: {exc}")
-        click.echo(
+        _echo(
             f"contact sheet: {sheet} ({layout.size[0]}x{layout.size[1]} px, "
             f"{len(layout.rows)} samples: {', '.join(r['key'] for r in layout.rows)})",
             err=as_json,
@@ -175,13 +182,13 @@ def verify_command(set_location, quick, workers, verbose, json_path) -> None:
         if json_path == "-":
             click.echo(text)
             for line in lines:
-                click.echo(line, err=True)
+                _echo(line, err=True)
             sys.exit(0 if report.ok else 1)
         with open(json_path, "w") as f:
             f.write(text + "\n")
-    click.echo(f"verify {set_location} ({'quick' if quick else 'full'})")
+    _echo(f"verify {set_location} ({'quick' if quick else 'full'})")
     for line in lines:
-        click.echo(line)
+        _echo(line)
     sys.exit(0 if report.ok else 1)
 
 
@@ -223,7 +230,7 @@ def merge_command(out, sets, overwrite, link, workers) -> None:
             link=link,
             workers=workers,
             command=shlex.join(["b1k-shards", *sys.argv[1:]]),
-            log=lambda message: click.echo(message, err=True),
+            log=lambda message: _echo(message, err=True),
         )
     except (MergeError, ManifestError, ShardSetError) as exc:
         _fail(str(exc))

@@ -9,11 +9,14 @@ set, until they are the bytes the manifest describes. A local shard is hashed in
   the manifest's size plus one byte: a server that sends more is refused at that byte, whatever it
   claims, and nothing is read whole into memory;
 - hashed as it arrives, then compared with the manifest's size and sha256 (`ShardCorruptError`);
-- a network failure (curl's transient exits: no connection, timeout, transfer cut short; or a failed
-  `pipe:` command) is retried `RetryPolicy.attempts` times with exponential backoff, each retry
-  logged, and reported as `ShardNetworkError` (not as a corrupt shard) when they are used up.
+- a network failure (curl's transient exits: no connection, timeout, transfer cut short; a transfer
+  slower than the minimum rate, `shards.remote`; or a failed `pipe:` command) is retried
+  `RetryPolicy.attempts` times with exponential backoff, each retry logged, and reported as
+  `ShardNetworkError` (not as a corrupt shard) when they are used up.
 
-The caller reads the file and removes it (`fetched`, a context manager).
+The caller reads the file and removes it (`fetched`, a context manager). Manifests and stats sidecars
+are read whole with the same bounds and retries (`fetch_bytes`): at most a given size, at the
+minimum rate.
 """
 
 from __future__ import annotations
@@ -22,26 +25,20 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from shards.errors import ShardCorruptError, ShardNetworkError
+from shards.remote import TransferError, read_bounded
 from shards.scan import open_stream, size_problem
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "B1K_SHARD_CACHE"
 BLOCK = 1 << 22
-# curl exit statuses that a retry may cure (webdataset reads http(s) through curl, which itself
-# retries a failed connection; these are the failures it gives up on or does not retry).
-TRANSIENT_CURL = {6: "cannot resolve the host", 7: "cannot connect", 18: "the transfer was cut short",
-                  28: "timed out", 35: "TLS handshake failed", 52: "the server sent nothing",
-                  56: "the connection broke while receiving"}  # fmt: skip
-_EXIT = re.compile(r"exit (-?\d+)")
 
 
 @dataclass(frozen=True)
@@ -73,18 +70,10 @@ class _NetworkFailure(Exception):
     """One attempt failed in a way a retry may cure."""
 
 
-def _failure_of(url: str, exc: BaseException) -> str | None:
-    """What a network failure of `url` was, or None if `exc` is not one (a 404 is not: retrying
-    cannot make the file appear)."""
-    match = _EXIT.search(str(exc))
-    if match is None:
-        return None
-    status = int(match.group(1))
-    if url.startswith("pipe:"):
-        return f"the pipe: command failed (exit {status})"
-    if status in TRANSIENT_CURL:
-        return f"curl exit {status}: {TRANSIENT_CURL[status]}"
-    return None
+def _failure_of(exc: BaseException) -> str | None:
+    """What a network failure was, or None if `exc` is not one a retry may cure (a 404 is not:
+    retrying cannot make the file appear)."""
+    return exc.reason if isinstance(exc, TransferError) and exc.transient else None
 
 
 def _download_once(url: str, entry: dict, path: Path) -> None:
@@ -102,10 +91,8 @@ def _download_once(url: str, entry: dict, path: Path) -> None:
                 received += len(block)
                 digest.update(block)
                 f.write(block)
-        if received <= limit:
-            stream.close()  # a download or command reports its exit status here
     except OSError as exc:
-        if (what := _failure_of(url, exc)) is not None:
+        if (what := _failure_of(exc)) is not None:
             raise _NetworkFailure(what) from exc
         raise ShardCorruptError.of(url, f"cannot read ({exc})") from exc
     finally:
@@ -123,6 +110,29 @@ def _download_once(url: str, entry: dict, path: Path) -> None:
         )
 
 
+def with_retries[T](url: str, attempt: Callable[[], T], retry: RetryPolicy) -> T:
+    """`attempt()`, tried again after each `_NetworkFailure` as `retry` says (each retry logged), then
+    a `ShardNetworkError` naming `url`."""
+    delays = retry.delays()
+    tried = 1
+    while True:
+        try:
+            return attempt()
+        except _NetworkFailure as failure:
+            delay = next(delays, None)
+            if delay is None:
+                raise ShardNetworkError(
+                    f"network error reading {url}: {failure} ({retry.attempts} attempts); check the "
+                    "connection or the server, then run again (--resume continues where a run stopped)"
+                ) from failure.__cause__
+            log.warning(
+                "network error reading %s: %s; retry %d of %d in %.1f s",
+                url, failure, tried, retry.attempts - 1, delay,
+            )  # fmt: skip
+            time.sleep(delay)
+            tried += 1
+
+
 @contextlib.contextmanager
 def fetched(url: str, entry: dict, retry: RetryPolicy = DEFAULT_RETRY) -> Iterator[Path]:
     """A local file holding the verified bytes of the remote shard `url` (manifest entry `entry`),
@@ -131,25 +141,22 @@ def fetched(url: str, entry: dict, retry: RetryPolicy = DEFAULT_RETRY) -> Iterat
     os.close(fd)
     path = Path(name)
     try:
-        delays = retry.delays()
-        attempt = 1
-        while True:
-            try:
-                _download_once(url, entry, path)
-                break
-            except _NetworkFailure as failure:
-                delay = next(delays, None)
-                if delay is None:
-                    raise ShardNetworkError(
-                        f"network error reading {url}: {failure} ({retry.attempts} attempts); check the "
-                        "connection or the server, then run again (--resume continues where a run stopped)"
-                    ) from failure.__cause__
-                log.warning(
-                    "network error reading %s: %s; retry %d of %d in %.1f s",
-                    url, failure, attempt, retry.attempts - 1, delay,
-                )  # fmt: skip
-                time.sleep(delay)
-                attempt += 1
+        with_retries(url, lambda: _download_once(url, entry, path), retry)
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def fetch_bytes(url: str, most: int, what: str, retry: RetryPolicy = DEFAULT_RETRY) -> bytes:
+    """The whole file at `url` (a local path, an http(s) URL or a `pipe:` command), at most `most`
+    bytes (a `TransferError` beyond), read at the minimum rate, network failures retried like a shard's."""
+
+    def attempt() -> bytes:
+        try:
+            return read_bounded(url, most, what)
+        except TransferError as exc:
+            if exc.transient:
+                raise _NetworkFailure(exc.reason) from exc
+            raise
+
+    return with_retries(url, attempt, retry)

@@ -120,10 +120,13 @@ class CorruptShardLog:
 
 class VerifiedShards:
     """The local shards whose sha256 this process has already checked, each with what `os.stat`
-    said of the file then (size, mtime, inode, device). A later pass over an unchanged file skips
-    re-hashing it (a training worker reads its shards again every epoch; hashing is ~3% of its
+    said of the file then (size, mtime, inode, device and ctime). A later pass over an unchanged file
+    skips re-hashing it (a training worker reads its shards again every epoch; hashing is ~3% of its
     work); its size, tar structure, sample count and members are still checked. Shards read
-    through a URL or command are always hashed."""
+    through a URL or command are always hashed.
+
+    The ctime is what an in-place rewrite cannot fake: `os.utime` restores an mtime, but every write
+    or utime call sets the ctime to the present (only changing the system clock could set it back)."""
 
     def __init__(self):
         self._seen: dict[str, tuple[int, ...]] = {}
@@ -136,7 +139,7 @@ class VerifiedShards:
             st = os.stat(url)
         except OSError:
             return None
-        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
 
     def holds(self, url: str, identity: tuple[int, ...] | None) -> bool:
         return identity is not None and self._seen.get(url) == identity

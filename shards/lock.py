@@ -23,6 +23,7 @@ import logging
 import os
 import shlex
 import socket
+import stat
 import sys
 from pathlib import Path
 
@@ -89,13 +90,7 @@ class FolderLock:
         """A descriptor of the lock file, flocked. A holder removes the file as it releases: a lock won
         on a file that is no longer at the path is worthless, so then try again on the new one."""
         for _ in range(100):
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise FolderLockedError(
-                    f"{self.folder}: cannot create the output folder's lock ({exc})"
-                ) from None
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -117,12 +112,45 @@ class FolderLock:
             f"{self.folder}: the lock file keeps changing under us; is another run looping?"
         )
 
+    def _open(self) -> int:
+        """The lock file, opened without following a symlink (one planted there would make the lock
+        truncate the file it points to) and without blocking (a FIFO would wait for a writer); anything
+        but a regular file is refused, named."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if os.path.islink(self.path):
+                raise FolderLockedError(
+                    f"{self.folder}: its lock file {LOCK_NAME} is a symbolic link, not written through; "
+                    "remove it and run again"
+                ) from None
+            raise FolderLockedError(
+                f"{self.folder}: cannot create the output folder's lock ({exc})"
+            ) from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a socket"
+                if stat.S_ISSOCK(mode)
+                else "not a regular file"
+            )
+            raise FolderLockedError(
+                f"{self.folder}: its lock file {LOCK_NAME} is {kind}, not a file this tool wrote; remove it and run again"
+            )
+        return fd
+
     def release(self) -> None:
         """Remove the lock file and let go (the file goes first: a waiting run then finds no record)."""
         if self._fd is None:
             return
         with contextlib.suppress(OSError):  # a read-only folder now: the lock still goes with the fd
-            self.path.unlink(missing_ok=True)
+            if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self._fd).st_ino:
+                self.path.unlink()  # only our own file (a folder swapped in may hold another's)
         os.close(self._fd)
         self._fd = None
 

@@ -13,7 +13,9 @@ A merge, step by step, one module each: check and group the inputs (`shards.merg
 their shards in OUT, hardlinked or copied and checked (`shards.merge_shards`); merge the stats
 exactly from the inputs' sidecars (`shards.merge_stats`); write the manifest, last
 (`shards.merge_manifest`). A non-empty OUT is refused without `overwrite`; OUT is locked
-(`shards.lock`) for the whole merge.
+(`shards.lock`) for the whole merge. The merged set is built beside OUT and swapped in whole
+(`shards.swap`): a merge that fails or is killed at any point leaves OUT's earlier set (or nothing,
+where there was none) as it was.
 """
 
 from __future__ import annotations
@@ -34,9 +36,17 @@ from shards.merge_inputs import (
     merge_tasks,
 )
 from shards.merge_manifest import TOOL, build_manifest
-from shards.merge_shards import PlacedShard, check_output, place_shards, prepare_output, transfer_shard
+from shards.merge_shards import (
+    PlacedShard,
+    check_output,
+    check_placed,
+    check_replaceable,
+    place_shards,
+    transfer_shard,
+)
 from shards.merge_stats import merge_stats
 from shards.reader import open_shard_set
+from shards.swap import restore_aside, staging, swap_in
 from shards.writer import atomic_write_text
 
 
@@ -76,14 +86,24 @@ def merge_sets(
 
     out = Path(out)
     check_output(out, inputs)
+    restore_aside(out)
     try:
-        with FolderLock(out, TOOL):  # held until the manifest is written
-            return _merge_into(
-                out, ordered, groups, tasks,
-                overwrite=overwrite, link=link, workers=workers, command=command, log=log,
-            )  # fmt: skip
+        with FolderLock(out, TOOL):  # held until the new set is in OUT
+            check_replaceable(out, overwrite)
+            with staging(out) as stage:
+                manifest = _merge_into(
+                    stage, ordered, groups, tasks, link=link, workers=workers, command=command, log=log
+                )
+                swap_in(out, stage)
     except FolderLockedError as exc:
         raise MergeError(f"OUT {exc}") from None
+    samples = {split: sum(s["samples"] for s in manifest["splits"][split]["shards"]) for split in SPLITS}
+    log(
+        f"merge: wrote {out / MANIFEST_NAME}: {len(manifest['splits']['train']['episodes'])} train / "
+        f"{len(manifest['splits']['val']['episodes'])} val episodes, {samples['train']} / {samples['val']} samples, "
+        f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}"
+    )
+    return manifest
 
 
 def _merge_into(
@@ -92,25 +112,26 @@ def _merge_into(
     groups: list[list[MergeInput]],
     tasks: dict,
     *,
-    overwrite: bool,
     link: bool,
     workers: int,
     command: str | None,
     log: Callable[[str], None],
 ) -> dict:
-    """The merge proper, under OUT's lock: prepare OUT, place the shards, merge stats, manifest last."""
-    prepare_output(out, overwrite)
+    """The merge proper into the empty folder `out` (OUT's stage): place the shards (each one's tar
+    read through: a shard no reader can read is not merged), merge stats, manifest last."""
     placed = place_shards(ordered)
     outcomes: dict[str, int] = {}
 
     def move(p: PlacedShard) -> str:
-        return transfer_shard(p.inp, p.entry, out / p.name, link)
+        how = transfer_shard(p.inp, p.entry, out / p.name, link)
+        check_placed(out / p.name, p.entry, p.inp.shard_set.url(p.entry["name"]), p.inp.location)
+        return how
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for how in pool.map(move, placed):
             outcomes[how] = outcomes.get(how, 0) + 1
     log(
-        f"merge: {len(placed)} shards into {out} ({', '.join(f'{n} {how}' for how, n in sorted(outcomes.items()))})"
+        f"merge: {len(placed)} shards placed ({', '.join(f'{n} {how}' for how, n in sorted(outcomes.items()))})"
     )
 
     shard_paths = {
@@ -121,12 +142,6 @@ def _merge_into(
         ordered, groups, placed, stats, stats_values, tasks, command or " ".join(sys.argv)
     )
     atomic_write_text(out / MANIFEST_NAME, dump_manifest(manifest))
-    samples = {split: sum(p.entry["samples"] for p in placed if p.split == split) for split in SPLITS}
-    log(
-        f"merge: wrote {out / MANIFEST_NAME}: {len(manifest['splits']['train']['episodes'])} train / "
-        f"{len(manifest['splits']['val']['episodes'])} val episodes, {samples['train']} / {samples['val']} samples, "
-        f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}"
-    )
     return manifest
 
 

@@ -1,11 +1,12 @@
 """Where `b1k-shards merge` writes, and how each input shard gets there.
 
-`check_output` and `prepare_output`: OUT is a folder apart from every input, empty, or (with
-`overwrite`) a shard set whose own files are removed, the manifest first. `place_shards` names each
-input shard in OUT (`<split>-NNNNNN.tar`, splits in order, inputs in order); `transfer_shard`
-hardlinks a local shard once its sha256 is verified, else copies or downloads it (`copy_checked`:
-written under a temporary name, checked against the input's size and sha256 as it streams, then
-renamed), so OUT never holds a shard that differs from its manifest entry.
+`check_output` and `check_replaceable`: OUT is a folder apart from every input, empty, or (with
+`overwrite`) a shard set (replaced whole once the new one is complete: `shards.swap`). `place_shards`
+names each input shard in OUT (`<split>-NNNNNN.tar`, splits in order, inputs in order);
+`transfer_shard` hardlinks a local shard once its sha256 is verified, else copies or downloads it
+(`copy_checked`: written under a temporary name, checked against the input's size and sha256 as it
+streams, then renamed), so OUT never holds a shard that differs from its manifest entry; and
+`check_placed` reads each placed shard's tar through, so it never holds one no reader can read.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.manifest import MANIFEST_NAME, SPLITS
+from shards.errors import ShardCorruptError
 from shards.lock import LOCK_NAME
 from shards.merge_inputs import MergeError, MergeInput
-from shards.scan import is_local, local_file_problem, open_stream
+from shards.scan import ShardScan, is_local, local_file_problem, open_stream
 from shards.stats import STATS_DIR
 from shards.tar import HashingReader
 from shards.writer import TMP_SUFFIX
@@ -40,7 +41,9 @@ def check_output(out: Path, inputs: list[MergeInput]) -> None:
         raise MergeError(f"OUT {out} exists and is not a directory")
 
 
-def prepare_output(out: Path, overwrite: bool) -> None:
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """OUT holds nothing but its lock, or (with `overwrite`) only what a shard set holds; nothing is
+    removed here (the new set replaces it whole once complete)."""
     out = Path(out)
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not overwrite:
@@ -57,15 +60,25 @@ def prepare_output(out: Path, overwrite: bool) -> None:
                 f"OUT {out} holds files that are not part of a shard set ({', '.join(sorted(others)[:5])}); "
                 "not removing them: choose another OUT or remove them yourself"
             )
-        (out / MANIFEST_NAME).unlink(missing_ok=True)  # first: from now on OUT is not a valid set
-        for p in out.iterdir():
-            if p.name == LOCK_NAME:  # ours, held for this merge
-                continue
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def check_placed(path: Path, entry: dict, url: str, location: str) -> None:
+    """The placed shard's tar read through (headers, pax records, sizes, sample count; nothing
+    decoded): its bytes are the input's, verified, but a publisher's hashes vouch for bytes, not for
+    a readable tar."""
+    scan = ShardScan(str(path), digest=False, zero_copy=True)
+    try:
+        for _ in scan:
+            pass
+    except ShardCorruptError as exc:
+        raise MergeError(
+            f"input shard {url} cannot be read ({exc.reason}); check it with `b1k-shards verify {location}`"
+        ) from None
+    if scan.samples != entry["samples"]:
+        raise MergeError(
+            f"input shard {url} holds {scan.samples} samples, its manifest says {entry['samples']}; "
+            f"check it with `b1k-shards verify {location}`"
+        )
 
 
 def copy_checked(url: str, entry: dict, dst: Path, location: str) -> str:
@@ -75,13 +88,13 @@ def copy_checked(url: str, entry: dict, dst: Path, location: str) -> str:
     except Exception as exc:
         raise MergeError(f"cannot read input shard {url}: {exc}") from exc
     reader = HashingReader(stream)
+    most = entry["bytes"] + 1  # a server that sends more is cut off there: refused below
     try:
         with open(tmp, "wb") as f:
-            while block := reader.read(1 << 22):
+            while block := reader.read(min(1 << 22, most - reader.bytes)):
                 f.write(block)
             f.flush()
             os.fsync(f.fileno())
-        stream.close()
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise MergeError(f"cannot read input shard {url}: {exc}") from exc

@@ -5,17 +5,22 @@ node- and worker-split stream is `train/`'s; it reads each shard with the same `
 
 from __future__ import annotations
 
-import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.manifest import MANIFEST_NAME, ManifestError, parse_manifest, require_set_name, shards_of
+from schemas.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    ManifestError,
+    parse_manifest,
+    require_set_name,
+    shards_of,
+)
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
 from shards.errors import ShardCorruptError, ShardSetError, verify_hint
+from shards.fetch import fetch_bytes
 from shards.guard import CorruptShardLog, VerifiedShards, iter_checked_shard
 from shards.scan import ShardScan, location_kind
 
@@ -60,8 +65,9 @@ class ShardSet:
     def urls(self, split: str) -> list[str]:
         return [self.url(shard["name"]) for shard in shards_of(self.manifest, split)]
 
-    def read_bytes(self, name: str) -> bytes:
-        return read_location(self.url(name))
+    def read_bytes(self, name: str, most: int) -> bytes:
+        """The whole file `name` of the set, refused beyond `most` bytes (its manifest size)."""
+        return read_location(self.url(name), most, f"file of {most} bytes by its manifest entry")
 
     @property
     def members(self) -> list[str]:
@@ -88,18 +94,16 @@ class ShardSet:
             )
 
 
-def read_location(url: str) -> bytes:
-    """Read a whole file given as a local path, an http(s) URL or a `pipe:` command."""
-    kind = location_kind(url)
+def read_location(url: str, most: int, what: str) -> bytes:
+    """A whole file given as a local path, an http(s) URL or a `pipe:` command: at most `most` bytes,
+    read like a shard (minimum transfer rate, network failures retried: `shards.fetch.fetch_bytes`)."""
     try:
-        if kind == "http":
-            with urllib.request.urlopen(url, timeout=60) as response:
-                return response.read()
-        if kind == "pipe":
-            return subprocess.run(url[len("pipe:") :], shell=True, check=True, capture_output=True).stdout
-        return Path(url).read_bytes()
-    except (OSError, urllib.error.URLError, subprocess.CalledProcessError) as exc:
-        raise ShardSetError(f"cannot read {url}: {exc}") from exc
+        return fetch_bytes(url, most, what)
+    except ShardSetError:
+        raise
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ShardSetError(f"cannot read {url}: {reason}") from exc
 
 
 def open_shard_set(location: str | Path) -> ShardSet:
@@ -124,7 +128,7 @@ def open_shard_set(location: str | Path) -> ShardSet:
             f"{manifest_url}: no manifest.json here; expected a shard set written by b1k-preprocess"
         )
     try:
-        text = read_location(manifest_url)
+        text = read_location(manifest_url, MAX_MANIFEST_BYTES, "manifest")
     except ShardSetError as exc:
         raise ManifestError(f"{manifest_url}: cannot read the manifest ({exc.__cause__ or exc})") from exc
     return ShardSet(location, root, parse_manifest(text, where=manifest_url))

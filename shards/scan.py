@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
-import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from webdataset.gopen import gopen as wds_gopen
-
 from shards.errors import ShardCorruptError
+from shards.remote import TransferError, location_kind, open_location
 from shards.tar import (
     READ_BUFFER,
     HashingReader,
@@ -33,14 +30,7 @@ from shards.tar import (
     iter_sample_members,
 )
 
-
-def location_kind(location: str) -> str:
-    """`pipe` (a command), `http` (an http(s) URL) or `local` (a path)."""
-    if location.startswith("pipe:"):
-        return "pipe"
-    if location.startswith(("http://", "https://")):
-        return "http"
-    return "local"
+__all__ = ["ShardScan", "digest_file", "end_problems", "is_local", "location_kind", "open_stream"]
 
 
 def is_local(url: str) -> bool:
@@ -48,51 +38,17 @@ def is_local(url: str) -> bool:
 
 
 def open_stream(url: str) -> BinaryIO:
-    """A binary stream of a local path (unbuffered: readers buffer it themselves), an http(s) URL
-    (curl) or a `pipe:` command (webdataset's gopen)."""
-    if is_local(url):
-        return open(url, "rb", buffering=0)
-    return wds_gopen(url, "rb")
-
-
-_CURL_EXITS = {
-    6: "cannot resolve the host",
-    7: "cannot connect to the server",
-    18: "the transfer ended early (partial file)",
-    22: "the server answered with an HTTP error (e.g. 404 not found)",
-    28: "timed out",
-    35: "TLS handshake failed",
-    52: "the server sent nothing",
-    56: "the connection broke while receiving",
-}
-_PIPE_EXIT = re.compile(r"exit (-?\d+) \(read\)")
-
-
-def _failure(exc: BaseException, stream: BinaryIO) -> str:
-    """What went wrong; when reading a download or command broke the tar, the process's own exit
-    status (a 404, a failed command) says more than the tar error it caused."""
-    if not isinstance(exc, OSError) and not isinstance(stream, io.IOBase):
-        try:
-            stream.close()
-        except OSError as closing:
-            match = _PIPE_EXIT.search(str(closing))
-            if match and int(match.group(1)) not in (23, 141, -13):  # not just "we stopped reading"
-                return _describe(closing)
-        except Exception:
-            pass
-    return _describe(exc)
+    """A raw binary stream of a local path, an http(s) URL or a `pipe:` command, remote ones read
+    with a minimum transfer rate (`shards.remote.open_location`)."""
+    return open_location(url)
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "missing (no such file)"
+    if isinstance(exc, TransferError):  # a download's or command's failure, its exit status read
+        return exc.reason
     text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
-    match = _PIPE_EXIT.search(str(exc))
-    if isinstance(exc, OSError) and match:  # webdataset's Pipe: curl for http(s), a shell command for pipe:
-        status = int(match.group(1))
-        if "'curl'" in text or "curl" in text.split(",")[0]:
-            return f"download failed: curl exit {status}, {_CURL_EXITS.get(status, 'see `man curl`')}"
-        return f"the pipe: command failed (exit {status})"
     if isinstance(exc, tarfile.ReadError):
         text = str(exc)
         if "unexpected end of data" in text or "empty header" in text or "truncated" in text:
@@ -129,12 +85,11 @@ class ShardScan:
         raw = HashingReader(stream, self.digest)
         try:
             yield from self._samples(buffered_reader(raw))
-            raw.drain()
-            stream.close()  # a pipe (curl, a command) reports its exit status here
+            raw.drain()  # to its end: a download's or command's failure is reported there
         except ShardCorruptError:
             raise
         except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
-            raise ShardCorruptError.of(self.url, _failure(exc, stream), self.samples) from exc
+            raise ShardCorruptError.of(self.url, _describe(exc), self.samples) from exc
         finally:
             self.bytes = raw.bytes
             with contextlib.suppress(Exception):  # already reported, or the consumer stopped early
@@ -231,7 +186,6 @@ def digest_file(path: str | Path, block: int = READ_BUFFER) -> tuple[int, str]:
     reader = HashingReader(stream)
     try:
         reader.drain(block)
-        stream.close()
     except OSError as exc:
         raise ShardCorruptError.of(str(path), _describe(exc)) from exc
     finally:

@@ -25,6 +25,10 @@ from typing import BinaryIO, NamedTuple
 BLOCK = tarfile.BLOCKSIZE  # 512: headers and padded payloads
 RECORD = tarfile.RECORDSIZE  # 20 blocks: tarfile pads an archive to whole records
 READ_BUFFER = 1 << 20
+# The largest member a reader accepts (SECURITY.md): a sample's member is one frame's image, array or
+# json (tens of kB at 224 px, ~50 MB for an uncompressed 4096 px PNG); a header claiming more (up to
+# 2^95 bytes in GNU base-256) is an error before anything is read or allocated for it.
+MAX_MEMBER_BYTES = 256 << 20
 
 # ----------------------------------------------------------------------------- writing
 #
@@ -173,7 +177,7 @@ class MappedReader:
             start = offset + BLOCK
             offset = start + size + -size % BLOCK
             member_key, suffix = split_member_name(name)
-            if member_key is None or offset > self.size:
+            if member_key is None or offset > self.size or size < 0:  # negative: would not advance
                 return None
             if member_key != key:
                 key = member_key
@@ -230,19 +234,36 @@ def _checksum_ok(header: bytes) -> bool:
     return stored == unsigned - 256 * high  # some old writers summed signed bytes
 
 
-def _pax_path(records: bytes) -> str | None:
-    """The `path` record of a pax extended header ("<len> path=<value>\n" records)."""
+_PAX_RECORD = re.compile(rb"(\d{1,20}) ")
+
+
+def _pax_path(records: bytes, offset: int) -> str | None:
+    """The `path` record of a pax extended header ("<len> <keyword>=<value>\n" records, <len> counting
+    the whole record). Reading stops at NUL padding; a record without a decimal length, or whose length
+    is too short to hold itself or runs past the header's data, is an error (a length of 0 or below
+    would never advance)."""
     position = 0
     path = None
     while position < len(records):
-        space = records.find(b" ", position)
-        if space < 0:
+        match = _PAX_RECORD.match(records, position)
+        if match is None:
+            if records[position:].strip(b"\0"):  # NUL padding ends the records; anything else is damage
+                raise tarfile.ReadError(
+                    f"bad pax record at byte {position} of the extended header at byte {offset}: "
+                    "no decimal length"
+                )
             break
-        length = int(records[position:space])
-        keyword, _, value = records[space + 1 : position + length - 1].partition(b"=")
+        length = int(match.group(1))
+        end = position + length
+        if length < len(match.group(0)) + 2 or end > len(records) or records[end - 1] != 0x0A:
+            raise tarfile.ReadError(
+                f"bad pax record at byte {position} of the extended header at byte {offset}: length "
+                f"{length} does not fit its {len(records) - position} remaining bytes"
+            )
+        keyword, _, value = records[match.end() : end - 1].partition(b"=")
         if keyword == b"path":
             path = value.decode("utf-8")
-        position += length
+        position = end
     return path
 
 
@@ -273,6 +294,11 @@ def iter_members(reader: BinaryIO, check_headers: bool = True) -> Iterator[Membe
             size = int(header[124:136].rstrip(b"\0 "), 8)
         except ValueError:
             size = _octal(header[124:136], "size")
+        if not 0 <= size <= MAX_MEMBER_BYTES:  # before a read of that size is tried (or goes backwards)
+            raise tarfile.ReadError(
+                f"the tar header at byte {offset} claims a member of {size} bytes "
+                f"(a member may have 0 to {MAX_MEMBER_BYTES} bytes)"
+            )
         data = read_data(size)
         pad = -size % BLOCK
         if len(data) < size or len(reader.read(pad)) < pad:
@@ -289,7 +315,7 @@ def iter_members(reader: BinaryIO, check_headers: bool = True) -> Iterator[Membe
             long_name = bytes(data).split(b"\0", 1)[0].decode("utf-8")
             continue
         if kind == _PAX_HEADER:
-            long_name = _pax_path(bytes(data)) or long_name
+            long_name = _pax_path(bytes(data), offset - BLOCK - size - pad) or long_name
             continue
         if kind not in _REGULAR:  # directories, links, global pax headers: no sample data
             long_name = None

@@ -294,7 +294,7 @@ def _check_stats(shard_set: ShardSet, quick: bool, report: VerifyReport) -> None
         name = entry["name"]
         where = f"stats sidecar {name}"
         try:
-            data = shard_set.read_bytes(name)
+            data = shard_set.read_bytes(name, entry["bytes"])  # no more than the manifest says
         except Exception as exc:
             report.set_problems.append(f"{where}: cannot read ({exc})")
             continue

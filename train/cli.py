@@ -379,6 +379,7 @@ def main(**kwargs) -> None:
     from schemas.manifest import ManifestError
     from shards.errors import describe_os_error
     from shards.reader import ShardSetError
+    from shards.text import printable
     from train.config import NonFiniteLossError, TrainError
     from train.data import DataSpecError, ShardReadError
     from train.logs import configure_logging
@@ -410,7 +411,7 @@ def main(**kwargs) -> None:
             if exc.last_checkpoint
             else "no checkpoint was saved before it"
         )
-        click.echo(f"error: {exc}; training stopped without saving; {where}", err=True)
+        click.echo(printable(f"error: {exc}; training stopped without saving; {where}"), err=True)
         sys.exit(3)
     except (
         TrainError,
@@ -427,7 +428,7 @@ def main(**kwargs) -> None:
         if debug:
             raise
         message = describe_os_error(exc) if isinstance(exc, OSError) else _last_line(str(exc))
-        click.echo(f"error: {message}", err=True)
+        click.echo(printable(f"error: {message}"), err=True)
         sys.exit(2)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"done: step {result.step}; last checkpoint {result.last_checkpoint}")

@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from shards.text import escape_logging
+
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
@@ -98,3 +100,4 @@ def configure_logging(rank: int) -> None:
     logging.basicConfig(
         level=level, format=f"%(asctime)s [rank {rank}] %(message)s", stream=sys.stderr, force=True
     )
+    escape_logging()  # task names and keys from a shard set reach the log lines

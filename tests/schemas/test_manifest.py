@@ -38,7 +38,7 @@ VALID = {
     "splits": {
         "train": {
             "episodes": [0],
-            "shards": [{"name": "train-000000.tar", "samples": 4, "bytes": 10, "sha256": "0" * 64}],
+            "shards": [{"name": "train-000000.tar", "samples": 4, "bytes": 10240, "sha256": "0" * 64}],
         },
         "val": {"episodes": [], "shards": []},
     },
@@ -123,5 +123,5 @@ def test_a_name_that_could_leave_the_set_or_reach_a_shell_is_refused_when_read(n
 def test_plain_relative_names_are_accepted():
     ok = copy.deepcopy(VALID)
     ok["splits"]["train"]["shards"][0]["name"] = "train-p000of004-000001.tar"
-    ok["stats_values"] = {"action": {"name": "stats/action.npy"}}
+    ok["stats_values"] = {"action": {"name": "stats/action.npy", "bytes": 128, "sha256": "0" * 64}}
     assert validate_manifest(ok) is ok

@@ -239,7 +239,8 @@ def test_http_and_pipe_inputs(partitions, tmp_path, http_server):
 
 
 def test_merged_manifest_is_written_last(partitions, tmp_path, monkeypatch):
-    """If the merge fails after copying shards, OUT holds no manifest: it is not a shard set."""
+    """If the merge fails after copying shards, OUT holds nothing of it (the shards were placed beside
+    OUT, and are gone with the failed merge): it is not a shard set."""
     _, parts = partitions
     import shards.merge as merge_module
 
@@ -249,8 +250,9 @@ def test_merged_manifest_is_written_last(partitions, tmp_path, monkeypatch):
     monkeypatch.setattr(merge_module, "merge_stats", boom)
     with pytest.raises(MergeError):
         merge_sets(tmp_path / "out", [str(p) for p in parts], log=lambda m: None)
-    assert any((tmp_path / "out").glob("*.tar"))
+    assert not any((tmp_path / "out").glob("*.tar"))
     assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not list(tmp_path.glob(".out.*"))  # no stage left beside it
 
 
 def test_merge_single_set_is_a_copy(make_set, tmp_path):
