@@ -134,6 +134,7 @@ def test_state_action_json_exact(layout_set):
             assert meta["progress"] == progress
             assert meta["weight"] == 1 + ALPHA * progress**2
             assert meta["task"] == ep.task and meta["task_index"] == ep.task_id
+            assert meta["skill"] == synthetic.annotations[episode].per_frame[frame]  # 2025 annotations too
             assert meta["timestamp"] == pytest.approx(frame / 30, abs=1e-6)
 
 
