@@ -55,7 +55,9 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
             )
         member = manifest["cameras"][camera].get("member", f"{camera}.jpg")
         image = np.array(sample[member], dtype=np.uint8)  # HxWx3 RGB
-        observation[key] = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+        # a batch of one: lerobot's AddBatchDimensionProcessorStep batches only `observation.images.*`
+        # keys, so the 2026 release's `observation.rgb.*` images would reach SmolVLA unbatched
+        observation[key] = (torch.from_numpy(image).permute(2, 0, 1).float() / 255.0)[None]
     observation["observation.state"] = torch.from_numpy(np.array(sample["state.npy"], dtype=np.float32))
     observation["task"] = meta["task"]
     missing = sorted(set(policy.config.input_features) - set(observation))
