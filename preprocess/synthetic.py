@@ -227,9 +227,9 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--fps", type=click.IntRange(min=1), default=FPS, help="Frames per second.")
 @click.option(
     "--crf",
-    type=click.IntRange(min=0, max=51),
+    type=click.IntRange(min=0, max=63),
     default=30,
-    help="AV1 / HEVC (2026) CRF quality (lower = better, bigger).",
+    help="AV1 / HEVC (2026; at most 51) CRF quality (lower = better, bigger).",
 )
 @click.option(
     "--gop",

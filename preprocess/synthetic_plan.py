@@ -97,6 +97,8 @@ class SyntheticConfig:
             )
         if self.layout == "per-task" and len(set(self.tasks)) != 1:
             raise ValueError(f"a per-task copy holds one task, got tasks {self.tasks}")
+        if self.published and not 0 <= self.crf <= 51:
+            raise ValueError(f"HEVC (the 2026 layouts) takes a CRF of 0..51, got {self.crf}")
         if self.gop < 0:
             raise ValueError(f"gop must be >= 0, got {self.gop}")
         if not self.lengths or any(int(n) < 1 for n in self.lengths):
