@@ -7,14 +7,19 @@ resized to the checkpoint's stored size with `shards.frames.resize_rgb`, the fun
 resized the training frames with; the state is `proprio[indices]` with the layout and indices the
 checkpoint records; the prompt is the task the checkpoint was trained on for that `task_id`.
 
-An observation may carry a leading batch dimension (several environments, 2026): then every camera is
-B x H x W x C, the proprio B x D and `task_id` a scalar or B values. Anything else is an
-`ObservationError` naming the key and what was expected.
+An observation may carry a leading batch dimension (several environments; the 2026 evaluator always
+sends one, B = 1 included): then every camera is B x H x W x C, the proprio B x D and `task_id` a
+scalar, [1], [B] or [B, 1] (the 2026 evaluator stacks one [1] array per environment). Anything else
+is an `ObservationError` naming the key and what was expected.
+
+A request is bounded before anything is resized or run: at most `max_batch` environments and
+`max_pixels` camera pixels (all cameras, all environments), read from the arrays' shapes alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from deploy.checkpoint import CameraInput, DeploySpec
+from schemas.tasks import TaskInfo
 from shards.frames import resize_rgb
 
 logger = logging.getLogger(__name__)
@@ -36,6 +42,12 @@ CAMERA_KEYS: dict[str, str] = {
 PROPRIO_KEY = "robot_r1::proprio"
 TASK_KEY = "task_id"
 DEFAULT_MAX_IMAGE_SIDE = 4096  # px; the evaluator renders at most 720
+# The 2026 evaluator's largest real request: a few environments at full resolution (head 720 x 720,
+# wrists 480 x 480: 979,200 camera pixels each). 16 of them fit both bounds.
+FULL_RESOLUTION_PIXELS = 720 * 720 + 2 * 480 * 480
+DEFAULT_MAX_BATCH = 16  # environments per request
+DEFAULT_MAX_PIXELS = 16_000_000  # camera pixels per request (16 full-resolution environments: 15.7 M)
+MAX_TASKS_NAMED = 20  # tasks an unknown-task error lists
 
 
 class ObservationError(ValueError):
@@ -64,11 +76,15 @@ class ObservationAdapter:
     spec: DeploySpec
     prompt: str | None = None  # overrides the task table for every task_id
     max_image_side: int = DEFAULT_MAX_IMAGE_SIDE
+    max_batch: int = DEFAULT_MAX_BATCH
+    max_pixels: int = DEFAULT_MAX_PIXELS
     _warned: set[str] = field(default_factory=set, repr=False)
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=len(self.spec.cameras), thread_name_prefix="b1k-resize")
+        # one thread per camera for one request; more for the requests of several connections at once
+        threads = max(len(self.spec.cameras), os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="b1k-resize")
         if self.prompt is None and not self.spec.tasks:
             raise ObservationError(
                 "the checkpoint records no task table (written before tasks were recorded): pass --prompt "
@@ -77,6 +93,7 @@ class ObservationAdapter:
 
     def __call__(self, observation: Mapping[str, Any]) -> tuple[PolicyInputs, bool]:
         """(inputs, batched): `batched` is whether the observation had a leading batch dimension."""
+        self.check_budget(observation)
         head = self._image(observation, self.spec.cameras[0])
         batched = head.ndim == 4
         batch = head.shape[0] if batched else 1
@@ -88,6 +105,26 @@ class ObservationAdapter:
         resized = self._pool.map(self._resize, self.spec.cameras, frames)
         images = {camera.key: out for camera, out in zip(self.spec.cameras, resized, strict=True)}
         return PolicyInputs(images, state, tasks), batched
+
+    def check_budget(self, observation: Mapping[str, Any]) -> None:
+        """Refuse a request above `max_batch` environments or `max_pixels` camera pixels from its shapes
+        alone, before anything is resized, copied or batched (a 1 MB frame of 1 x 1 images once asked
+        for 4,000 environments: 67 s and 3.9 GB)."""
+        images = [self._image(observation, camera) for camera in self.spec.cameras]
+        head_key = CAMERA_KEYS[self.spec.cameras[0].name]
+        batch = images[0].shape[0] if images[0].ndim == 4 else 1
+        if not 1 <= batch <= self.max_batch:
+            raise ObservationError(
+                f"{head_key}: a batch of {batch} environments, expected 1..{self.max_batch} per request "
+                f"(--max-batch)"
+            )
+        pixels = sum(int(np.prod(image.shape[:-1], dtype=np.int64)) for image in images)
+        if pixels > self.max_pixels:
+            raise ObservationError(
+                f"the request's {len(images)} cameras hold {pixels:,} pixels, above the limit of "
+                f"{self.max_pixels:,} per request (--max-request-mpx; one full-resolution environment is "
+                f"{FULL_RESOLUTION_PIXELS:,})"
+            )
 
     # -- cameras
 
@@ -176,9 +213,11 @@ class ObservationAdapter:
         if TASK_KEY not in observation:
             raise ObservationError(f"{TASK_KEY}: missing (the challenge's task index, int)")
         ids = np.asarray(observation[TASK_KEY])
-        if ids.dtype.kind not in "iu" or ids.size not in (1, batch) or ids.ndim > 1:
+        # an int, one per request, or one per environment: [B] or the 2026 evaluator's stacked [B, 1]
+        if ids.dtype.kind not in "iu" or ids.shape not in ((), (1,), (batch,), (batch, 1)):
             raise ObservationError(
-                f"{TASK_KEY}: expected an int (or {batch} ints for a batch), got {observation[TASK_KEY]!r:.80}"
+                f"{TASK_KEY}: expected an int, [1], [{batch}] or [{batch}, 1] ints (the evaluator's task "
+                f"ids), got {_describe(observation[TASK_KEY])}"
             )
         ids = np.broadcast_to(ids.reshape(-1), (batch,))
         return [self._task(int(task_id)) for task_id in ids]
@@ -187,16 +226,43 @@ class ObservationAdapter:
         tasks = self.spec.tasks
         if task_id in tasks:
             return tasks[task_id]
-        if len(tasks) == 1:
+        if self._any_task_is_the_only_one():
             ((only_id, only),) = tasks.items()
             if f"task:{task_id}" not in self._warned:
                 self._warned.add(f"task:{task_id}")
                 logger.warning(
-                    "task_id %d: the checkpoint was trained on task %d only (%r); acting with its prompt",
+                    "task_id %d: the checkpoint was trained on task %d only (%r), whose evaluator id is not "
+                    "recorded; acting with its prompt",
                     task_id, only_id, only,
                 )  # fmt: skip
             return only
         raise ObservationError(
-            f"{TASK_KEY}: {task_id} is none of the checkpoint's tasks {sorted(tasks)}; pass --prompt to act on "
-            f"it anyway"
+            f"{TASK_KEY}: {task_id} is none of the checkpoint's tasks ({_known_tasks(self.spec)}); pass "
+            f"--prompt to act on it anyway"
         )
+
+    def _any_task_is_the_only_one(self) -> bool:
+        """A single-task checkpoint whose task has no known evaluator id (trained on a dataset that
+        numbers its only task 0, or written before checkpoints recorded task details) acts on any id."""
+        if len(self.spec.tasks) != 1:
+            return False
+        (only_id,) = self.spec.tasks
+        details: TaskInfo | None = self.spec.task_details.get(only_id)
+        return details is None or not details.known
+
+
+def _known_tasks(spec: DeploySpec) -> str:
+    """`6 hiding_Easter_eggs, 17 bringing_water`: ids and names (prompts where no name is recorded)."""
+    named = []
+    for task_id in sorted(spec.tasks)[:MAX_TASKS_NAMED]:
+        details = spec.task_details.get(task_id)
+        named.append(f"{task_id} {details.name if details and details.name else repr(spec.tasks[task_id])}")
+    more = len(spec.tasks) - len(named)
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
+
+
+def _describe(value: Any) -> str:
+    """A client's value in a few words: its type, dtype and shape, never its contents."""
+    if isinstance(value, np.ndarray | np.generic):
+        return f"{value.dtype} of shape {list(np.shape(value))}"
+    return type(value).__name__

@@ -8,7 +8,9 @@ from the proprio, the task table, the chunk size.
 Both checkpoint generations are served:
 
 - current: image features keyed by the dataset's video keys (`observation.images.rgb.head`), and a
-  provenance with `state.layout`, `cameras.<name>.resize` / `source_height` / `source_width`, `tasks`;
+  provenance with `state.layout`, `cameras.<name>.resize` / `source_height` / `source_width`, `tasks`
+  (and, from b1k-train's task-identity change on, `task_details`: each task's name, instruction,
+  prompt and evaluator id, `schemas.tasks.TaskInfo`);
 - older: image features keyed `observation.images.head`, no layout (the 2025 one, 256 dims), cameras
   with only their stored size (resized with `pillow-bilinear`, the only method the preprocessor had),
   no task table (serve them with `--prompt`).
@@ -16,6 +18,7 @@ Both checkpoint generations are served:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ from typing import Any
 
 from schemas.checkpoint import read_smolvla_config
 from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, camera_for_key, layout_named
+from schemas.tasks import TaskInfo
 from shards.frames import RESIZE_METHOD, RESIZE_METHODS
 
 logger = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ class DeploySpec:
     layout: StateLayout
     state_indices: tuple[int, ...]
     tasks: dict[int, str] = field(default_factory=dict)
+    # per task id: name, instruction, prompt, evaluator id (empty for checkpoints written before them)
+    task_details: dict[int, TaskInfo] = field(default_factory=dict)
     action_dim: int = 23
     chunk_size: int = 50
     n_action_steps: int = 50
@@ -178,6 +184,26 @@ def _tasks(provenance: dict) -> dict[int, str]:
         ) from None
 
 
+def _task_details(provenance: dict) -> dict[int, TaskInfo]:
+    """`task_details`: {"<task id>": {name, instruction, prompt, evaluator_id, source_index}}; an
+    evaluator id, when recorded, is the task's id (the table is keyed by it)."""
+    table = provenance.get("task_details") or {}
+    if not isinstance(table, dict):
+        raise CheckpointError(f"provenance task_details: expected {{task id: {{...}}}}, got {table!r:.200}")
+    details = {}
+    for key, entry in table.items():
+        if not isinstance(entry, dict) or not str(key).isdigit():
+            raise CheckpointError(f"provenance task_details[{key!r:.40}]: expected an id and an object")
+        task_id = int(key)
+        evaluator_id = entry.get("evaluator_id")
+        if evaluator_id is not None and evaluator_id != task_id:
+            raise CheckpointError(
+                f"provenance task_details[{task_id}]: evaluator_id {evaluator_id!r:.40} differs from its id"
+            )
+        details[task_id] = TaskInfo.from_json(task_id, entry)
+    return details
+
+
 def spec_from(directory: Path, config: Any, provenance: dict) -> DeploySpec:
     """The `DeploySpec` of a checkpoint from its lerobot policy config and its provenance."""
     state = provenance.get("state") or {}
@@ -213,6 +239,7 @@ def spec_from(directory: Path, config: Any, provenance: dict) -> DeploySpec:
         layout=layout,
         state_indices=indices,
         tasks=_tasks(provenance),
+        task_details=_task_details(provenance),
         action_dim=int(action.shape[0]),
         chunk_size=int(config.chunk_size),
         n_action_steps=int(config.n_action_steps),
@@ -237,6 +264,37 @@ def resolve_device(wanted: str) -> str:
     return str(device)
 
 
+def _skipped_init():
+    """A context in which modules are built without their random initialisation (transformers'
+    `no_init_weights`), or a plain one where this transformers has none."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers < 5: the weights are initialised, then overwritten (slower)
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
+def _policy_with_weights(directory: Path, config: Any) -> Any:
+    """`SmolVLAPolicy.from_pretrained(directory, config=config)`, without the random initialisation of
+    the weights the checkpoint overwrites: building SmolVLA at the real SmolVLM2-500M size takes 0.14 s
+    instead of 5.7 s (CPU), and a checkpoint missing a weight is an error instead of a random weight."""
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from safetensors.torch import load_model
+
+    with _skipped_init():
+        policy = SmolVLAPolicy(config)
+    missing, unexpected = load_model(policy, directory / "model.safetensors", strict=False, device="cpu")
+    if missing:
+        raise CheckpointError(
+            f"{directory}: model.safetensors lacks {len(missing)} weights: {sorted(missing)[:5]}"
+        )
+    if unexpected:
+        logger.warning(
+            "%s: %d weights the policy does not use: %s", directory, len(unexpected), unexpected[:5]
+        )
+    return policy
+
+
 def load_checkpoint(
     path: str | Path, *, device: str = "auto", vlm_model: str | None = None
 ) -> LoadedCheckpoint:
@@ -244,7 +302,6 @@ def load_checkpoint(
     `make_pre_post_processors(config, pretrained_path=...)`. `vlm_model` points the backbone (its config
     and tokenizer; the weights come from the checkpoint) at a local dir, for machines without the Hub."""
     from lerobot.policies.factory import make_pre_post_processors
-    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
     directory = find_checkpoint(path)
     provenance = read_provenance(directory)
@@ -261,7 +318,7 @@ def load_checkpoint(
         config.vlm_model_name = str(Path(vlm_model).expanduser().resolve())
         overrides["tokenizer_processor"] = {"tokenizer_name": config.vlm_model_name}
     try:
-        policy = SmolVLAPolicy.from_pretrained(directory, config=config)
+        policy = _policy_with_weights(directory, config)
     except OSError as exc:
         raise CheckpointError(
             f"{directory}: cannot load the policy's VLM backbone {config.vlm_model_name!r} ({exc}); pass a "

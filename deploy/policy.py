@@ -18,14 +18,21 @@ and `reset()` starts a new episode. Chunks are executed here, not by the evaluat
 Noise: each `reset()` re-seeds the policy's own generator with `seed`, and the flow-matching noise of
 each prediction is drawn from it (on the CPU, then moved), so the same observations after a reset give
 the same actions on any device order of calls and independently of other connections.
+
+A step is two halves around the model call, so that a server can run the steps of many policies (one
+per connection) as one batched call: `Policy.begin` adapts the observation and draws the noise when a
+prediction is due, `predict_together` runs any number of begun steps in one `ChunkModel.predict`, and
+`Policy.finish` turns the prediction into the action. `Policy.step` is the three in a row.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import time
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,18 +40,18 @@ import torch
 
 from deploy.adapter import ObservationAdapter, ObservationError, PolicyInputs
 from deploy.checkpoint import STATE_KEY, LoadedCheckpoint
+from deploy.execution import DEFAULT_ENSEMBLE_COEFF, ExecutionConfig
 
-DEFAULT_ENSEMBLE_COEFF = 0.01
+__all__ = [
+    "DEFAULT_ENSEMBLE_COEFF",
+    "ChunkModel",
+    "ExecutionConfig",
+    "Policy",
+    "Prediction",
+    "predict_together",
+]
 
-
-@dataclass(frozen=True)
-class ExecutionConfig:
-    """How chunks become actions. `action_steps=None` takes the checkpoint's `n_action_steps`."""
-
-    action_steps: int | None = None
-    ensemble: bool = False
-    ensemble_coeff: float = DEFAULT_ENSEMBLE_COEFF
-    seed: int = 0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,16 @@ class ChunkModel:
         self.device = torch.device(checkpoint.device)
         config = checkpoint.policy.config
         self.noise_shape = (config.chunk_size, config.max_action_dim)
+        self._warned_chunk_sizes: set[int] = set()
+
+    def warn_chunk_size_once(self, size: int) -> None:
+        """A client asked for more actions than a chunk holds: said once per size, not per request."""
+        if size not in self._warned_chunk_sizes:
+            self._warned_chunk_sizes.add(size)
+            logger.warning(
+                "__action_chunk_size__ %d is above the checkpoint's chunk of %d: replying without "
+                "action_chunk (the evaluator then asks once per step)", size, self.spec.chunk_size,
+            )  # fmt: skip
 
     def noise(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Standard-normal flow-matching noise (B, chunk_size, max_action_dim), drawn on the CPU."""
@@ -109,9 +126,46 @@ class Step:
     prediction: Prediction | None  # None when the action came from a chunk already predicted
 
 
+@dataclass(frozen=True)
+class PendingStep:
+    """A step `Policy.begin` prepared: its inputs, and the noise of its prediction when one is due."""
+
+    inputs: PolicyInputs
+    batched: bool
+    chunk_size: int | None  # K of a chunk the client replays itself
+    noise: torch.Tensor | None = field(repr=False)  # (B, chunk, max_action_dim); None: no model call
+
+    @property
+    def needs_model(self) -> bool:
+        return self.noise is not None
+
+    @property
+    def rows(self) -> int:
+        return self.inputs.batch_size
+
+
+def predict_together(model: ChunkModel, steps: Sequence[PendingStep]) -> list[Prediction]:
+    """One model call for the begun steps of any number of policies: their inputs and noise stacked,
+    the actions split back. Each step's actions equal those of its own call within float32 rounding
+    (each row's noise is its policy's; rows do not attend to each other)."""
+    if len(steps) == 1:
+        return [model.predict(steps[0].inputs, steps[0].noise)]
+    inputs = PolicyInputs(
+        images={key: np.concatenate([s.inputs.images[key] for s in steps]) for key in steps[0].inputs.images},
+        state=np.concatenate([s.inputs.state for s in steps]),
+        tasks=[task for s in steps for task in s.inputs.tasks],
+    )
+    together = model.predict(inputs, torch.cat([s.noise for s in steps]))
+    bounds = np.cumsum([0, *(s.rows for s in steps)])
+    return [
+        Prediction(together.actions[start:end], together.model_seconds, together.total_seconds)
+        for start, end in itertools.pairwise(bounds)
+    ]
+
+
 class Policy:
-    """One episode stream over a `ChunkModel`: `act`, `act_chunk`, `reset` (not thread-safe; one per
-    connection)."""
+    """One episode stream over a `ChunkModel`: `act`, `act_chunk`, `reset`, and `begin`/`finish` around
+    a shared model call (not thread-safe; one per connection, one step at a time)."""
 
     def __init__(self, model: ChunkModel, execution: ExecutionConfig | None = None) -> None:
         self.model = model
@@ -149,39 +203,49 @@ class Policy:
         """(action, chunk): the first `size` actions of a chunk predicted from this observation, for a
         client that replays them itself ([K, 23], or [B, K, 23] batched)."""
         step = self.step(observation, chunk_size=size)
-        assert step.chunk is not None
+        if step.chunk is None:
+            raise ValueError(f"act_chunk: {size} actions asked, a chunk holds {self.model.spec.chunk_size}")
         return (step.action, step.chunk) if step.batched else (step.action[0], step.chunk[0])
 
     def step(self, observation: Mapping[str, Any], chunk_size: int | None = None) -> Step:
+        pending = self.begin(observation, chunk_size)
+        prediction = predict_together(self.model, [pending])[0] if pending.needs_model else None
+        return self.finish(pending, prediction)
+
+    def begin(self, observation: Mapping[str, Any], chunk_size: int | None = None) -> PendingStep:
+        """Adapt the observation; draw the noise when this step needs a prediction. A `chunk_size` above
+        the checkpoint's chunk is served as a plain step (no `action_chunk`: the evaluator then asks once
+        per step) instead of an error that would abort its run."""
+        if chunk_size is not None and chunk_size < 1:
+            raise ObservationError(f"__action_chunk_size__: {chunk_size}, expected K >= 1")
+        if chunk_size is not None and chunk_size > self.model.spec.chunk_size:
+            self.model.warn_chunk_size_once(chunk_size)
+            chunk_size = None
         inputs, batched = self.model.adapter(observation)
         if self._batch_size not in (None, inputs.batch_size):
             self.reset()  # another number of environments: a new stream
         self._batch_size = inputs.batch_size
-        if chunk_size is not None:
-            return self._replayed_chunk(inputs, batched, chunk_size)
-        if self._ensembler is not None:
-            prediction = self._predict(inputs)
-            action = self._ensembler.update(torch.from_numpy(prediction.actions)).numpy()
-            return Step(action.astype(np.float32, copy=False), None, batched, prediction)
-        prediction = None
-        if not self._queue:
-            prediction = self._predict(inputs)
-            self._queue.extend(prediction.actions.transpose(1, 0, 2)[: self.action_steps])
-        return Step(self._queue.popleft(), None, batched, prediction)
+        due = chunk_size is not None or self._ensembler is not None or not self._queue
+        noise = self.model.noise(inputs.batch_size, self._generator) if due else None
+        return PendingStep(inputs, batched, chunk_size, noise)
 
-    def _replayed_chunk(self, inputs: PolicyInputs, batched: bool, size: int) -> Step:
+    def finish(self, pending: PendingStep, prediction: Prediction | None) -> Step:
+        """The action of a begun step, from its prediction (None when it needed none)."""
+        if pending.needs_model != (prediction is not None):
+            raise ValueError("finish: a step gets a prediction exactly when it needs one")
+        if pending.chunk_size is not None:
+            return self._replayed_chunk(pending, prediction)
+        if self._ensembler is not None:
+            action = self._ensembler.update(torch.from_numpy(prediction.actions)).numpy()
+            return Step(action.astype(np.float32, copy=False), None, pending.batched, prediction)
+        if prediction is not None:
+            self._queue.extend(prediction.actions.transpose(1, 0, 2)[: self.action_steps])
+        return Step(self._queue.popleft(), None, pending.batched, prediction)
+
+    def _replayed_chunk(self, pending: PendingStep, prediction: Prediction) -> Step:
         """A fresh chunk; the client executes it, so this stream's queued/ensembled actions are dropped."""
-        if not 1 <= size <= self.model.spec.chunk_size:
-            raise ObservationError(
-                f"__action_chunk_size__: {size} is outside 1..{self.model.spec.chunk_size} (the checkpoint's "
-                f"chunk size)"
-            )
-        prediction = self._predict(inputs)
         self._queue.clear()
         if self._ensembler is not None:
             self._ensembler.reset()
-        chunk = np.ascontiguousarray(prediction.actions[:, :size])
-        return Step(chunk[:, 0], chunk, batched, prediction)
-
-    def _predict(self, inputs: PolicyInputs) -> Prediction:
-        return self.model.predict(inputs, self.model.noise(inputs.batch_size, self._generator))
+        chunk = np.ascontiguousarray(prediction.actions[:, : pending.chunk_size])
+        return Step(chunk[:, 0], chunk, pending.batched, prediction)

@@ -5,7 +5,8 @@ An array travels as `{b"__ndarray__": True, b"data": bytes, b"dtype": str, b"sha
 numpy scalar as `{b"__npgeneric__": True, b"data": value, b"dtype": str}`. Decoding never runs code
 (no pickle, no object dtypes): only numeric and bool dtypes are accepted, an array's declared size is
 checked against the limit before its bytes are looked at, and must equal the bytes sent. Errors
-(`WireError`) name the key and what was expected.
+(`WireError`) name the key and what was expected, cut to `MAX_ERROR_CHARS` (`clip`): a client's key
+or value is never echoed whole (a 20 MB map key once came back as a 20 MB error frame and log line).
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ import numpy as np
 
 ALLOWED_DTYPE_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: what observations hold
 MAX_DIMS = 8
+MAX_KEY_CHARS = 80  # of a client's map key, in error texts
+MAX_ERROR_CHARS = 500  # of an error text or log line about a client's frame
 
 
 class WireError(ValueError):
     """A frame that is not a well-formed message of the protocol."""
+
+
+def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how much was cut (for texts that quote a client)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
 def _encode_default(obj: Any) -> Any:
@@ -105,6 +115,8 @@ def _key(key: Any, where: str) -> str:
 
 
 def _path(where: str, key: str) -> str:
+    """The key path of an error (`robot_r1::proprio`), the client's key cut to `MAX_KEY_CHARS`."""
+    key = clip(key, MAX_KEY_CHARS)
     return f"{where}::{key}" if where else key
 
 

@@ -30,7 +30,7 @@ class ServeProcess:
     """`b1k-serve ARGS` in a subprocess (the console script's module), with its log collected; `port` once
     it listens. Stopped with SIGTERM, as `docker stop` does."""
 
-    LISTENING = re.compile(r"serving on ws://[\d.]+:(\d+)")
+    LISTENING = re.compile(r"listening on ws://[\d.]+:(\d+)")
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}

@@ -4,7 +4,10 @@ prompt from the task table, and errors that name the key and what was expected."
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -70,7 +73,8 @@ def test_a_single_task_checkpoint_warns_once_for_another_task_id(spec_2025, capl
         tasks = [adapter(observation(3, task_id=7))[0].tasks[0] for _ in range(3)]
     assert tasks == ["hide the Easter eggs"] * 3
     assert [r.getMessage() for r in caplog.records].count(
-        "task_id 7: the checkpoint was trained on task 6 only ('hide the Easter eggs'); acting with its prompt"
+        "task_id 7: the checkpoint was trained on task 6 only ('hide the Easter eggs'), whose evaluator id is "
+        "not recorded; acting with its prompt"
     ) == 1
 
 
@@ -101,7 +105,12 @@ HEAD = CAMERA_KEYS["head"]
             _with(PROPRIO_KEY, np.zeros(61)),
             f"{PROPRIO_KEY}: expected shape [256] (the checkpoint's state layout is r1pro-2025",
         ),
-        (_with(TASK_KEY, np.int64(5)), "task_id: 5 is none of the checkpoint's tasks [0, 1]"),
+        (
+            _with(TASK_KEY, np.int64(5)),
+            "task_id: 5 is none of the checkpoint's tasks (0 'pick up the radio', 1 'put the dishes away')",
+        ),
+        (_with(TASK_KEY, np.zeros((1, 2), np.int64)), "task_id: expected an int, [1], [1] or [1, 1] ints"),
+        (_with(TASK_KEY, np.float64(1)), "task_id: expected an int, [1], [1] or [1, 1] ints"),
         (_without(TASK_KEY), "task_id: missing"),
         (
             _with(HEAD, np.zeros((5000, 2, 4), np.uint8)),
@@ -127,3 +136,108 @@ def test_a_2026_checkpoint_refuses_the_2025_proprio(spec_2026):
         ObservationError, match=r"expected shape \[61\] \(the checkpoint's state layout is r1pro-2026"
     ):
         ObservationAdapter(spec_2026)(observation(5, proprio_dim=256))
+
+
+@pytest.mark.parametrize(
+    "task_ids",
+    [np.int64(1), np.array([1]), np.array([1, 0, 1]), np.array([[1], [0], [1]]), [1, 0, 1]],
+    ids=["scalar", "[1]", "[B]", "[B,1] (2026)", "list"],
+)
+def test_task_ids_come_as_the_evaluators_send_them(spec_2025, task_ids):
+    obs = {**observation(6, batch=3), TASK_KEY: task_ids}
+    inputs, batched = ObservationAdapter(spec_2025)(obs)
+    expected = ["put the dishes away"] * 3 if np.size(task_ids) == 1 else [
+        "put the dishes away", "pick up the radio", "put the dishes away"
+    ]  # fmt: skip
+    assert batched and inputs.tasks == expected
+
+
+def test_one_environment_of_the_2026_evaluator_is_a_batch_of_one(spec_2026):
+    obs = {**observation(7, proprio_dim=61, sizes=(720, 480), batch=1), TASK_KEY: np.array([[0]])}
+    inputs, batched = ObservationAdapter(spec_2026)(obs)
+    assert batched and inputs.batch_size == 1 and inputs.state.shape == (1, 32)
+    assert inputs.tasks == ["pick up the radio"]
+
+
+def _tiny_batch(batch: int) -> dict:
+    """`batch` environments of 1 x 1 images: a small frame asking for a large model batch."""
+    obs = {key: np.zeros((batch, 1, 1, 4), np.uint8) for key in CAMERA_KEYS.values()}
+    return {**obs, PROPRIO_KEY: np.zeros((batch, 256), np.uint8), TASK_KEY: np.zeros((batch, 1), np.int64)}
+
+
+@pytest.mark.parametrize(
+    ("obs", "message"),
+    [
+        (
+            _tiny_batch(4000),
+            f"{HEAD}: a batch of 4000 environments, expected 1..16 per request (--max-batch)",
+        ),
+        (_tiny_batch(0), f"{HEAD}: a batch of 0 environments, expected 1..16"),
+        (
+            observation(8, sizes=(720, 480), batch=3),
+            "the request's 3 cameras hold 2,937,600 pixels, above the limit of 2,000,000 per request",
+        ),
+    ],
+    ids=["4000 environments", "none", "3 full-resolution environments over a 2 M pixel budget"],
+)
+def test_a_request_over_its_budget_is_refused_from_its_shapes_before_any_allocation(spec_2025, obs, message):
+    adapter = ObservationAdapter(spec_2025, max_batch=16, max_pixels=2_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ObservationError) as info:
+            adapter(obs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert message in str(info.value)
+    assert peak < 64 * 1024  # bytes: no frame was resized, copied or batched
+
+
+def _with_provenance(checkpoint, target, **fields):
+    """A copy of `checkpoint` whose b1k_provenance.json has `fields` replaced."""
+    shutil.copytree(checkpoint, target)
+    provenance = json.loads((target / "b1k_provenance.json").read_text())
+    provenance.update(fields)
+    (target / "b1k_provenance.json").write_text(json.dumps(provenance, indent=2))
+    return target
+
+
+def _details(evaluator_id):
+    return {
+        "6": {"name": "hiding_Easter_eggs", "instruction": "Hide the Easter eggs.", "prompt": "hide the eggs",
+              "evaluator_id": evaluator_id, "source_index": 0}
+    }  # fmt: skip
+
+
+def test_a_task_id_a_single_task_checkpoint_does_not_know_is_an_error_naming_its_tasks(
+    checkpoint_2025, tmp_path
+):
+    directory = _with_provenance(
+        checkpoint_2025, tmp_path / "ckpt", tasks={"6": "hide the eggs"}, task_details=_details(6)
+    )
+    spec = load_checkpoint(directory, device="cpu").spec
+    assert spec.task_details[6].name == "hiding_Easter_eggs" and spec.task_details[6].known
+    adapter = ObservationAdapter(spec)
+    assert adapter(observation(9, task_id=6))[0].tasks == ["hide the eggs"]
+    with pytest.raises(ObservationError) as info:
+        adapter(observation(9, task_id=17))
+    assert str(info.value) == (
+        "task_id: 17 is none of the checkpoint's tasks (6 hiding_Easter_eggs); pass --prompt to act on it anyway"
+    )
+    assert ObservationAdapter(spec, prompt="bring water")(observation(9, task_id=17))[0].tasks == [
+        "bring water"
+    ]
+
+
+def test_a_single_task_without_an_evaluator_id_acts_on_any_task_id(checkpoint_2025, tmp_path, caplog):
+    directory = _with_provenance(
+        checkpoint_2025, tmp_path / "ckpt", tasks={"6": "hide the eggs"}, task_details=_details(None)
+    )
+    adapter = ObservationAdapter(load_checkpoint(directory, device="cpu").spec)
+    with caplog.at_level(logging.WARNING, logger="deploy.adapter"):
+        tasks = [adapter(observation(9, task_id=17))[0].tasks[0] for _ in range(2)]
+    assert tasks == ["hide the eggs"] * 2
+    assert (
+        sum("task_id 17: the checkpoint was trained on task 6 only" in r.getMessage() for r in caplog.records)
+        == 1
+    )

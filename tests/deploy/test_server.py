@@ -24,8 +24,8 @@ LIMIT_MB = 16
 
 def serve(model, execution: ExecutionConfig | None = None) -> ServerThread:
     execution = execution or ExecutionConfig()
-    config = ServeConfig(host="127.0.0.1", port=0, max_message_bytes=LIMIT_MB * 2**20)
-    return ServerThread(PolicyServer(model, execution, config))
+    config = ServeConfig(host="127.0.0.1", ports=(0,), max_message_bytes=LIMIT_MB * 2**20)
+    return ServerThread(PolicyServer(execution, config), lambda: model)
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +143,7 @@ def _without(key: str) -> dict:
         (_without(CAMERA_KEYS["right_wrist"]), f"error: {CAMERA_KEYS['right_wrist']}: missing"),
         ({**observation(80), PROPRIO_KEY: np.zeros(100)}, f"error: {PROPRIO_KEY}: expected shape [256]"),
         ({**observation(80), TASK_KEY: np.int64(42)}, "error: task_id: 42 is none of the checkpoint's tasks"),
-        (
-            {**observation(80), "__action_chunk_size__": 99},
-            "error: __action_chunk_size__: 99 is outside 1..8",
-        ),
+        ({**observation(80), "__action_chunk_size__": 0}, "error: __action_chunk_size__: 0, expected K >= 1"),
     ],
 )
 def test_a_bad_observation_gets_a_text_error_and_the_connection_goes_on(server_2025, obs, message):
