@@ -45,13 +45,16 @@ class CorruptShardLog:
     of a shard skipped, or samples of it that do not decode).
     """
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, *, keep: bool = False):
+        """`keep`: go on with the records already in `path` (a resumed run: the shards its first part
+        skipped stay on record); else start it empty."""
         if path is None:
             fd, path = tempfile.mkstemp(prefix="b1k-corrupt-shards-", suffix=".jsonl")
             os.close(fd)
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        Path(self.path).write_text("")
+        if not (keep and Path(self.path).is_file()):
+            Path(self.path).write_text("")
 
     def record(self, error: ShardCorruptError, *, sample_only: bool = False) -> None:
         """Log and append a skip: of the rest of the shard, or with `sample_only` of one sample that

@@ -208,7 +208,10 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     if cfg.skip_corrupt:  # created before the DataLoader forks its workers; one file per rank
         from shards.guard import CorruptShardLog
 
-        corrupt = CorruptShardLog(output_dir / f"corrupt_shards_rank{rank}.jsonl")
+        # a resumed run keeps the record of the shards skipped before it
+        corrupt = CorruptShardLog(
+            output_dir / f"corrupt_shards_rank{rank}.jsonl", keep=cfg.resume is not None
+        )
     train_stream = data_mod.TrainStream(
         spec,
         chunk_size=cfg.chunk_size,

@@ -224,7 +224,8 @@ def test_skip_corrupt_counts_and_goes_on(small_set, tiny_backbone, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(small_set, broken)
     tar = broken / "train-000003.tar"
-    data = bytearray(tar.read_bytes())
+    good = tar.read_bytes()
+    data = bytearray(good)
     data[len(data) // 2] ^= 0xFF  # one flipped byte: only the sha256 at the end of the shard sees it
     tar.write_bytes(bytes(data))
     out = tmp_path / "run"
@@ -233,6 +234,14 @@ def test_skip_corrupt_counts_and_goes_on(small_set, tiny_backbone, tmp_path):
     assert result.exit_code == 0, result.output
     assert "skipped the rest of 1 corrupt shard" in result.output and "train-000003.tar" in result.output
     assert train_log(out)[60]["skipped_shards"] == 1
+    # resumed after the shard was repaired: the record of its skip before stays (it was truncated on
+    # every start)
+    tar.write_bytes(good)
+    args = _args(broken, tiny_backbone, out, "--max-steps", 61, "--save-every", 0, "--log-every", 1)
+    result = _invoke([*args, "--num-workers", 0, "--val-every", 0, "--skip-corrupt", "--resume", "last"])
+    assert result.exit_code == 0, result.output
+    assert "train-000003.tar" in (out / "corrupt_shards_rank0.jsonl").read_text()
+    assert train_log(out)[61]["skipped_shards"] == 1
 
 
 @pytest.mark.parametrize(
