@@ -34,10 +34,11 @@ from preprocess.episode import EpisodeResult, WorkTar, work_paths
 from preprocess.manifest import build_manifest
 from preprocess.plan import Plan, PreprocessConfig, PreprocessError
 from preprocess.workers import pool_size
-from schemas.manifest import MANIFEST_NAME, dump_manifest, validate_manifest
+from schemas.manifest import dump_manifest, validate_manifest
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
 from shards.stats import compute_stats, load_stats_values, write_stats_values
-from shards.writer import RawSample, ShardInfo, atomic_write_text, plan_shards, write_tar
+from shards.swap import swap_in_built
+from shards.writer import RawSample, ShardInfo, plan_shards, write_tar
 
 log = logging.getLogger(__name__)
 
@@ -272,14 +273,8 @@ def finalize(
 
 
 def replace_set(out: Path, stage: Path, manifest_text: str) -> None:
-    """Swap a complete new set (its shards and sidecars in `stage`) into `out`: the old manifest goes
-    first (from then on `out` reads as incomplete, never as a mix), then the old shards and sidecars;
-    the new files are renamed in (same filesystem: no copy) and the manifest is written last."""
-    (out / MANIFEST_NAME).unlink(missing_ok=True)
-    for entry in out.iterdir():
-        if entry.name.endswith((".tar", ".tmp")) and entry.is_file():
-            entry.unlink()
-    shutil.rmtree(out / "stats", ignore_errors=True)
-    for entry in stage.iterdir():
-        os.replace(entry, out / entry.name)
-    atomic_write_text(out / MANIFEST_NAME, manifest_text)
+    """Swap a complete new set (its shards and sidecars in `stage`) into `out` whole: the stage moves
+    beside `out`, gets its manifest and the two folders are exchanged in one step (`shards.swap`), so
+    a kill at any point leaves `out` with the old set (and the work dir `--resume` continues) or the
+    new one; the old set is removed last."""
+    swap_in_built(out, stage, manifest_text)

@@ -25,6 +25,7 @@ from preprocess.plan import Plan, PreprocessConfig, PreprocessError, make_plan
 from preprocess.workers import EpisodePool
 from schemas.manifest import MANIFEST_NAME
 from shards.lock import LOCK_NAME, FolderLock, FolderLockedError
+from shards.swap import restore_aside
 from shards.writer import atomic_write_text
 
 __all__ = ["PreprocessConfig", "PreprocessError", "prepare_output", "run"]
@@ -47,6 +48,7 @@ def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> dict:
         out = Path(config.output_dir)
         if out.exists() and not out.is_dir():
             raise PreprocessError(f"--output-dir {out}: exists and is not a directory")
+        restore_aside(out)  # a set a killed swap left beside the output folder (`shards.swap`)
         try:
             with FolderLock(out, TOOL):  # held until the manifest is written and the work dir removed
                 return _run_locked(plan, config, pool, started)
@@ -183,7 +185,7 @@ def _check_overwrite(out: Path, work: Path, entries: list[Path]) -> None:
             f"--overwrite: {out} holds files this tool did not write ({foreign[:10]}); "
             "remove them or choose another --output-dir"
         )
-    # The previous set stays until the new one is complete (`final_stage.replace_set`); an earlier
-    # run's unfinished work is not a result and goes now.
+    # The previous set stays until the new one is complete and swapped in whole (`final_stage.replace_set`,
+    # `shards.swap`); an earlier run's unfinished work is not a result and goes now.
     shutil.rmtree(work, ignore_errors=True)
     log.info("--overwrite: the new set is built beside the one in %s and replaces it once complete", out)

@@ -19,7 +19,7 @@ from schemas.manifest import (
     shards_of,
 )
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
-from shards.errors import ShardCorruptError, ShardSetError, verify_hint
+from shards.errors import ShardCorruptError, ShardNetworkError, ShardSetError, verify_hint
 from shards.fetch import fetch_bytes
 from shards.guard import CorruptShardLog, VerifiedShards, iter_checked_shard
 from shards.scan import ShardScan, location_kind
@@ -129,6 +129,8 @@ def open_shard_set(location: str | Path) -> ShardSet:
         )
     try:
         text = read_location(manifest_url, MAX_MANIFEST_BYTES, "manifest")
+    except ShardNetworkError as exc:  # its message says what failed, how often
+        raise ManifestError(f"{manifest_url}: cannot read the manifest: {exc}") from exc
     except ShardSetError as exc:
         raise ManifestError(f"{manifest_url}: cannot read the manifest ({exc.__cause__ or exc})") from exc
     return ShardSet(location, root, parse_manifest(text, where=manifest_url))

@@ -178,7 +178,7 @@ def _command(url: str, limits: TransferLimits) -> list[str] | str:
         return url[len("pipe:") :]
     # No retries of curl's own (ours are logged and counted: `shards.fetch`); redirects stay on http(s).
     return [
-        "curl", "--fail", "--silent", "--location", "--proto", "=http,https", "--proto-redir", "=http,https",
+        "curl", "--fail", "--silent", "--no-buffer", "--location", "--proto", "=http,https", "--proto-redir", "=http,https",
         "--connect-timeout", f"{limits.connect_s:g}", "--url", url,
     ]  # fmt: skip
 

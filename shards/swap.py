@@ -29,6 +29,7 @@ from pathlib import Path
 
 from schemas.manifest import MANIFEST_NAME
 from shards.lock import LOCK_NAME
+from shards.writer import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,27 @@ def swap_in(out: Path, stage: Path) -> None:
         else:
             raise
     _sync_folder(out.parent)
+
+
+def swap_in_built(out: Path, files: Path, manifest_text: str) -> None:
+    """Make the shards and sidecars in `files` (a folder on OUT's filesystem, e.g. inside OUT) with
+    this manifest OUT's set: `files` moves beside OUT, gets its manifest, and is swapped in
+    (`swap_in`); the old set is removed last. Until the swap OUT keeps its old set (and whatever else
+    it held, e.g. a work dir that `--resume` continues)."""
+    out = Path(out).resolve()
+    stage = staged_path(out)
+    shutil.rmtree(stage, ignore_errors=True)  # a killed run's leftover (OUT's lock is held)
+    try:
+        os.rename(files, stage)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_RENAME:
+            raise
+        atomic_write_text(Path(files) / MANIFEST_NAME, manifest_text)
+        _replace_inside(out, Path(files), exc)
+        return
+    atomic_write_text(stage / MANIFEST_NAME, manifest_text)
+    swap_in(out, stage)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def _exchange(a: Path, b: Path) -> None:

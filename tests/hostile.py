@@ -91,3 +91,57 @@ def one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if "error:" in line]
     assert lines, stderr[-3000:]
     return lines[-1]
+
+
+# The file-system changes a command makes, each a point at which `killed_at_step` can kill it.
+MUTATIONS = (
+    ("os", "rename"), ("os", "replace"), ("os", "link"), ("os", "unlink"), ("os", "rmdir"), ("os", "mkdir"),
+    ("shards.swap", "_exchange"),
+)  # fmt: skip
+
+
+def killed_at_step(step: int, action, armed=None) -> bool:
+    """Run `action()` in a forked child that SIGKILLs itself (no clean-up of any kind, like a kill -9)
+    just before its `step`-th file-system change (`MUTATIONS`; counted from the first, or from the
+    moment `armed` = (module, name) is first called). True if it was killed, False if it finished first."""
+    import importlib
+    import os
+    import signal
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the test run
+        try:
+            count, live = [0], [armed is None]
+
+            def counting(fn):
+                def change(*args, **kwargs):
+                    if live[0]:
+                        count[0] += 1
+                        if count[0] == step:
+                            os.kill(os.getpid(), signal.SIGKILL)
+                    return fn(*args, **kwargs)
+
+                return change
+
+            def arming(fn):
+                def start(*args, **kwargs):
+                    live[0] = True
+                    return fn(*args, **kwargs)
+
+                return start
+
+            for module, name in MUTATIONS:
+                target = importlib.import_module(module)
+                setattr(target, name, counting(getattr(target, name)))
+            if armed is not None:
+                target = importlib.import_module(armed[0])
+                setattr(target, armed[1], arming(getattr(target, armed[1])))
+            action()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return True
+    assert os.WEXITSTATUS(status) == 0, "the command failed before it could be killed"
+    return False

@@ -5,12 +5,18 @@ rewritten after it was hashed is hashed again; text from a set is printed escape
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import time
+from http.server import BaseHTTPRequestHandler
+from typing import ClassVar
 
 import pytest
 
+from schemas.manifest import MAX_MANIFEST_BYTES
 from shards.guard import VerifiedShards, iter_checked_shard
 from shards.lock import LOCK_NAME, FolderLock, FolderLockedError
 from shards.tar import MAX_MEMBER_BYTES
@@ -23,6 +29,7 @@ from tests.hostile import (
     shard_entry,
     sized_header,
 )
+from tests.shards.conftest import serving
 from tests.shardsets import read_manifest
 
 # Records of a pax header a naive loop never gets past (length 0, negative), or that run past its data.
@@ -186,3 +193,113 @@ def test_verify_escapes_control_characters_from_sample_data_in_its_lines(shard_s
     done = run_cli("shards.cli", "verify", shard_set)
     assert "\x1b" not in done.stdout + done.stderr and "a\\x1bb.tar" in done.stderr
     assert manifest  # the name is refused as it is read, and the error line says it escaped
+
+
+# ----------------------------------------------------------------------------- endless and dripping servers
+FAST_LIMITS = {"B1K_MIN_RATE": "2048", "B1K_RATE_WINDOW_S": "1", "B1K_CONNECT_TIMEOUT_S": "5"}
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """Serves `files` (path -> bytes) as they are, except `endless` paths (a 200 that never ends, 1 MB
+    at a time) and `drip` paths (a byte every `drip_s` seconds)."""
+
+    files: ClassVar[dict] = {}
+    endless: ClassVar[set] = set()
+    drip: ClassVar[set] = set()
+    drip_s = 0.3
+
+    def do_GET(self):
+        cls = type(self)
+        if self.path not in cls.files and self.path not in cls.endless | cls.drip:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the reader hangs up: what it should do
+            if self.path in cls.endless:
+                while True:
+                    self.wfile.write(b"[" * (1 << 20))
+            elif self.path in cls.drip:
+                for byte in cls.files.get(self.path, b"{" * 10**6):
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(cls.drip_s)
+            else:
+                self.wfile.write(cls.files[self.path])
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def hostile_server(shard_set, monkeypatch):
+    """(handler class, base URL) serving the default set's files at /set/..., each overridable."""
+    for name, value in FAST_LIMITS.items():
+        monkeypatch.setenv(name, value)
+    files = {
+        f"/set/{p.relative_to(shard_set).as_posix()}": p.read_bytes()
+        for p in shard_set.rglob("*")
+        if p.is_file()
+    }
+    handler = type("Handler", (_Hostile,), {"files": files, "endless": set(), "drip": set()})
+    with serving(handler) as url:
+        yield handler, f"{url}/set"
+
+
+def _peak_rss_mb(done_stderr: str) -> float:
+    return float(done_stderr.rsplit("PEAK_RSS_MB=", 1)[1].split()[0])
+
+
+# b1k-shards, then its peak resident memory (VmHWM: of this program alone, unlike ru_maxrss, which an
+# exec'd child inherits from the process that forked it)
+MEASURED = (
+    "import re, sys\n"
+    "from shards.cli import main\n"
+    "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+    "peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+    "print('PEAK_RSS_MB=%.1f' % (int(peak) / 1024), file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _verify_measured(url: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURED, "verify", url],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    return done, time.monotonic() - started
+
+
+def test_an_endless_remote_manifest_is_refused_at_its_size_limit_with_bounded_memory(hostile_server):
+    handler, url = hostile_server
+    handler.endless.add("/set/manifest.json")
+    done, seconds = _verify_measured(url)
+    line = one_error_line(done.stderr)
+    assert done.returncode == 1 and f"more than {MAX_MANIFEST_BYTES} bytes" in line, line
+    assert _peak_rss_mb(done.stderr) < 300 + 2 * MAX_MANIFEST_BYTES / 2**20  # the limit, not the stream
+    assert seconds < 60
+
+
+def test_a_dripping_remote_manifest_ends_in_a_network_error_in_bounded_time(hostile_server):
+    handler, url = hostile_server
+    handler.drip.add("/set/manifest.json")
+    done, seconds = _verify_measured(url)
+    line = one_error_line(done.stderr)
+    assert done.returncode == 1 and "too slow" in line and "4 attempts" in line, line
+    assert seconds < 4 * 1.5 + 7 + 15  # 4 windows of 1 s (+ the poll's rounding), 7 s of backoff, start-up
+
+
+def test_a_dripping_shard_and_an_endless_sidecar_are_errors_not_waits(hostile_server):
+    handler, url = hostile_server
+    handler.drip.add("/set/train-000000.tar")
+    handler.endless.add("/set/stats/action.npy")
+    done, seconds = _verify_measured(url, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "BAD  train-000000.tar" in done.stdout and "too slow" in done.stdout, done.stdout
+    assert "stats sidecar stats/action.npy: cannot read" in done.stdout, done.stdout
+    assert seconds < 60
