@@ -99,14 +99,3 @@ def iter_episode_frames(
             f"first missing frame is {expected}",
             episode_index,
         )
-
-
-def count_frames(path: str | Path) -> int:
-    """Decode a whole file and count its frames (tests and benchmarks: the bare sequential decode)."""
-    n = 0
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for _ in container.decode(stream):
-            n += 1
-    return n
