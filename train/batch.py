@@ -252,13 +252,13 @@ class BatchBuffers:
             self._writers[slot] = BatchWriter(self.format, self.buffers[slot], self.batch_size, slot)
         return self._writers[slot].start()
 
-    def batch(self, ref: BatchRef, *, copy: bool = True, pin_memory: bool = False) -> dict[str, Any]:
+    def batch(self, ref: BatchRef, *, copy: bool = True, into: torch.Tensor | None = None) -> dict[str, Any]:
         """The batch `ref` names: tensors as views of its shared buffer (valid until the trainer takes
-        a few more batches), or with `copy`, of a private copy (one memcpy; into pinned memory for fast
-        host-to-GPU copies with `pin_memory`)."""
+        a few more batches), or with `copy`, of a private copy (one memcpy), made in `into` when given
+        (a pinned buffer the trainer reuses, `PinnedBuffers`)."""
         buffer = self.buffers[ref.slot]
-        if copy or pin_memory:
-            own = allocate_batch(self.layout, pin_memory=pin_memory)
+        if copy or into is not None:
+            own = allocate_batch(self.layout) if into is None else into
             np.copyto(own.numpy(), buffer.numpy())
             return {**ref.lists, **{slot.key: slot.view(own, ref.rows) for slot in self.layout}}
         if ref.slot not in self._views:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from shards.codec import retain_freed_memory
-from train.batch import PREFETCH_ITEMS, BatchRef
+from train.batch import PREFETCH_ITEMS, BatchLayout, BatchRef, allocate_batch
 from train.stream import TrainStream, ValStream
 
 
@@ -39,18 +39,51 @@ def _as_is(item: Any) -> Any:
     return item
 
 
+class PinnedBuffers:
+    """Two pinned host buffers the trainer copies its batches into, in turn, for asynchronous
+    host-to-GPU copies: made once, where a fresh pinned buffer per batch cost a page-locking
+    allocation every step (cudaHostAlloc of a whole batch; not yet measured on a GPU: `make test-gpu`).
+
+    A buffer is refilled only after the GPU has done reading it: when the consumer asks for the next
+    batch it has queued its copies of this one, so an event recorded then on the current stream marks
+    their end, and the refill two batches later waits for it."""
+
+    def __init__(self, layout: BatchLayout, count: int = 2):
+        self.buffers = [allocate_batch(layout, pin_memory=True) for _ in range(count)]
+        self.events: list[torch.cuda.Event | None] = [None] * count
+        self.turn = 0
+
+    def take(self) -> torch.Tensor:
+        event = self.events[self.turn]
+        if event is not None:
+            event.synchronize()
+        return self.buffers[self.turn]
+
+    def handed_over(self) -> None:
+        """The consumer is done queueing work on the buffer last taken."""
+        event = torch.cuda.Event()
+        event.record()
+        self.events[self.turn] = event
+        self.turn = (self.turn + 1) % len(self.buffers)
+
+
 def batches(loader: DataLoader, *, pin_memory: bool = False, copy: bool = True) -> Iterator[dict[str, Any]]:
     """One pass of `loader` (endless for a train stream), batch by batch, their tensors copied out of
-    the workers' buffers (into pinned memory for fast host-to-GPU copies when `pin_memory`).
+    the workers' buffers (into reused pinned buffers for asynchronous host-to-GPU copies when
+    `pin_memory`: `PinnedBuffers`).
 
     `copy=False` (without `pin_memory`) saves that copy: the tensors are then views of a worker's
     buffer, which it refills once the consumer has taken a few further batches. A loop that is done
     with each batch before it takes the next (b1k-train on CPU) may use them; code that keeps
     batches must copy."""
     buffers = loader.dataset.buffers
+    pinned = PinnedBuffers(buffers.layout) if pin_memory and buffers is not None else None
     for item in loader:
-        if isinstance(item, BatchRef):
-            yield buffers.batch(item, copy=copy, pin_memory=pin_memory)
+        if isinstance(item, BatchRef) and pinned is not None:
+            yield buffers.batch(item, into=pinned.take())
+            pinned.handed_over()
+        elif isinstance(item, BatchRef):
+            yield buffers.batch(item, copy=copy)
         elif pin_memory:
             yield {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in item.items()}
         else:
