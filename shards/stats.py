@@ -111,3 +111,39 @@ def episode_columns(entry: dict) -> list[tuple[int, int]] | None:
 def load_stats_values(path: Path) -> np.ndarray:
     """The (D, N) sidecar, memory-mapped (merging many tasks need not fit in memory)."""
     return np.load(path, mmap_mode="r")
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # stats reach the model as float32: larger is inf there
+_RELATIVE_SLACK = 1e-6  # rounding of stats computed in float64 (and written as JSON)
+
+
+def stats_problems(stats: dict, key: str) -> list[str]:
+    """What makes the stats of `key` (one manifest's `stats[key]`) impossible for any data, per dim:
+    a value past float32; mean or q01/q99 outside [min, max]; a std above half the range, or below
+    what `count` values spread over that range must have (range / sqrt(2 * count): a std of 0 or
+    1e-300 on data that varies). Normalising with such stats divides by ~0 (a loss of 5e19), so a
+    trainer refuses them. Stats of constant data (min == max, std 0) are consistent."""
+    count = stats.get("count", 0)
+    if not isinstance(count, int) or count <= 0:
+        return [f"stats.{key}.count is {count!r}: no frames"]
+    problems = []
+    columns = zip(*(stats[name] for name in ("mean", "std", "min", "max", "q01", "q99")), strict=True)
+    for dim, (mean, std, low, high, q01, q99) in enumerate(columns):
+        values = (mean, std, low, high, q01, q99)
+        slack = _RELATIVE_SLACK * max(abs(low), abs(high), 1e-30)
+        spread = high - low
+        if max(abs(v) for v in values) > FLOAT32_MAX:
+            wrong = "a value beyond float32's range"
+        elif not (
+            low - slack <= q01 <= q99 + slack and q99 <= high + slack and low - slack <= mean <= high + slack
+        ):
+            wrong = f"mean {mean:g}, q01 {q01:g} or q99 {q99:g} outside [min {low:g}, max {high:g}]"
+        elif not spread / np.sqrt(2 * count) * (1 - _RELATIVE_SLACK) - slack <= std <= spread / 2 + slack:
+            wrong = (
+                f"std {std:g} is impossible for {count} values from {low:g} to {high:g} "
+                f"(it must be {spread / np.sqrt(2 * count):.3g}..{spread / 2:.3g})"
+            )
+        else:
+            continue
+        problems.append(f"stats.{key} dim {dim}: {wrong}")
+    return problems

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from shards.codec import decode_member, decode_npy
 from shards.errors import ShardCorruptError
 from shards.reader import ShardSet
 from shards.scan import ShardScan, digest_file, end_problems, local_size_problem, size_problem
-from shards.stats import compute_stats
+from shards.stats import compute_stats, stats_problems
 
 MAX_SAMPLE_PROBLEMS = 5
 STATS_RTOL = 1e-9
@@ -337,21 +338,39 @@ def _check_stats(shard_set: ShardSet, quick: bool, report: VerifyReport) -> None
                 )
 
 
-def _check_splits(manifest: dict, report: VerifyReport) -> None:
+def overlap_problems(manifest: dict) -> list[str]:
+    """Episodes in both splits: the val numbers then measure training data."""
     overlap = set(manifest["splits"]["train"]["episodes"]) & set(manifest["splits"]["val"]["episodes"])
-    if overlap:
-        report.set_problems.append(f"episodes {sorted(overlap)[:10]} are in both train and val")
+    return [f"episodes {sorted(overlap)[:10]} are in both train and val"] if overlap else []
+
+
+def listing_problems(manifest: dict) -> list[str]:
+    """Shards listed twice (by name, or the same bytes under two names) and split totals that differ
+    from their shards'."""
+    problems = []
     for split in SPLITS:
         entry = manifest["splits"][split]
         listed = sum(s["samples"] for s in entry["shards"])
         if isinstance(entry.get("samples"), int) and entry["samples"] != listed:
-            report.set_problems.append(
-                f"splits.{split}.samples is {entry['samples']}, its shards list {listed}"
-            )
+            problems.append(f"splits.{split}.samples is {entry['samples']}, its shards list {listed}")
+    shards = {(s["name"], s["sha256"]) for split in SPLITS for s in manifest["splits"][split]["shards"]}
     names = [s["name"] for split in SPLITS for s in manifest["splits"][split]["shards"]]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        report.set_problems.append(f"shards listed more than once: {repeated}")
+    if repeated := sorted(n for n, times in Counter(names).items() if times > 1):
+        problems.append(f"shards listed more than once: {repeated[:10]}")
+    digests = Counter(digest for _, digest in shards)
+    if copies := sorted(name for name, digest in shards if digests[digest] > 1):
+        problems.append(f"shards with the same bytes under other names: {copies[:10]}")
+    return problems
+
+
+def stats_set_problems(manifest: dict) -> list[str]:
+    """The manifest's stats, where no data could have them (`shards.stats.stats_problems`)."""
+    return [problem for key in STAT_KEYS for problem in stats_problems(manifest["stats"][key], key)]
+
+
+def _check_splits(manifest: dict, report: VerifyReport) -> None:
+    report.set_problems.extend(overlap_problems(manifest) + listing_problems(manifest))
+    report.set_problems.extend(stats_set_problems(manifest))
 
 
 def verify_set(

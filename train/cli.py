@@ -155,6 +155,14 @@ def _last_line(text: str) -> str:
     "counted in the log and listed in corrupt_shards_rank<R>.jsonl.",
 )
 @opt(
+    "--allow-split-overlap",
+    "allow_split_overlap",
+    is_flag=True,
+    default=False,
+    help="Train although episodes are in both the train and the val split of a set (refused otherwise, like "
+    "every problem `b1k-shards verify` reports in a manifest; here the val loss then measures training data).",
+)
+@opt(
     "--gpu-id",
     "gpu_id",
     type=click.IntRange(min=0),

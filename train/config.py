@@ -64,6 +64,7 @@ class TrainConfig:
     stratify: bool = True  # episode-stratified picks from the shuffle buffer
     task_balance: bool = False  # repeat a small task's samples so that it weighs like the largest
     skip_corrupt: bool = False  # skip (and count) corrupt shards instead of stopping
+    allow_split_overlap: bool = False  # train although episodes are in both train and val (logged)
     progress: bool = True
     log_sample_keys: bool = False
     action_repr: str = "absolute"  # or "relative" (train.recipes)

@@ -23,7 +23,9 @@ import torch.distributed as dist
 from shards.codec import retain_freed_memory
 from train import data as data_mod
 from train.action_eval import ActionEval, make_action_eval
+from train.batch import SLOTS_PER_WORKER, layout_bytes
 from train.checkpoint import check_resumed, data_order, first_load_report, resume_target
+from train.checks import check_buffer_memory, check_cameras, refuse_broken
 from train.config import TrainConfig, TrainError
 from train.data import DataSpec, DataSpecError
 from train.logs import RunLog
@@ -141,7 +143,6 @@ def limit_cpu_threads(device: torch.device, num_workers: int, world: int) -> Non
 
 def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     """Everything before the first step, in the order exact resuming needs (module docstring)."""
-    from lerobot.common.train_utils import load_training_state
     from lerobot.utils.random_utils import set_seed
 
     main, rank, world = dist_info.main, dist_info.rank, dist_info.world
@@ -152,8 +153,10 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise TrainError("--batch-size and --max-steps must be >= 1")
 
-    # Data and the action recipe
+    # Data and the action recipe; what verify calls broken, and camera claims no image has, refused
     spec = data_mod.open_data(cfg.shards, task_balance=cfg.task_balance)
+    refuse_broken(spec, cfg.allow_split_overlap)
+    check_cameras(spec)  # before a buffer is sized by the manifest's camera sizes
     task_repeats = _task_repeats(cfg, spec, main)
     _check_chunk_size(cfg, spec)
     alpha = spec.manifest_alpha if cfg.temporal_alpha is None else float(cfg.temporal_alpha)
@@ -181,7 +184,7 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     scheduler = policy.config.get_scheduler_preset().build(optimizer, cfg.max_steps)
     step = 0
     if resume_dir is not None:
-        step, optimizer, scheduler = load_training_state(resume_dir, optimizer, scheduler)
+        step, optimizer, scheduler = _load_training_state(resume_dir, optimizer, scheduler, cfg.max_steps)
         check_resumed(resume_dir, cfg, data_order(cfg, world, spec, task_repeats))
         if main:
             logger.info(f"resumed from {resume_dir} at step {step}")
@@ -212,6 +215,7 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
         corrupt = CorruptShardLog(
             output_dir / f"corrupt_shards_rank{rank}.jsonl", keep=cfg.resume is not None
         )
+    _check_buffers(cfg, spec)
     train_stream = data_mod.TrainStream(
         spec,
         chunk_size=cfg.chunk_size,
@@ -278,6 +282,37 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
         key_log=key_log,
         progress=progress,
     )
+
+
+def _load_training_state(resume_dir: Path, optimizer, scheduler, max_steps: int) -> tuple[int, Any, Any]:
+    """lerobot's `load_training_state` (optimizer, scheduler, step, RNG), its failures one `TrainError`
+    naming the checkpoint, and a step that is not the checkpoint's own (a negative one would train
+    silently from there) refused."""
+    from lerobot.common.train_utils import load_training_state
+
+    try:
+        step, optimizer, scheduler = load_training_state(resume_dir, optimizer, scheduler)
+    except Exception as exc:  # a truncated safetensors file, a garbage RNG state: whatever lerobot says
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise TrainError(
+            f"--resume {resume_dir}: cannot load its training state ({type(exc).__name__}: {reason}); "
+            "resume from another checkpoint"
+        ) from None
+    expected = int(resume_dir.name) if resume_dir.name.isdigit() else None
+    if not isinstance(step, int) or step < 0 or (expected is not None and step != expected):
+        raise TrainError(
+            f"--resume {resume_dir}: its training state says step {step!r}, the checkpoint is step {expected}; "
+            "resume from another checkpoint"
+        )
+    return step, optimizer, scheduler
+
+
+def _check_buffers(cfg: TrainConfig, spec: DataSpec) -> None:
+    """The shared batch buffers (train and val workers') fit this machine's memory: checked before any is made."""
+    slots = (cfg.num_workers + min(cfg.num_workers, 2)) * SLOTS_PER_WORKER
+    if slots:
+        layout = data_mod.SampleFormat.of(spec, cfg.chunk_size).layout(cfg.batch_size)
+        check_buffer_memory(layout_bytes(layout), slots)
 
 
 def _task_repeats(cfg: TrainConfig, spec: DataSpec, main: bool) -> dict[str, int] | None:
