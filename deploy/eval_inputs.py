@@ -17,7 +17,7 @@ from deploy.policy import ChunkModel, ExecutionConfig
 from schemas.manifest import ManifestError, state_layout_of
 from schemas.r1pro import LayoutError, camera_for_key
 from schemas.sample import STATE_MEMBER, image_member
-from shards.codec import decode_image_into, decode_npy
+from shards.codec import check_image_size, decode_image_into, decode_npy
 from shards.reader import ShardSet
 
 
@@ -68,6 +68,24 @@ def image_members(
     if steps is not None and not (execution.ensemble or steps <= spec.chunk_size):
         raise EvalError(f"--action-steps {steps}: above the chunk size {spec.chunk_size} of {spec.path}")
     return members
+
+
+def input_problems(raw: dict, meta: dict, manifest: dict) -> list[str]:
+    """What `sample_problems` leaves to the evaluation's own reads: each camera's image must be its
+    stored size by its header (read before anything is decoded or allocated: an oversized JPEG is an
+    error, not a decode), and the json's progress a number in [0, 1] (NaN would bin nowhere)."""
+    problems = []
+    for name, camera in manifest["cameras"].items():
+        member = image_member(name, camera.get("encoding", "jpeg"))
+        if member in raw:
+            try:
+                check_image_size(raw[member], int(camera["height"]), int(camera["width"]))
+            except ValueError as exc:
+                problems.append(f"{member}: {exc}")
+    progress = meta.get("progress") if isinstance(meta, dict) else None
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 1:
+        problems.append(f"json progress {progress!r:.40}: expected a number in [0, 1]")
+    return problems
 
 
 def policy_inputs(

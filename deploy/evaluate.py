@@ -48,7 +48,7 @@ import numpy as np
 from deploy.checkpoint import CheckpointError, DeploySpec, LoadedCheckpoint, load_checkpoint
 from deploy.eval_config import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig, EvalError
 from deploy.eval_frames import EvalFrames, Frame, select_windows
-from deploy.eval_inputs import InputsAdapter, frame_seed, image_members
+from deploy.eval_inputs import InputsAdapter, frame_seed, image_members, input_problems
 from deploy.eval_replay import evaluate_baseline, executed, open_loop
 from deploy.eval_tally import Tally, breakdown, executed_row
 from deploy.policy import ChunkModel
@@ -154,12 +154,13 @@ def _checked_members(raw: dict, manifest: dict) -> dict:
     try:
         decoded = {m: decode_npy(raw[m]) for m in (STATE_MEMBER, ACTION_MEMBER, ACTION_IS_PAD_MEMBER)}
         decoded[JSON_MEMBER] = _json(raw)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, RecursionError) as exc:  # RecursionError: json nested too deep
         raise EvalError(
-            f"{raw.get('__url__')}: sample {raw.get('__key__')}: {type(exc).__name__}: {exc}"
+            f"{raw.get('__url__')}: sample {raw.get('__key__')}: {type(exc).__name__}: {str(exc)[:200]}"
         ) from None
     state_dim, horizon = len(manifest["state"]["indices"]), int(manifest["horizon"])
     problems = sample_problems(decoded, state_dim, int(manifest["action"]["dim"]), horizon)
+    problems += input_problems(raw, decoded[JSON_MEMBER], manifest)  # images by their headers, progress
     if problems:
         raise EvalError(f"{raw.get('__url__')}: sample {raw.get('__key__')}: {'; '.join(problems)}")
     return decoded[JSON_MEMBER]
