@@ -67,20 +67,21 @@ def check_cameras(spec: DataSpec) -> None:
 
 def _first_sample(src: ShardSource) -> dict:
     """The first sample of the set's first readable train shard (a corrupt one is left to the stream,
-    which stops on it or, with `--skip-corrupt`, skips it)."""
+    which stops on it or, with `--skip-corrupt`, skips it; when none can be read, the first one's error)."""
+    first_error: ShardSetError | None = None
     for ref in src.train:
         try:
             samples = iter_checked_shard(ref.url, entry=ref.entry, members=ref.members, location=ref.location)
             sample = next(samples, None)
             samples.close()
         except ShardSetError as exc:
-            logger.debug("camera check: %s", exc)
+            first_error = first_error or exc
             continue
         if sample is not None:
             return sample
-    raise DataSpecError(
-        f"{src.location}: none of its train shards can be read; see `b1k-shards verify {src.location}`"
-    )
+    if first_error is not None:
+        raise first_error
+    raise DataSpecError(f"{src.location}: its train shards hold no sample")
 
 
 def check_buffer_memory(buffer_bytes: int, buffers: int) -> None:
