@@ -85,6 +85,7 @@ class ServeConfig:
     ping_interval_s: float = DEFAULT_PING_INTERVAL_S
     ping_timeout_s: float = DEFAULT_PING_TIMEOUT_S
     max_queue: int = DEFAULT_MAX_QUEUE
+    close_timeout_s: float = 2.0  # for a client's close reply at shutdown (a paused one sends none)
     prepare_threads: int = field(default_factory=_default_prepare_threads)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     log_every: int = 500  # steps per connection between latency logs
@@ -183,6 +184,7 @@ class PolicyServer:
             compression=None,
             ping_interval=self.config.ping_interval_s,
             ping_timeout=self.config.ping_timeout_s,
+            close_timeout=self.config.close_timeout_s,
         )
 
     @contextlib.asynccontextmanager
