@@ -48,7 +48,7 @@ test-gpu: setup
 	$(PY) -m tests.gpu.run --out gpu-output
 
 demo: setup
-	$(PY) -m train.demo --out demo-output
+	$(PY) -m demo --out demo-output
 
 bench: setup
 	$(PY) -m tests.benchmarks.run --out bench-output

@@ -218,12 +218,33 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
         _require_task_key(key, f"{where}.tasks")
         if not isinstance(task, str):
             raise ManifestError(f"{where}.tasks.{key}: expected a task string, got {type(task).__name__}")
+    _validate_task_details(manifest, where)
     for key, sidecar in (manifest.get("stats_values") or {}).items():
         at = f"{where}.stats_values.{key}"
         require_set_name(_require(sidecar, "name", str, at), f"{at}.name")
         _require_count(sidecar, "bytes", at, most=MAX_SHARD_BYTES)  # what a reader of it reads at most
         _require(sidecar, "sha256", str, at)
     return manifest
+
+
+def _validate_task_details(manifest: dict, where: str) -> None:
+    """`task_details` (optional; sets written since tasks carry the evaluator's id): per task id of
+    `tasks`, its name, instruction, prompt and evaluator id (`schemas.tasks.TaskInfo`)."""
+    if "task_details" not in manifest:
+        return
+    for task, detail in _require(manifest, "task_details", dict, where).items():
+        at = f"{where}.task_details.{task:.40}"
+        _require_task_key(task, f"{where}.task_details")
+        _require(detail, "name", str, at)
+        _require(detail, "prompt", str, at)
+        evaluator_id = detail.get("evaluator_id")
+        if evaluator_id is not None and (not isinstance(evaluator_id, int) or isinstance(evaluator_id, bool)):
+            raise ManifestError(f"{at}.evaluator_id: expected an int or null, got {evaluator_id!r:.40}")
+        instruction = detail.get("instruction")
+        if instruction is not None and not isinstance(instruction, str):
+            raise ManifestError(
+                f"{at}.instruction: expected a string or null, got {type(instruction).__name__}"
+            )
 
 
 def json_depth(value: Any) -> int:

@@ -8,13 +8,13 @@
 * `synthetic_dataset` -- factory: `synthetic_dataset(layout="v2.1", lengths=(5, 7), ...)` builds (and
   caches per session) a dataset for any `SyntheticConfig` fields.
 
-* `tiny_backbone` -- `train.tiny_backbone.build_tiny_backbone` once per session (vision image_size 32,
+* `tiny_backbone` -- `demo.backbone.build_tiny_backbone` once per session (vision image_size 32,
   patch 8): the offline stand-in for SmolVLM that every training test loads.
 * `quickstart_run` -- the README's quick start (b1k-preprocess -> b1k-shards -> b1k-train with 8
   workers, 4 steps) on `synthetic_v30`, once per session: the end-to-end run that tests/test_readme.py
   and tests/train/test_train.py both check (`tests.test_readme.QuickstartRun`).
 
-Each dataset fixture returns a `preprocess.synthetic.SyntheticDatasetInfo` (`.root`, `.episodes`, `.camera_sizes`, ...).
+Each dataset fixture returns a `demo.synthetic.SyntheticDatasetInfo` (`.root`, `.episodes`, `.camera_sizes`, ...).
 Treat the built datasets as read-only: tests that corrupt files copy the dataset first
 (`shutil.copytree(info.root, tmp_path / "ds")`).
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.synthetic import SyntheticConfig, SyntheticDatasetInfo, build_dataset
+from demo.synthetic import SyntheticConfig, SyntheticDatasetInfo, build_dataset
 
 # Everything runs offline: lerobot and huggingface_hub must never try the network in tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -69,7 +69,7 @@ def synthetic_v21(synthetic_dataset) -> SyntheticDatasetInfo:
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
-    from train.tiny_backbone import TinyBackboneSpec, build_tiny_backbone
+    from demo.backbone import TinyBackboneSpec, build_tiny_backbone
 
     return build_tiny_backbone(
         tmp_path_factory.mktemp("tiny-smolvlm"), TinyBackboneSpec(image_size=32, patch_size=8)

@@ -12,7 +12,7 @@ quick start runs (on synthetic data, small sizes, a few steps). `make demo` runs
   (a tiny local backbone) stands in for the unreachable lerobot/smolvla_base. Then the README's Python
   block loads the checkpoint with lerobot and runs select_action. The run is made once per session
   (`quickstart_run` in tests/conftest.py): tests/train/test_train.py's eight-workers test checks it too.
-* `train.demo` prints the same real-data commands as the README's quick start.
+* `demo.run` prints the same real-data commands as the README's quick start.
 """
 
 from __future__ import annotations
@@ -271,10 +271,10 @@ def test_original_flags_table_both_spellings():
 
 
 def test_demo_prints_the_readme_quickstart():
-    from train.demo import REAL_DATA_COMMANDS
+    from demo.run import REAL_DATA_COMMANDS
 
     assert REAL_DATA_COMMANDS.strip() == quickstart_block().strip(), (
-        "train/demo.py's REAL_DATA_COMMANDS and the README's quick-start block differ: keep them equal"
+        "demo/run.py's REAL_DATA_COMMANDS and the README's quick-start block differ: keep them equal"
     )
 
 
@@ -390,7 +390,7 @@ def test_demo_runs_small(tmp_path):
         [
             sys.executable,
             "-m",
-            "train.demo",
+            "demo.run",
             "--out",
             str(out),
             "--episodes",
@@ -430,7 +430,7 @@ def test_demo_runs_small(tmp_path):
     foreign.mkdir()
     (foreign / "keep.txt").write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "train.demo", "--out", str(foreign)],
+        [sys.executable, "-m", "demo.run", "--out", str(foreign)],
         cwd=ROOT,
         env=env,
         capture_output=True,

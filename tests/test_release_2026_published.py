@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from preprocess.synthetic import SyntheticConfig, build_dataset
+from demo.synthetic import SyntheticConfig, build_dataset
 from schemas.presets import preset_indices
 from schemas.r1pro import CAMERAS_2026, LAYOUT_2026
 from schemas.sample import parse_sample_key
@@ -108,11 +108,12 @@ def test_the_checkpoint_knows_the_dataset_keys_and_the_three_tasks_and_serving_r
     tasks = provenance(published_checkpoint)["tasks"]
     assert {int(k): v for k, v in tasks.items()} == {ep.task_id: ep.instruction for ep in info.episodes}
 
-    from deploy.policy import ExecutionConfig
-    from deploy.server import PolicyServer, ServeConfig, ServerThread
+    from tests.deploy.test_server import serve
 
-    server = PolicyServer(chunk_model(published_checkpoint), ExecutionConfig(), ServeConfig("127.0.0.1", 0))
-    with ServerThread(server) as thread, EvaluatorClient("127.0.0.1", thread.port) as client:
+    with (
+        serve(chunk_model(published_checkpoint)) as thread,
+        EvaluatorClient("127.0.0.1", thread.port) as client,
+    ):
         for task_id in TASK_IDS:
             reply = client.infer(observation(task_id, proprio_dim=61, task_id=task_id))
             assert reply["action"].shape == (23,)
@@ -163,7 +164,7 @@ def test_per_task_copies_merge_keeping_every_sample_and_train_into_both_evaluato
 def test_b1k_eval_on_the_val_split_reports_the_action_error_per_annotated_skill(
     published, published_checkpoint, tmp_path
 ):
-    from deploy.eval_cli import main as eval_cli
+    from deploy.eval.cli import main as eval_cli
 
     info, shards = published
     args = ["--checkpoint", published_checkpoint, "--shards", shards, "--out", tmp_path, "--device", "cpu"]

@@ -1,6 +1,5 @@
 """The trainer: stream a shard set with many DataLoader workers and fine-tune lerobot's SmolVLA.
 
-- `train.tiny_backbone`: a tiny random-weight SmolVLM backbone built offline (`b1k-tiny-backbone`).
 - `train.model`: SmolVLA for the shard set's features (from a SmolVLA checkpoint or a VLM backbone),
   normalisation with the manifest's stats through lerobot's own pre/post-processors.
 - `train.data`: the shard stream (deterministic per-epoch shard order, node and worker split,

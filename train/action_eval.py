@@ -1,7 +1,7 @@
 """`b1k-train --eval-every N`: `b1k-eval`'s action error on the val split during training, at cheap
 settings (`--eval-frames` frames, the same ones every time), logged next to the validation loss.
 
-The policy in training is evaluated as it is in memory, through the same `deploy.evaluate` code (and so
+The policy in training is evaluated as it is in memory, through the same `deploy.eval.evaluate` code (and so
 the same `ChunkModel` / `Policy` `b1k-serve` runs) as a saved checkpoint would be: its `DeploySpec` comes
 from the run's provenance, exactly what the checkpoint records.
 """
@@ -20,7 +20,7 @@ class ActionEval:
     def __init__(
         self, location: str, output_dir: Path, provenance: dict, *, frames: int, batch_size: int, seed: int
     ):
-        from deploy.evaluate import EvalConfig
+        from deploy.eval.evaluate import EvalConfig
 
         self.location = location
         self.output_dir = Path(output_dir)
@@ -29,7 +29,7 @@ class ActionEval:
 
     def __call__(self, policy, preprocessor, postprocessor, step: int, device) -> dict:
         from deploy.checkpoint import LoadedCheckpoint, spec_from
-        from deploy.evaluate import evaluate
+        from deploy.eval.evaluate import evaluate
 
         spec = spec_from(self.output_dir, policy.config, {**self.provenance, "step": step})
         loaded = LoadedCheckpoint(policy, preprocessor, postprocessor, spec, str(device))

@@ -196,11 +196,21 @@ class PolicyOptions:
             config.train_expert_only = bool(self.train_expert_only)
 
 
+def backbone_image_size(vlm_dir: str | Path) -> int:
+    """The vision tower's `image_size` of a SmolVLM-architecture backbone (local dir or hub id)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(vlm_dir))
+    vision = getattr(config, "vision_config", None)
+    size = getattr(vision, "image_size", None)
+    if size is None:
+        raise ValueError(f"{vlm_dir}: the backbone config has no vision_config.image_size (not a SmolVLM?)")
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
 def build_policy_from_backbone(spec: DataSpec, vlm_model: str, options: PolicyOptions):
     """SmolVLA built on a SmolVLM-architecture backbone, no SmolVLA weights; returns (policy, report)."""
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
-
-    from train.tiny_backbone import backbone_image_size
 
     location = resolve_model_location(vlm_model, "VLM backbone", "--vlm-model")
     size = backbone_image_size(location)

@@ -108,7 +108,7 @@ def measure(out: Path, *, batch_size: int = 2, cpu_steps: int = 2, full_training
     import torch
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
-    from train.tiny_backbone import SMOLVLM2_500M, build_tiny_backbone
+    from demo.backbone import SMOLVLM2_500M, build_tiny_backbone
 
     backbone = build_tiny_backbone(out / "smolvlm2-500m", SMOLVLM2_500M)
     size = SMOLVLM2_500M.image_size

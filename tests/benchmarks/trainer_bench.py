@@ -37,7 +37,7 @@ def build_backbone(path: Path, log_dir: Path) -> Path:
     if (path / "config.json").is_file():
         return path
     result = measure_subprocess(
-        [*console_script("b1k-tiny-backbone", "train.tiny_backbone"), "--output-dir", str(path)],
+        [*console_script("b1k-tiny-backbone", "demo.backbone"), "--output-dir", str(path)],
         log_path=log_dir / "tiny-backbone.log",
     )
     if result["rc"] != 0:

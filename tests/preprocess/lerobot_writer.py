@@ -1,7 +1,7 @@
 """A v3.0 dataset as lerobot's writer lays it out with its own defaults: every episode in one data file
 and one mp4 per camera, free-text tasks, no depth video.
 
-Built by `preprocess.synthetic`, whose v3.0 writer is lerobot's own `LeRobotDataset` writer (create +
+Built by `demo.synthetic`, whose v3.0 writer is lerobot's own `LeRobotDataset` writer (create +
 add_frame + save_episode), so there is one way to write a dataset in the tests; the values are the
 synthetic codes: `lr_state` / `lr_action` are the state and action of (episode, frame).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.synthetic import RELEASES, SyntheticConfig, build_dataset, expected_action, expected_state
+from demo.synthetic import RELEASES, SyntheticConfig, build_dataset, expected_action, expected_state
 from schemas.r1pro import STATE_DIM
 
 _RELEASE_OF_DIM = {layout.dim: release for release, layout in RELEASES.items()}

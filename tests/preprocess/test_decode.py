@@ -10,9 +10,9 @@ import sys
 import av
 import pytest
 
+from demo.synthetic import decode_frame_code
 from preprocess import episode as episode_module
 from preprocess.source import EpisodeDataError, SourceDataset
-from preprocess.synthetic import decode_frame_code
 from preprocess.video import iter_episode_frames
 from tests.preprocess.helpers import preprocess
 

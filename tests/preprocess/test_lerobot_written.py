@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess.synthetic import decode_frame_id
+from demo.synthetic import decode_frame_id
 from schemas.presets import TOP32_INDICES
 from schemas.r1pro import CAMERAS
 from schemas.sample import parse_sample_key

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.synthetic import decode_frame_id, expected_actions, expected_states
+from demo.synthetic import decode_frame_id, expected_actions, expected_states
 from schemas.manifest import validate_manifest
 from schemas.presets import TOP32_INDICES
 from schemas.r1pro import CAMERAS
@@ -86,7 +86,9 @@ def test_manifest_describes_the_set(layout_set):
         assert entry["video_key"] == camera.video_key
         assert entry["encoding"] == "jpeg" and entry["quality"] == 95
     # keyed by the evaluator's task id (from the task's name), whatever the dataset numbers it
-    assert {int(k): v for k, v in manifest["tasks"].items()} == {e.task_id: e.task for e in synthetic.episodes}
+    assert {int(k): v for k, v in manifest["tasks"].items()} == {
+        e.task_id: e.task for e in synthetic.episodes
+    }
     assert manifest["prompt"] == "instruction"  # these datasets have no instruction: the name is the prompt
     assert {int(k): d["name"] for k, d in manifest["task_details"].items()} == manifest_task_names(synthetic)
     assert sorted(manifest["splits"]["val"]["episodes"]) == sorted(val)

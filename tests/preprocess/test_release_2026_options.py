@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from demo.synthetic import SyntheticConfig, build_dataset
 from preprocess.estimate import CostEstimate, check_room
 from preprocess.plan import PreprocessError
-from preprocess.synthetic import SyntheticConfig, build_dataset
 from tests.preprocess.helpers import preprocess, read_set
 
 
@@ -71,7 +71,9 @@ def test_tasks_by_name_or_evaluator_id_and_the_prompt_choice(download, tmp_path)
     _, splits = read_set(tmp_path / "set")
     assert {s["json"]["task"] for s in splits["train"].values()} == {"hiding_Easter_eggs", "cook_a_brisket"}
     with pytest.raises(PreprocessError, match="no episode of task 49 make_pizza is on disk"):
-        preprocess(download.root, tmp_path / "other", tasks="make_pizza")  # described by meta/, not downloaded
+        preprocess(
+            download.root, tmp_path / "other", tasks="make_pizza"
+        )  # described by meta/, not downloaded
     with pytest.raises(PreprocessError, match="--tasks 'make_pie': no such task"):
         preprocess(download.root, tmp_path / "other", tasks="make_pie")
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from deploy import eval_cli
-from deploy.evaluate import frame_seed, select_windows
+from deploy.eval import cli as eval_cli
+from deploy.eval.evaluate import frame_seed, select_windows
 from schemas.r1pro import ACTION_SEGMENTS
 from shards.codec import decode_sample
 from shards.reader import iter_tar_samples, open_shard_set

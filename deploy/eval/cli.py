@@ -1,5 +1,5 @@
 """`b1k-eval`: open-loop action error of checkpoints on a shard set's held-out episodes (see
-`deploy.evaluate`); every option is also spelled with `_`, like `b1k-train`'s."""
+`deploy.eval.evaluate`); every option is also spelled with `_`, like `b1k-train`'s."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from deploy.evaluate import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig, EvalError
+from deploy.eval.evaluate import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig, EvalError
 from deploy.policy import DEFAULT_ENSEMBLE_COEFF, ExecutionConfig
 
 
@@ -153,8 +153,8 @@ def main(
     prints the tables.
     """
     from deploy.checkpoint import CheckpointError
-    from deploy.eval_report import PLOT_FILE, format_table, plot_progress, write_report
-    from deploy.evaluate import evaluate
+    from deploy.eval.evaluate import evaluate
+    from deploy.eval.report import PLOT_FILE, format_table, plot_progress, write_report
     from schemas.manifest import ManifestError
     from shards.errors import describe_os_error
     from shards.reader import ShardSetError

@@ -16,9 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.synthetic_plan import SyntheticConfig, SyntheticEpisode, task_name
-from preprocess.synthetic_release import RELEASE_EPISODES, UNBUILT_EPISODE_FRAMES, instruction
-from preprocess.synthetic_video import depth_encoder, rgb_encoder, video_keys
+from demo.synthetic.plan import SyntheticConfig, SyntheticEpisode, task_name
+from demo.synthetic.release import RELEASE_EPISODES, UNBUILT_EPISODE_FRAMES, instruction
+from demo.synthetic.video import depth_encoder, rgb_encoder, video_keys
 from schemas.r1pro import ACTION_DIM
 from schemas.tasks import CHALLENGE_TASKS
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deploy.eval_frames import Frame
+from deploy.eval.frames import Frame
 from schemas.r1pro import ACTION_SEGMENTS
 
 

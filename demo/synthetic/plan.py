@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.synthetic_codes import expected_actions, expected_states
-from preprocess.synthetic_release import (
+from demo.synthetic.codes import expected_actions, expected_states
+from demo.synthetic.release import (
     PUBLISHED_LAYOUTS,
     UNBUILT_EPISODE_FRAMES,
     global_episode_index,

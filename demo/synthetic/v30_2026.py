@@ -29,10 +29,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.synthetic_codes import expected_cam_rel_poses
-from preprocess.synthetic_meta_2026 import EpisodeColumns, write_meta_2026
-from preprocess.synthetic_plan import SyntheticConfig, SyntheticEpisode
-from preprocess.synthetic_video import (
+from demo.synthetic.codes import expected_cam_rel_poses
+from demo.synthetic.meta_2026 import EpisodeColumns, write_meta_2026
+from demo.synthetic.plan import SyntheticConfig, SyntheticEpisode
+from demo.synthetic.video import (
     camera_suffix,
     depth_encoder,
     encode_video,
@@ -135,45 +135,35 @@ def _write_data_file(path: Path, episodes: list[EpisodeColumns]) -> None:
 def _write_videos(
     root: Path, config: SyntheticConfig, video_files: dict[tuple[str, str], list[SyntheticEpisode]]
 ) -> dict[tuple[int, str], np.ndarray]:
-    """Encode every video file on a few threads (PyAV releases the GIL while encoding); return the
-    frames sampled for each (episode ordinal, key)'s image stats."""
-    frames = frame_functions(config)
-    rgb = rgb_encoder(config)
+    """Encode every episode of every video file on a few threads (PyAV releases the GIL while
+    encoding), then join each file's episodes by stream copy in this thread; return the frames sampled
+    for each (episode ordinal, key)'s image stats.
 
-    def encode(job: tuple[tuple[str, str], list[SyntheticEpisode]]) -> dict[tuple[int, str], np.ndarray]:
-        (key, path), members = job
-        encoder = rgb if key in config.rgb_keys else depth_encoder()
-        return _encode_file(root / path, key, members, frames[key], encoder, config.fps)
-
-    workers = config.workers or min(4, os.cpu_count() or 1)
-    samples: dict[tuple[int, str], np.ndarray] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(encode, video_files.items()):
-            samples.update(result)
-    return samples
-
-
-def _encode_file(
-    path: Path, key: str, members: list[SyntheticEpisode], frame, encoder, fps: int
-) -> dict[tuple[int, str], np.ndarray]:
-    """Encode each member episode on its own (each starts on a keyframe) and join them by stream copy."""
+    Every episode is its own encode (so each starts on a keyframe, as in the release); the joins run
+    once all are encoded."""
     from lerobot.datasets.video_utils import concatenate_video_files
 
-    samples = {}
-    if len(members) == 1:
-        ep = members[0]
-        samples[(ep.ordinal, key)] = encode_video(
-            path, lambda i: frame(ep.code_index, i), ep.length, fps, encoder
-        )
-        return samples
+    frames = frame_functions(config)
+    rgb = rgb_encoder(config)
+    samples: dict[tuple[int, str], np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="b1k-synthetic-") as tmp:
-        parts = []
-        for ep in members:
-            part = Path(tmp) / f"episode-{ep.ordinal:06d}.mp4"
-            samples[(ep.ordinal, key)] = encode_video(
-                part, lambda i, ep=ep: frame(ep.code_index, i), ep.length, fps, encoder
-            )
-            parts.append(part)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        concatenate_video_files(parts, path)
+        jobs = [
+            (key, ep, root / path if len(members) == 1 else Path(tmp) / f"{key}-{ep.ordinal:06d}.mp4")
+            for (key, path), members in video_files.items()
+            for ep in members
+        ]
+
+        def encode(job: tuple[str, SyntheticEpisode, Path]) -> np.ndarray:
+            key, ep, out = job
+            encoder = rgb if key in config.rgb_keys else depth_encoder()
+            return encode_video(out, lambda i: frames[key](ep.code_index, i), ep.length, config.fps, encoder)
+
+        with ThreadPoolExecutor(max_workers=config.workers or min(4, os.cpu_count() or 1)) as pool:
+            for (key, ep, _), sampled in zip(jobs, pool.map(encode, jobs), strict=True):
+                samples[(ep.ordinal, key)] = sampled
+        for (key, path), members in video_files.items():
+            if len(members) > 1:  # each member starts on a keyframe: join them by stream copy
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                parts = [Path(tmp) / f"{key}-{ep.ordinal:06d}.mp4" for ep in members]
+                concatenate_video_files(parts, root / path)
     return samples

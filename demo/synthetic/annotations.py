@@ -26,7 +26,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from preprocess.synthetic_plan import SyntheticEpisode
+from demo.synthetic.plan import SyntheticEpisode
 
 # (description, skill_type, skill_id) of the skills used; the release has 31
 SKILLS: tuple[tuple[str, str, int], ...] = (

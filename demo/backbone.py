@@ -200,18 +200,6 @@ def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = 
     return out
 
 
-def backbone_image_size(vlm_dir: str | Path) -> int:
-    """The vision tower's `image_size` of a SmolVLM-architecture backbone (local dir or hub id)."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(vlm_dir))
-    vision = getattr(config, "vision_config", None)
-    size = getattr(vision, "image_size", None)
-    if size is None:
-        raise ValueError(f"{vlm_dir}: the backbone config has no vision_config.image_size (not a SmolVLM?)")
-    return int(size[0] if isinstance(size, (list, tuple)) else size)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--output-dir",

@@ -8,21 +8,21 @@ One builder, four on-disk layouts and two releases (see shared/BEHAVIOR.md):
   that ``episode_chunk = episode_index // 10000`` is the task id, episode indices
   ``task_id * 10000 + 10 * n``, ``meta/episodes.jsonl``, ``meta/tasks.jsonl`` (``task_index`` is the
   BEHAVIOR task id), ``meta/episodes_stats.jsonl``; ``timestamp`` is float64 as in the release.
-  Written by :mod:`preprocess.synthetic_v21` (lerobot 0.6 cannot write v2.1).
+  Written by :mod:`demo.synthetic.v21` (lerobot 0.6 cannot write v2.1).
 * ``v3.0`` -- lerobot 0.6.1's own layout, written by lerobot's own ``LeRobotDataset`` writer
-  (:mod:`preprocess.synthetic_v30`): several episodes per parquet file and per mp4 file,
+  (:mod:`demo.synthetic.v30`): several episodes per parquet file and per mp4 file,
   ``meta/episodes/chunk-000/file-000.parquet``, ``meta/tasks.parquet``, ``meta/stats.json``; episode
   indices ``0..N-1`` and dense task indices, as lerobot requires. ``episodes_per_data_file`` /
   ``episodes_per_video_file`` split episodes over several files (at different boundaries) so that
   readers are tested on file boundaries.
 * ``published`` and ``per-task`` -- the 2026 release as published and its older per-task copies
-  (:mod:`preprocess.synthetic_v30_2026`): task chunks, ``episode_index = 200 * task + demo``, the 2026
+  (:mod:`demo.synthetic.v30_2026`): task chunks, ``episode_index = 200 * task + demo``, the 2026
   camera keys as HEVC (GOP 8, no B-frames), ``meta/tasks.jsonl`` instructions, ``raw_episode_id``;
   meta describing all 100 tasks while only the built tasks' chunks exist (a partial download); a
   per-task copy numbers its episodes from 0 and its one task 0.
 
 Every layout gets skill annotations (``annotations/task-NNNN/episode_*.json``) with the real files'
-quirks (:mod:`preprocess.synthetic_annotations`); :meth:`SyntheticDatasetInfo.expected_skill` and
+quirks (:mod:`demo.synthetic.annotations`); :meth:`SyntheticDatasetInfo.expected_skill` and
 :meth:`SyntheticDatasetInfo.skill_quirks` say what a reader should find.
 
 The 2025 layouts carry the three RGB cameras as AV1 mp4 (libsvtav1, yuv420p, 30 fps, lerobot's
@@ -34,11 +34,11 @@ one (``LAYOUT_2026``, ``names`` null in info.json); the 2026 release's ``v3.0`` 
 with the 61-dim state but the 2025 keys and AV1 (not the release as published).
 
 Pixels, state and actions carry alignment codes of (episode, frame), so tests can prove that they
-went together (:mod:`preprocess.synthetic_codes`); the episode in the codes is
+went together (:mod:`demo.synthetic.codes`); the episode in the codes is
 :attr:`SyntheticEpisode.code_index` (the release-wide ``200 * task + demo`` in the 2026 layouts, even
 in a per-task copy; else the episode index). The episodes, their indices and tasks are planned
-by :mod:`preprocess.synthetic_plan`; the videos' encoder settings and frames are in
-:mod:`preprocess.synthetic_video`.
+by :mod:`demo.synthetic.plan`; the videos' encoder settings and frames are in
+:mod:`demo.synthetic.video`.
 
 Deterministic given the config (the seed picks the texture and tints); parquet/json files are
 byte-for-byte reproducible, mp4 files decode to the same frames.
@@ -53,14 +53,14 @@ from pathlib import Path
 
 import click
 
-from preprocess.synthetic_annotations import (
+from demo.synthetic.annotations import (
     EpisodeAnnotation,
     SkillQuirks,
     annotation_path,
     plan_annotations,
     write_annotations,
 )
-from preprocess.synthetic_codes import (
+from demo.synthetic.codes import (
     FrameCode,
     code_dims,
     decode_frame_code,
@@ -72,7 +72,7 @@ from preprocess.synthetic_codes import (
     expected_states,
     render_frame,
 )
-from preprocess.synthetic_plan import (
+from demo.synthetic.plan import (
     CAMERA_CODES,
     DEFAULT_LENGTHS,
     DEFAULT_TASKS,
@@ -86,10 +86,10 @@ from preprocess.synthetic_plan import (
     SyntheticEpisode,
     plan_episodes,
 )
-from preprocess.synthetic_v21 import write_v21
-from preprocess.synthetic_v30 import write_v30
-from preprocess.synthetic_v30_2026 import write_v30_2026
-from preprocess.synthetic_video import depth_keys, quiet_libav
+from demo.synthetic.v21 import write_v21
+from demo.synthetic.v30 import write_v30
+from demo.synthetic.v30_2026 import write_v30_2026
+from demo.synthetic.video import depth_keys, quiet_libav
 from schemas.r1pro import FPS
 
 
@@ -276,7 +276,7 @@ def main(
     R1Pro state of the 2025 (256 dims) or 2026 (61 dims) release, 23-dim action, three RGB cameras (AV1
     mp4; 2026: HEVC under the 2026 keys), a depth video, skill annotations, several tasks and episode
     lengths; pixels and state/action values encode (episode, frame) so that readers can be checked for
-    alignment (see preprocess/synthetic.py).
+    alignment (see demo/synthetic/__init__.py).
     """
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only on the console
     if full_size:

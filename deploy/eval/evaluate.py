@@ -28,10 +28,10 @@ with `seed` at each reset), as served. The same command gives the same report.
 Memory: the raw (still encoded) samples of the evaluated frames are held while checkpoints are
 evaluated (a few tens of KB a frame at 224 px); use `max_frames` on a large split.
 
-The parts, one job each: `deploy.eval_config` (the settings, `EvalError`), `deploy.eval_frames` (the
-frames and which of them are evaluated), `deploy.eval_inputs` (checkpoint against shard set, frames as
-the model's input), `deploy.eval_replay` (open loop, executed, baseline), `deploy.eval_tally` (errors
-and their breakdowns), `deploy.eval_report` (what is written). This module reads the split and puts the
+The parts, one job each: `deploy.eval.config` (the settings, `EvalError`), `deploy.eval.frames` (the
+frames and which of them are evaluated), `deploy.eval.inputs` (checkpoint against shard set, frames as
+the model's input), `deploy.eval.replay` (open loop, executed, baseline), `deploy.eval.tally` (errors
+and their breakdowns), `deploy.eval.report` (what is written). This module reads the split and puts the
 report together.
 """
 
@@ -46,11 +46,11 @@ from pathlib import Path
 import numpy as np
 
 from deploy.checkpoint import CheckpointError, DeploySpec, LoadedCheckpoint, load_checkpoint
-from deploy.eval_config import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig, EvalError
-from deploy.eval_frames import EvalFrames, Frame, select_windows
-from deploy.eval_inputs import InputsAdapter, frame_seed, image_members, input_problems
-from deploy.eval_replay import evaluate_baseline, executed, open_loop
-from deploy.eval_tally import Tally, breakdown, executed_row
+from deploy.eval.config import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig, EvalError
+from deploy.eval.frames import EvalFrames, Frame, select_windows
+from deploy.eval.inputs import InputsAdapter, frame_seed, image_members, input_problems
+from deploy.eval.replay import evaluate_baseline, executed, open_loop
+from deploy.eval.tally import Tally, breakdown, executed_row
 from deploy.policy import ChunkModel
 from schemas.sample import (
     ACTION_IS_PAD_MEMBER,
@@ -210,7 +210,7 @@ def evaluate(
     *,
     load: Callable[[str | Path], LoadedCheckpoint] | None = None,
 ) -> dict:
-    """The report (see `deploy.eval_report`) of every checkpoint on the split of a shard set.
+    """The report (see `deploy.eval.report`) of every checkpoint on the split of a shard set.
 
     Checkpoints are loaded one at a time (`load_checkpoint`, or `load` for one already in memory, as
     `b1k-train --eval-every` passes) and checked against the set before any frame is read."""

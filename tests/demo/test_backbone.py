@@ -7,14 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from train.tiny_backbone import (
-    ARCHITECTURES,
-    SMOLVLM2_500M,
-    SPECIAL_TOKENS,
-    backbone_image_size,
-    build_tiny_backbone,
-    main,
-)
+from demo.backbone import ARCHITECTURES, SMOLVLM2_500M, SPECIAL_TOKENS, build_tiny_backbone, main
+from train.model import backbone_image_size
 
 
 def _files(root):

@@ -51,7 +51,7 @@ def _rewrite_member(root, member: str, value: bytes, sample: int = 1) -> str:
 
 def _eval(checkpoint, root, out) -> str:
     started = time.monotonic()
-    done = run_cli("deploy.eval_cli", "--checkpoint", checkpoint, "--shards", root, "--out", out,
+    done = run_cli("deploy.eval.cli", "--checkpoint", checkpoint, "--shards", root, "--out", out,
                    "--device", "cpu", "--no-progress", timeout=180)  # fmt: skip
     assert done.returncode == 2, done.stderr[-3000:]
     assert time.monotonic() - started < 120

@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from deploy.eval_config import EvalConfig
-from deploy.eval_frames import EvalFrames
-from deploy.eval_inputs import frame_noise, policy_inputs
-from deploy.eval_tally import Tally, breakdown, executed_row, tally_actions, tally_chunks
+from deploy.eval.config import EvalConfig
+from deploy.eval.frames import EvalFrames
+from deploy.eval.inputs import frame_noise, policy_inputs
+from deploy.eval.tally import Tally, breakdown, executed_row, tally_actions, tally_chunks
 from deploy.policy import ChunkModel, ExecutionConfig, Policy
 
 BASELINE_LABEL = "baseline: repeat last action"

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from deploy import eval_cli
-from deploy.eval_report import NO_SKILL, skill_name
+from deploy.eval import cli as eval_cli
+from deploy.eval.report import NO_SKILL, skill_name
 from shards.codec import decode_sample
 from shards.reader import iter_tar_samples, open_shard_set
 from tests.shardsets import TASKS, skill_of, write_shard_set

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from preprocess.synthetic import (
+from demo.synthetic import (
     SyntheticConfig,
     build_dataset,
     decode_frame_code,
@@ -28,7 +28,7 @@ from preprocess.synthetic import (
     main,
     render_frame,
 )
-from preprocess.synthetic_codes import expected_cam_rel_poses
+from demo.synthetic.codes import expected_cam_rel_poses
 from schemas.presets import TOP32_INDICES, preset_indices
 from schemas.r1pro import CAMERAS_2026, LAYOUT_2025, LAYOUT_2026
 from schemas.tasks import CHALLENGE_TASKS

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from preprocess.synthetic import (
+from demo.synthetic import (
     CAMERA_CODES,
     DEPTH_KEY,
     RGB_KEYS,
@@ -31,7 +31,7 @@ from preprocess.synthetic import (
     main,
     render_frame,
 )
-from preprocess.synthetic_plan import plan_episodes
+from demo.synthetic.plan import plan_episodes
 from schemas.presets import TOP32_INDICES
 
 V30_EPISODE_COLUMNS = [

@@ -11,8 +11,8 @@ import torch
 
 from deploy.adapter import PolicyInputs
 from deploy.checkpoint import DeploySpec
-from deploy.eval_config import EvalError
-from deploy.eval_frames import EvalFrames, Frame
+from deploy.eval.config import EvalError
+from deploy.eval.frames import EvalFrames, Frame
 from deploy.policy import ChunkModel, ExecutionConfig
 from schemas.manifest import ManifestError, state_layout_of
 from schemas.r1pro import LayoutError, camera_for_key

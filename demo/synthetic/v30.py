@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from preprocess.synthetic_codes import CAM_REL_POSES_DIM, expected_cam_rel_poses
-from preprocess.synthetic_plan import (
+from demo.synthetic.codes import CAM_REL_POSES_DIM, expected_cam_rel_poses
+from demo.synthetic.plan import (
     CAM_REL_POSES_KEY,
     DEPTH_KEY,
     HEAD_KEY,
@@ -31,7 +31,7 @@ from preprocess.synthetic_plan import (
     SyntheticConfig,
     SyntheticEpisode,
 )
-from preprocess.synthetic_video import depth_encoder, frame_functions, rgb_encoder
+from demo.synthetic.video import depth_encoder, frame_functions, rgb_encoder
 from schemas.r1pro import ACTION_DIM
 
 # lerobot starts a new data / video file when the current one would pass `data_files_size_in_mb` /

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.synthetic_codes import CAM_REL_POSES_DIM, expected_cam_rel_poses
-from preprocess.synthetic_plan import (
+from demo.synthetic.codes import CAM_REL_POSES_DIM, expected_cam_rel_poses
+from demo.synthetic.plan import (
     CAM_REL_POSES_KEY,
     DEPTH_KEY,
     HEAD_KEY,
@@ -29,7 +29,7 @@ from preprocess.synthetic_plan import (
     SyntheticConfig,
     SyntheticEpisode,
 )
-from preprocess.synthetic_video import depth_encoder, encode_video, frame_functions, rgb_encoder, video_keys
+from demo.synthetic.video import depth_encoder, encode_video, frame_functions, rgb_encoder, video_keys
 from schemas.r1pro import ACTION_DIM, FPS
 
 V21_DATA_PATH = "data/task-{episode_chunk:04d}/episode_{episode_index:08d}.parquet"

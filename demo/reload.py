@@ -1,4 +1,4 @@
-"""The demo's last step, run in a fresh process (`python -m train.demo --select-action`): the trained
+"""The demo's last step, run in a fresh process (`python -m demo.run --select-action`): the trained
 checkpoint loaded with lerobot's own loaders only, and `select_action` on a held-out (val) frame."""
 
 from __future__ import annotations

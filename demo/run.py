@@ -1,7 +1,7 @@
 """`make demo`: the whole mission on a small synthetic BEHAVIOR dataset, through the real commands.
 
-    python -m train.demo --out demo-output                  # the 2025 release's 256-dim state
-    python -m train.demo --out demo-output --release 2026   # the 2026 release as published: 3 tasks
+    python -m demo --out demo-output                  # the 2025 release's 256-dim state
+    python -m demo --out demo-output --release 2026   # the 2026 release as published: 3 tasks
 
 Runs, each as a subprocess exactly as a user would type it (their output streams through):
 
@@ -21,8 +21,8 @@ then prints a summary (what was produced and where, frames/s, samples/s, loss at
 action) and the commands to run the same on real data. Everything lands in `--out`, which
 `make clean` removes.
 
-This module is the command line and the sequence of steps; `train.demo_runner` runs each command,
-`train.demo_reload` is step 7 and `train.demo_summary` writes the summary.
+This module is the command line and the sequence of steps; `demo.runner` runs each command,
+`demo.reload` is step 7 and `demo.summary` writes the summary.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from pathlib import Path
 
 import click
 
+from demo.reload import select_action_on_val_frame
+from demo.runner import Runner, rel
+from demo.summary import make_summary
 from schemas.r1pro import LAYOUTS
-from train.demo_reload import select_action_on_val_frame
-from train.demo_runner import Runner, rel
-from train.demo_summary import make_summary
 
 MARKER = ".b1k-demo"  # --out is only ever wiped when it holds this file (i.e. a previous demo made it)
 
@@ -78,7 +78,7 @@ def prepare_out(out: Path) -> None:
             )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by `python -m train.demo`; `make clean` removes this folder\n")
+    (out / MARKER).write_text("made by `python -m demo.run`; `make clean` removes this folder\n")
 
 
 # ----------------------------------------------------------------------------- the demo
@@ -291,7 +291,7 @@ def run_demo(
         [
             "python",
             "-m",
-            "train.demo",
+            "demo.run",
             "--select-action",
             str(checkpoint),
             "--shards",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from train.demo_runner import Runner, rel
+from demo.runner import Runner, rel
 
 ACTION_GROUPS = (
     ("base", 0, 3),
