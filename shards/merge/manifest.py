@@ -10,8 +10,8 @@ import datetime as dt
 
 from schemas.manifest import SPLITS, validate_manifest
 from schemas.sample import SCHEMA_VERSION
-from shards.merge_inputs import MergeInput
-from shards.merge_shards import PlacedShard
+from shards.merge.inputs import MergeInput
+from shards.merge.shards import PlacedShard
 from shards.writer import tool_version
 
 TOOL = "b1k-shards merge"  # `created_by.tool` of a merged set, and the holder named by OUT's lock

@@ -20,8 +20,8 @@ import numpy as np
 
 from schemas.manifest import STAT_KEYS
 from schemas.sample import JSON_MEMBER, parse_sample_key
-from shards.merge_inputs import MergeError, MergeInput
-from shards.merge_shards import copy_checked
+from shards.merge.inputs import MergeError, MergeInput
+from shards.merge.shards import copy_checked
 from shards.scan import is_local, local_file_problem
 from shards.stats import STATS_DIR, compute_stats, episode_columns, load_stats_values, write_stats_values
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from schemas.manifest import MANIFEST_NAME, SPLITS
 from shards.errors import ShardCorruptError
 from shards.lock import LOCK_NAME
-from shards.merge_inputs import MergeError, MergeInput
+from shards.merge.inputs import MergeError, MergeInput
 from shards.scan import ShardScan, is_local, local_file_problem, open_stream
 from shards.stats import STATS_DIR
 from shards.tar import HashingReader

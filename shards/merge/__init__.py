@@ -9,10 +9,10 @@ Two uses, freely mixed in one call:
   the values, when their schema version, state preset/indices, horizon, cameras, action layout,
   fps, frame stride or temporal alpha differ; their episodes must be disjoint.
 
-A merge, step by step, one module each: check and group the inputs (`shards.merge_inputs`); place
-their shards in OUT, hardlinked or copied and checked (`shards.merge_shards`); merge the stats
-exactly from the inputs' sidecars (`shards.merge_stats`); write the manifest, last
-(`shards.merge_manifest`). A non-empty OUT is refused without `overwrite`; OUT is locked
+A merge, step by step, one module each: check and group the inputs (`shards.merge.inputs`); place
+their shards in OUT, hardlinked or copied and checked (`shards.merge.shards`); merge the stats
+exactly from the inputs' sidecars (`shards.merge.stats`); write the manifest, last
+(`shards.merge.manifest`). A non-empty OUT is refused without `overwrite`; OUT is locked
 (`shards.lock`) for the whole merge. The merged set is built beside OUT and swapped in whole
 (`shards.swap`): a merge that fails or is killed at any point leaves OUT's earlier set (or nothing,
 where there was none) as it was.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from schemas.manifest import MANIFEST_NAME, SPLITS, dump_manifest
 from shards.lock import FolderLock, FolderLockedError
-from shards.merge_inputs import (
+from shards.merge.inputs import (
     MergeError,
     MergeInput,
     check_compatible,
@@ -35,8 +35,8 @@ from shards.merge_inputs import (
     group_inputs,
     merge_tasks,
 )
-from shards.merge_manifest import TOOL, build_manifest
-from shards.merge_shards import (
+from shards.merge.manifest import TOOL, build_manifest
+from shards.merge.shards import (
     PlacedShard,
     check_output,
     check_placed,
@@ -44,7 +44,7 @@ from shards.merge_shards import (
     place_shards,
     transfer_shard,
 )
-from shards.merge_stats import merge_stats
+from shards.merge.stats import merge_stats
 from shards.reader import open_shard_set
 from shards.swap import restore_aside, staging, swap_in
 from shards.writer import atomic_write_text
