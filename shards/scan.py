@@ -101,15 +101,7 @@ class ShardScan:
         try:
             reader = MappedReader(self.url)
             self.bytes = reader.size
-            indexed = reader.samples(
-                self.url
-            )  # a plain shard: its samples found in one pass over the headers
-            if indexed is None:
-                yield from self._samples(reader)
-            else:
-                for sample in indexed:
-                    self.samples += 1
-                    yield sample
+            yield from self._samples(reader)
             self.sha256 = reader.hexdigest() if self.digest else None
         except ShardCorruptError:
             raise

@@ -1,8 +1,8 @@
 """The tar layout of a shard, standard library only: member headers written from a template, members
 read back from any byte stream (hashed and counted on the way), and webdataset's grouping of
 members into samples. Shared by the writer (preprocess's processes import neither torch nor
-webdataset) and by every reader (`shards.scan`). A memory-mapped shard as our writer makes it is
-read in one pass over its headers (`MappedReader.samples`).
+webdataset) and by every reader (`shards.scan`): one parser (`iter_members`) for a stream and for a
+memory-mapped local file (`MappedReader`, whose members are zero-copy views of the map).
 
 Python's `tarfile` costs ~70 us per member on reading (TarInfo objects, many small reads) and
 ~0.3 ms on writing (`TarInfo.tobuf`); a sample has seven members. Shards are plain USTAR, so a
@@ -144,50 +144,6 @@ class MappedReader:
         view = self.view[start : start + n]
         self.map.seek(start + len(view))
         return view
-
-    def samples(self, url: str) -> list[dict] | None:
-        """The raw samples of the whole file as `shards.scan.ShardScan` yields them (webdataset's
-        grouping: `__key__`, `__url__` = `url`, each member's lower-cased suffix -> a view of its
-        data), found in one pass over the headers (checksums checked) of a plain tar as our writer
-        makes it: regular members, names of at most 100 bytes that all have a key, no suffix twice
-        in a sample, an end-of-archive block. ~18 / 22 us of CPU per 7-member sample of a 224 / 512 px
-        shard, vs ~25 / 29 us through `iter_members` and its grouping (a fresh map's first touch of
-        its pages included; a decoded 224 px sample costs ~550 us).
-        None for anything else (GNU long names, pax records, a damaged file, a reader already read
-        from): `iter_members` then reads it header by header and says what is wrong."""
-        if not self.size or self.map.tell() != 0:
-            return None
-        samples: list[dict] = []
-        sample: dict = {}
-        key = None
-        offset = 0
-        while offset + BLOCK <= self.size:
-            header = self.map[offset : offset + BLOCK]
-            if header == _EMPTY_BLOCK:
-                return samples
-            if header[156:157] not in _REGULAR or header[345]:  # a link, a directory, a ustar prefix
-                return None
-            try:
-                if not _checksum_ok(header):
-                    return None
-                size = int(header[124:136].rstrip(b"\0 "), 8)
-                name = header[:100].split(b"\0", 1)[0].decode("utf-8")
-            except (ValueError, tarfile.ReadError):
-                return None
-            start = offset + BLOCK
-            offset = start + size + -size % BLOCK
-            member_key, suffix = split_member_name(name)
-            if member_key is None or offset > self.size or size < 0:  # negative: would not advance
-                return None
-            if member_key != key:
-                key = member_key
-                sample = {"__key__": key, "__url__": url}
-                samples.append(sample)
-            suffix = suffix.lower()
-            if suffix in sample:
-                return None
-            sample[suffix] = self.view[start : start + size]
-        return None  # no end-of-archive block
 
     def hexdigest(self) -> str:
         """The sha256 of the whole file."""

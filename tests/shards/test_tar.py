@@ -199,7 +199,7 @@ def _tarfile_samples(path) -> list[dict]:
     return samples
 
 
-def test_a_mapped_plain_shard_is_indexed_in_one_pass_into_the_samples_tarfile_reads(tmp_path):
+def test_a_mapped_shard_gives_views_of_the_samples_tarfile_reads(tmp_path):
     members = {
         f"e1_f{i}.{suffix}": bytes([i]) * size
         for i in range(3)
@@ -211,26 +211,17 @@ def test_a_mapped_plain_shard_is_indexed_in_one_pass_into_the_samples_tarfile_re
     path = tmp_path / "plain.tar"
     path.write_bytes(_tarfile_tar(members))
 
-    indexed = MappedReader(str(path)).samples(str(path))
-    assert indexed is not None and all(isinstance(s["head.jpg"], memoryview) for s in indexed[:3])
-    assert [s["__key__"] for s in indexed] == [
-        "e1_f0",
-        "e1_f1",
-        "e1_f2",
-        "nested/dir/e2_f0",
-        "e3_f0",
-        "e4_f0",
-    ]
-    assert indexed[3]["state.npy"] == b"s" * 512 and indexed[5]["jsön"] == b"{}"
-    as_bytes = [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in s.items()} for s in indexed]
-    assert as_bytes == _tarfile_samples(path)
-    assert _scanned(path, zero_copy=True) == _scanned(path, zero_copy=False) == as_bytes
+    mapped = list(ShardScan(str(path), zero_copy=True))
+    assert all(isinstance(s["head.jpg"], memoryview) for s in mapped[:3])  # zero copy: views of the map
+    assert [s["__key__"] for s in mapped] == ["e1_f0", "e1_f1", "e1_f2", "nested/dir/e2_f0", "e3_f0", "e4_f0"]
+    assert bytes(mapped[3]["state.npy"]) == b"s" * 512 and bytes(mapped[5]["jsön"]) == b"{}"
+    as_bytes = _scanned(path, zero_copy=True)
+    assert as_bytes == _tarfile_samples(path) == _scanned(path, zero_copy=False)
 
 
-def test_a_shard_of_our_writer_is_indexed_and_a_bad_header_checksum_is_caught(tmp_path):
-    """What the training stream reads: a shard as `write_tar` makes it is indexed (not left to the
-    header-by-header reader) into the samples `tarfile` reads; a garbled header byte is not indexed
-    but named, as the header-by-header reader names it."""
+def test_a_shard_of_our_writer_reads_as_tarfile_reads_it_and_a_bad_header_checksum_is_named(tmp_path):
+    """What the training stream reads: a shard as `write_tar` makes it, mapped or streamed, gives the
+    samples `tarfile` reads; a garbled header byte is named with its offset either way."""
     path = tmp_path / "ours.tar"
     samples = [
         {
@@ -243,23 +234,18 @@ def test_a_shard_of_our_writer_is_indexed_and_a_bad_header_checksum_is_caught(tm
         for f in range(4)
     ]
     write_tar(path, samples)
-    indexed = MappedReader(str(path)).samples(str(path))
-    assert indexed is not None
-    assert [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in s.items()} for s in indexed] == (
-        _tarfile_samples(path)
-    )
+    assert _scanned(path, zero_copy=True) == _scanned(path, zero_copy=False) == _tarfile_samples(path)
     with tarfile.open(path) as archive:
         third = archive.getmembers()[2].offset
     data = bytearray(path.read_bytes())
     data[third + 10] ^= 0x20  # a byte of the third member's name
     path.write_bytes(bytes(data))
-    assert MappedReader(str(path)).samples(str(path)) is None
     for zero_copy in (True, False):
         assert f"bad checksum in the tar header at byte {third}" in _scanned(path, zero_copy)
 
 
 def _other_layouts() -> dict[str, tuple[bytes, str | None]]:
-    """Tars the index leaves to the header-by-header reader: (bytes, what the reader says or None)."""
+    """Tars other than our writer's: (bytes, what the reader says or None)."""
     plain = _tarfile_tar({"e1_f0.json": b"a" * 100, "e1_f1.json": b"b" * 600})
     long_name = "d" * 120 + "/e1_f0.json"
     directory = io.BytesIO()
@@ -285,11 +271,10 @@ def _other_layouts() -> dict[str, tuple[bytes, str | None]]:
 
 
 @pytest.mark.parametrize("layout", list(_other_layouts()))
-def test_other_layouts_and_damaged_files_are_read_header_by_header(tmp_path, layout):
+def test_other_layouts_and_damaged_files_read_the_same_mapped_or_streamed(tmp_path, layout):
     data, error = _other_layouts()[layout]
     path = tmp_path / "other.tar"
     path.write_bytes(data)
-    assert MappedReader(str(path)).samples(str(path)) is None
     mapped, streamed = _scanned(path, zero_copy=True), _scanned(path, zero_copy=False)
     assert mapped == streamed
     assert (error is None) == isinstance(mapped, list) and (error is None or error in mapped)
