@@ -1,242 +1,394 @@
-"""The manifest of a shard set (`manifest.json`, schema v1) and its validation.
+"""The manifest of a shard set (`manifest.json`, schema v1): `Manifest`, read once where a set is
+opened (`parse_manifest`) and read by attribute everywhere else.
 
-A manifest is kept as a plain JSON dict (it is shared between teams and tools); this module
-says what it must contain and names precisely what is wrong when it does not.
+`Manifest.from_json` checks a manifest and names precisely what is wrong (`manifest.splits.train.shards[3]
+.samples: expected 0..N`); `Manifest.to_json` writes it back exactly: keys no part models are kept as
+they are (each part's `extras`), so a set written by a newer or older tool keeps every key, and
+`dump_manifest(m.to_json())` of a manifest read is its text. Fields recorded only since some version
+are optional (None where a set does not record them). The parts: `schemas.features` (cameras, state,
+action, temporal weight, stats) and `schemas.splits` (splits, shard entries, counts).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, layout_named
+from schemas.features import (
+    MAX_CAMERA_SIDE,
+    STAT_KEYS,
+    STAT_VECTORS,
+    ActionEntry,
+    CameraEntry,
+    ManifestStats,
+    SidecarEntry,
+    StateEntry,
+    Stats,
+    Temporal,
+)
+from schemas.fields import (
+    MAX_NAME_SEGMENTS,
+    ManifestError,
+    check_count,
+    extras_of,
+    int_key,
+    int_keyed,
+    json_depth,
+    json_of,
+    optional,
+    require,
+    require_object,
+    require_set_name,
+)
+from schemas.r1pro import ACTION_KEY, STATE_KEY, StateLayout
 from schemas.sample import SCHEMA_VERSION
+from schemas.splits import MAX_SHARD_BYTES, SPLITS, ShardEntry, Split, Splits, TaskCount
+from schemas.tasks import TaskInfo
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MAX_CAMERA_SIDE",
+    "MAX_HORIZON",
+    "MAX_MANIFEST_BYTES",
+    "MAX_MANIFEST_DEPTH",
+    "MAX_NAME_SEGMENTS",
+    "MAX_SHARD_BYTES",
+    "SPLITS",
+    "STAT_KEYS",
+    "STAT_VECTORS",
+    "ActionEntry",
+    "CameraEntry",
+    "CreatedBy",
+    "Manifest",
+    "ManifestError",
+    "ManifestStats",
+    "MergedFrom",
+    "Partition",
+    "ShardEntry",
+    "SidecarEntry",
+    "Source",
+    "Split",
+    "Splits",
+    "StateEntry",
+    "Stats",
+    "TaskCount",
+    "Temporal",
+    "Totals",
+    "dump_manifest",
+    "json_depth",
+    "parse_manifest",
+    "require_set_name",
+    "validate_manifest",
+]
 
 MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "val")
-STAT_KEYS = ("observation.state", "action")
-STAT_VECTORS = ("mean", "std", "min", "max", "q01", "q99", "sum", "sum_sq")
 # Limits on what a manifest may claim (SECURITY.md): what it says sizes downloads, buffers and loops
 # before any shard is read, so a claim past these is refused when the manifest is read.
 MAX_MANIFEST_BYTES = 64 << 20  # a 10k-shard, 100k-episode set's manifest is ~10 MB
 MAX_MANIFEST_DEPTH = 32  # JSON nesting (ours is at most 6 deep); deeper is refused, not a RecursionError
-MAX_CAMERA_SIDE = 4096  # pixels: BEHAVIOR's cameras are at most 1280 px wide
-MAX_SHARD_BYTES = 64 << 30  # b1k-preprocess writes 1 GiB shards by default
 MAX_HORIZON = 10_000  # action-chunk steps (50 by default)
-_TAR_BLOCK = 512  # a tar is whole blocks, and a sample takes at least one (a member's header)
 
 
-class ManifestError(ValueError):
-    """The manifest is missing, unreadable or does not follow schema v1."""
+def _keys(cls: type) -> tuple[str, ...]:
+    return tuple(name for name in cls.__dataclass_fields__ if name != "extras")
 
 
-def _require(obj: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(obj, dict):
-        raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if key not in obj:
-        raise ManifestError(f"{where}: missing key {key!r}")
-    value = obj[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ManifestError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r:.60}")
-    return value
+def _strings(data: dict, cls: type, where: str) -> dict[str, str | None]:
+    """The optional string fields of `cls` (all of its fields) as `data` records them."""
+    return {key: optional(data, key, str, where) for key in _keys(cls)}
 
 
-def _require_vector(obj: dict, key: str, dim: int, where: str) -> list[float]:
-    values = _require(obj, key, list, where)
-    if len(values) != dim:
-        raise ManifestError(f"{where}.{key}: expected {dim} values, got {len(values)}")
-    for i, v in enumerate(values):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise ManifestError(f"{where}.{key}[{i}]: expected a finite number, got {v!r}")
-    return values
+@dataclass(frozen=True)
+class CreatedBy:
+    """The tool that wrote the set: name, version, command line, time (UTC, ISO 8601)."""
+
+    tool: str | None = None
+    version: str | None = None
+    command: str | None = None
+    time: str | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> CreatedBy:
+        require_object(data, where)
+        return cls(**_strings(data, cls, where), extras=extras_of(data, _keys(cls)))
+
+    def to_json(self) -> dict[str, Any]:
+        return json_of({k: getattr(self, k) for k in _keys(type(self))}, self.extras)
 
 
-# A file name inside a set: plain relative path segments of letters, digits, `.`, `_`, `-` (no scheme,
-# no `..`, no leading `-` or `.`, nothing a shell or a URL parser reads specially). Sets travel between
-# people, and a name ends up in a path, a URL and possibly a `pipe:` command line.
-_NAME_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
-MAX_NAME_SEGMENTS = 8
+@dataclass(frozen=True)
+class Source:
+    """The dataset the set was made from (path, codebase version, a fingerprint of its meta files), or,
+    for a set merged from several sources, `kind` "merged" and their `sets`."""
 
+    path: str | None = None
+    codebase_version: str | None = None
+    fingerprint: str | None = None
+    robot_type: str | None = None
+    kind: str | None = None
+    sets: tuple[Source, ...] | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
-def require_set_name(name: str, where: str) -> str:
-    """`name` if it is a plain relative path inside the set; else a ManifestError naming the field."""
-    segments = name.split("/")
-    if len(segments) > MAX_NAME_SEGMENTS or not all(_NAME_SEGMENT.fullmatch(seg) for seg in segments):
-        raise ManifestError(
-            f"{where}: expected a path relative to the set's root: segments of letters, digits, '.', '_' and "
-            f"'-', not starting with '.' or '-' (no scheme, '..', spaces or shell characters), got {name!r:.80}"
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Source:
+        require_object(data, where)
+        strings = ("path", "codebase_version", "fingerprint", "robot_type", "kind")
+        sets = optional(data, "sets", list, where)
+        return cls(
+            **{key: optional(data, key, str, where) for key in strings},
+            sets=None
+            if sets is None
+            else tuple(cls.from_json(s, f"{where}.sets[{i}]") for i, s in enumerate(sets)),
+            extras=extras_of(data, (*strings, "sets")),
         )
-    return name
+
+    def to_json(self) -> dict[str, Any]:
+        fields = {k: getattr(self, k) for k in _keys(type(self))}
+        fields["sets"] = None if self.sets is None else [s.to_json() for s in self.sets]
+        return json_of(fields, self.extras)
 
 
-def _require_task_key(key: str, where: str) -> None:
-    """Task and episode keys are decimal integers (JSON object keys are strings)."""
-    if not (key.isdigit() or (key.startswith("-") and key[1:].isdigit())):
-        raise ManifestError(f"{where}: expected an integer key, got {key!r:.60}")
+@dataclass(frozen=True)
+class Partition:
+    """`b1k-preprocess --partition K/N`: this set holds the sorted selected episodes [index::count]."""
 
+    index: int
+    count: int
+    rule: str | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
-def _require_count(obj: dict, key: str, where: str, most: int | None = None) -> int:
-    value = _require(obj, key, int, where)
-    if value < 0 or (most is not None and value > most):
-        bound = f"0..{most}" if most is not None else ">= 0"
-        raise ManifestError(f"{where}.{key}: expected {bound}, got {value}")
-    return value
-
-
-def _require_shard_entry(shard: dict, at: str) -> None:
-    """A shard entry's name, counts and digest: sizes and counts are what readers allocate, skip and
-    download by, so they must be possible for a tar (whole 512-byte blocks, a block per sample at least)."""
-    require_set_name(_require(shard, "name", str, at), f"{at}.name")
-    samples = _require_count(shard, "samples", at)
-    size = _require_count(shard, "bytes", at, most=MAX_SHARD_BYTES)
-    if size % _TAR_BLOCK or samples > size // _TAR_BLOCK:
-        raise ManifestError(
-            f"{at}: {samples} samples in {size} bytes is not a tar (whole {_TAR_BLOCK}-byte blocks, "
-            "at least one per sample)"
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Partition:
+        return cls(
+            require(data, "index", int, where),
+            require(data, "count", int, where),
+            optional(data, "rule", str, where),
+            extras_of(data, ("index", "count", "rule")),
         )
-    digest = _require(shard, "sha256", str, at)
-    if len(digest) != 64 or digest.strip("0123456789abcdef"):
-        raise ManifestError(f"{at}.sha256: expected 64 hex characters, got {digest!r:.80}")
+
+    def to_json(self) -> dict[str, Any]:
+        return json_of({"index": self.index, "count": self.count, "rule": self.rule}, self.extras)
 
 
-def _require_episodes(entry: dict, where: str) -> None:
-    for i, episode in enumerate(_require(entry, "episodes", list, where)):
-        if not isinstance(episode, int) or isinstance(episode, bool) or episode < 0:
+@dataclass(frozen=True)
+class Totals:
+    """b1k-preprocess's summary of the set's sizes, and how they compare with the source's RGB video."""
+
+    episodes: int | None = None
+    frames: int | None = None
+    samples: int | None = None
+    shards: int | None = None
+    bytes: int | None = None
+    bytes_per_sample: float | None = None
+    source_video_bytes: int | None = None
+    source_video_bytes_per_frame: float | None = None
+    source_video_bytes_note: str | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Totals:
+        require_object(data, where)
+        kinds = {key: (int, float) for key in ("bytes_per_sample", "source_video_bytes_per_frame")}
+        kinds["source_video_bytes_note"] = str
+        values = {key: optional(data, key, kinds.get(key, int), where) for key in _keys(cls)}
+        return cls(**values, extras=extras_of(data, _keys(cls)))
+
+    def to_json(self) -> dict[str, Any]:
+        return json_of({k: getattr(self, k) for k in _keys(type(self))}, self.extras)
+
+
+@dataclass(frozen=True)
+class MergedFrom:
+    """One input of `b1k-shards merge`: its location and partition; what else it recorded (its
+    provenance, episodes, which of its shards became which) is kept in `extras`."""
+
+    location: str
+    partition: Partition | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> MergedFrom:
+        partition = optional(data, "partition", dict, where)
+        return cls(
+            require(data, "location", str, where),
+            None if partition is None else Partition.from_json(partition, f"{where}.partition"),
+            extras_of(data, ("location", "partition")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        partition = None if self.partition is None else self.partition.to_json()
+        return json_of({"location": self.location, "partition": partition}, self.extras)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A shard set's manifest (DESIGN.md, "The shard format"). `tasks` and `task_details` are keyed by
+    task id; `cameras` by camera name, in the manifest's order. Optional fields (None where a set does
+    not record them): `stats_values` (the stats' sidecars), `task_details` (sets written since tasks
+    carry the evaluator's id), `prompt`, `annotations`, `partition`, `options`, `totals`, `warnings`
+    (b1k-preprocess's record of the run) and `merged_from` (a merged set's inputs)."""
+
+    schema_version: int
+    created_by: CreatedBy
+    source: Source
+    fps: float
+    frame_stride: int
+    cameras: Mapping[str, CameraEntry]
+    state: StateEntry
+    action: ActionEntry
+    horizon: int
+    temporal: Temporal
+    stats: ManifestStats
+    splits: Splits
+    tasks: Mapping[int, str]
+    stats_values: Mapping[str, SidecarEntry] | None = None
+    task_details: Mapping[int, TaskInfo] | None = None
+    prompt: str | None = None
+    annotations: Mapping[str, int] | None = None
+    partition: Partition | None = None
+    options: Mapping[str, Any] | None = None
+    totals: Totals | None = None
+    warnings: tuple[str, ...] | None = None
+    merged_from: tuple[MergedFrom, ...] | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def state_layout(self) -> StateLayout:
+        """The R1Pro state layout the state indices refer to (sets written before layouts were recorded
+        hold the 2025 one)."""
+        return self.state.layout
+
+    def split(self, name: str) -> Split:
+        """The split called `name` ("train" or "val"); a ManifestError for any other name."""
+        return self.splits.of(name)
+
+    def shards(self, split: str) -> tuple[ShardEntry, ...]:
+        return self.split(split).shards
+
+    def sidecar(self, key: str) -> SidecarEntry | None:
+        """The values sidecar of the stats of feature `key`, when the set has one."""
+        return (self.stats_values or {}).get(key)
+
+    def sidecars(self) -> Iterator[SidecarEntry]:
+        return iter((self.stats_values or {}).values())
+
+    @property
+    def episodes(self) -> set[int]:
+        """The episodes of both splits."""
+        return {e for _, split in self.splits for e in split.episodes}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "manifest") -> Manifest:
+        """Check `data` (a manifest's JSON) against schema v1; a ManifestError names the first bad field."""
+        require_object(data, where)
+        version = require(data, "schema_version", int, where)
+        if version != SCHEMA_VERSION:
             raise ManifestError(
-                f"{where}.episodes[{i}]: expected an episode index (int >= 0), got {episode!r:.60}"
+                f"{where}.schema_version: this tool reads schema {SCHEMA_VERSION}, got {version}"
             )
+        created_by = CreatedBy.from_json(require(data, "created_by", dict, where), f"{where}.created_by")
+        source = Source.from_json(require(data, "source", dict, where), f"{where}.source")
+        fps = require(data, "fps", (int, float), where)
+        if fps <= 0:
+            raise ManifestError(f"{where}.fps: expected > 0, got {fps}")
+        frame_stride = require(data, "frame_stride", int, where)
+        cameras = _cameras(data, where)
+        state = StateEntry.from_json(require(data, "state", dict, where), f"{where}.state")
+        action = ActionEntry.from_json(require(data, "action", dict, where), f"{where}.action")
+        horizon = require(data, "horizon", int, where)
+        if not 1 <= horizon <= MAX_HORIZON:
+            raise ManifestError(f"{where}.horizon: expected 1..{MAX_HORIZON}, got {horizon}")
+        temporal = Temporal.from_json(require(data, "temporal", dict, where), f"{where}.temporal")
+        dims = {STATE_KEY: state.dim, ACTION_KEY: action.dim}
+        stats = ManifestStats.from_json(require(data, "stats", dict, where), dims, f"{where}.stats")
+        splits = Splits.from_json(require(data, "splits", dict, where), f"{where}.splits")
+        return cls(
+            schema_version=version,
+            created_by=created_by,
+            source=source,
+            fps=fps,
+            frame_stride=frame_stride,
+            cameras=cameras,
+            state=state,
+            action=action,
+            horizon=horizon,
+            temporal=temporal,
+            stats=stats,
+            splits=splits,
+            tasks=_tasks(data, where),
+            task_details=_task_details(data, where),
+            extras=extras_of(data, _keys(cls)),
+            **_record_of_the_run(data, where),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's JSON, as read (`from_json`) or as a tool writes it."""
+        parts = {
+            "schema_version": self.schema_version,
+            "created_by": self.created_by.to_json(),
+            "source": self.source.to_json(),
+            "fps": self.fps,
+            "frame_stride": self.frame_stride,
+            "cameras": {name: camera.to_json() for name, camera in self.cameras.items()},
+            "state": self.state.to_json(),
+            "action": self.action.to_json(),
+            "horizon": self.horizon,
+            "temporal": self.temporal.to_json(),
+            "stats": self.stats.to_json(),
+            "splits": self.splits.to_json(),
+            "tasks": int_keyed(self.tasks),
+            "stats_values": _json_map(self.stats_values),
+            "task_details": None
+            if self.task_details is None
+            else {str(t): info.to_json() for t, info in self.task_details.items()},
+            "prompt": self.prompt,
+            "annotations": None if self.annotations is None else dict(self.annotations),
+            "partition": None if self.partition is None else self.partition.to_json(),
+            "options": None if self.options is None else dict(self.options),
+            "totals": None if self.totals is None else self.totals.to_json(),
+            "warnings": None if self.warnings is None else list(self.warnings),
+            "merged_from": None if self.merged_from is None else [m.to_json() for m in self.merged_from],
+        }
+        return json_of(parts, self.extras)
 
 
-def state_layout_of(manifest: dict, where: str = "manifest") -> StateLayout:
-    """The R1Pro state layout a manifest's state indices refer to (sets written before layouts were
-    recorded hold the 2025 one)."""
-    name = manifest.get("state", {}).get("layout", DEFAULT_LAYOUT.name)
-    try:
-        return layout_named(name)
-    except LayoutError as exc:
-        raise ManifestError(f"{where}.state.layout: {exc}") from None
+def _json_map(mapping: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if mapping is None else {key: part.to_json() for key, part in mapping.items()}
 
 
-def validate_stats(stats: dict, dims: dict[str, int], where: str = "manifest.stats") -> None:
-    for key in STAT_KEYS:
-        entry = _require(stats, key, dict, where)
-        for vector in STAT_VECTORS:
-            _require_vector(entry, vector, dims[key], f"{where}.{key}")
-        count = _require(entry, "count", int, f"{where}.{key}")
-        if count < 0:
-            raise ManifestError(f"{where}.{key}.count: expected >= 0, got {count}")
-
-
-def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
-    """Check a manifest against schema v1; return it, or raise ManifestError naming the bad field."""
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
-    version = _require(manifest, "schema_version", int, where)
-    if version != SCHEMA_VERSION:
-        raise ManifestError(f"{where}.schema_version: this tool reads schema {SCHEMA_VERSION}, got {version}")
-    _require(manifest, "created_by", dict, where)
-    _require(manifest, "source", dict, where)
-    fps = _require(manifest, "fps", (int, float), where)
-    if fps <= 0:
-        raise ManifestError(f"{where}.fps: expected > 0, got {fps}")
-    _require(manifest, "frame_stride", int, where)
-
-    cameras = _require(manifest, "cameras", dict, where)
+def _cameras(data: dict, where: str) -> dict[str, CameraEntry]:
+    cameras = require(data, "cameras", dict, where)
     if not cameras:
         raise ManifestError(f"{where}.cameras: expected at least one camera")
-    for name, camera in cameras.items():
-        at = f"{where}.cameras.{name}"
-        _require(camera, "video_key", str, at)
-        for key in ("height", "width"):
-            side = _require(camera, key, int, at)
-            if not 0 < side <= MAX_CAMERA_SIDE:
-                raise ManifestError(f"{at}.{key}: expected 1..{MAX_CAMERA_SIDE} pixels, got {side}")
-        _require(camera, "encoding", str, at)
+    return {
+        name: CameraEntry.from_json(camera, f"{where}.cameras.{name}") for name, camera in cameras.items()
+    }
 
-    state = _require(manifest, "state", dict, where)
-    _require(state, "preset", str, f"{where}.state")
-    indices = _require(state, "indices", list, f"{where}.state")
-    names = _require(state, "names", list, f"{where}.state")
-    if len(names) != len(indices) or not indices:
-        raise ManifestError(
-            f"{where}.state: expected as many names as indices (>0), got {len(names)} and {len(indices)}"
-        )
-    layout = state_layout_of(manifest, where)
-    for i, index in enumerate(indices):
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < layout.dim:
-            raise ManifestError(
-                f"{where}.state.indices[{i}]: expected an index into the {layout.describe()} state, got {index!r}"
-            )
-    action = _require(manifest, "action", dict, where)
-    action_dim = _require(action, "dim", int, f"{where}.action")
-    if len(_require(action, "names", list, f"{where}.action")) != action_dim:
-        raise ManifestError(f"{where}.action.names: expected {action_dim} names")
-    horizon = _require(manifest, "horizon", int, where)
-    if not 1 <= horizon <= MAX_HORIZON:
-        raise ManifestError(f"{where}.horizon: expected 1..{MAX_HORIZON}, got {horizon}")
-    temporal = _require(manifest, "temporal", dict, where)
-    _require(temporal, "alpha", (int, float), f"{where}.temporal")
 
-    validate_stats(
-        _require(manifest, "stats", dict, where),
-        {"observation.state": len(indices), "action": action_dim},
-        f"{where}.stats",
-    )
-
-    splits = _require(manifest, "splits", dict, where)
-    for split in SPLITS:
-        entry = _require(splits, split, dict, f"{where}.splits")
-        _require_episodes(entry, f"{where}.splits.{split}")
-        shards = _require(entry, "shards", list, f"{where}.splits.{split}")
-        for counter in ("samples", "frames"):
-            if counter in entry:
-                _require_count(entry, counter, f"{where}.splits.{split}")
-        if "tasks" in entry:
-            for task, totals in _require(entry, "tasks", dict, f"{where}.splits.{split}").items():
-                at = f"{where}.splits.{split}.tasks.{task}"
-                _require_task_key(task, at)
-                for key in ("episodes", "samples"):
-                    _require_count(totals, key, at)
-        if "episode_tasks" in entry:
-            for episode, task in _require(entry, "episode_tasks", dict, f"{where}.splits.{split}").items():
-                at = f"{where}.splits.{split}.episode_tasks.{episode}"
-                _require_task_key(episode, at)
-                if not isinstance(task, int) or isinstance(task, bool):
-                    raise ManifestError(f"{at}: expected a task index (int), got {task!r:.60}")
-        for i, shard in enumerate(shards):
-            at = f"{where}.splits.{split}.shards[{i}]"
-            if "tasks" in shard:
-                counts = _require(shard, "tasks", dict, at)
-                for task in counts:
-                    _require_task_key(task, f"{at}.tasks")
-                    _require_count(counts, task, f"{at}.tasks")
-            _require_shard_entry(shard, at)
-    for key, task in _require(manifest, "tasks", dict, where).items():
-        _require_task_key(key, f"{where}.tasks")
+def _tasks(data: dict, where: str) -> dict[int, str]:
+    out = {}
+    for key, task in require(data, "tasks", dict, where).items():
+        task_id = int_key(key, f"{where}.tasks")
         if not isinstance(task, str):
             raise ManifestError(f"{where}.tasks.{key}: expected a task string, got {type(task).__name__}")
-    _validate_task_details(manifest, where)
-    for key, sidecar in (manifest.get("stats_values") or {}).items():
-        at = f"{where}.stats_values.{key}"
-        require_set_name(_require(sidecar, "name", str, at), f"{at}.name")
-        _require_count(sidecar, "bytes", at, most=MAX_SHARD_BYTES)  # what a reader of it reads at most
-        _require(sidecar, "sha256", str, at)
-    return manifest
+        out[task_id] = task
+    return out
 
 
-def _validate_task_details(manifest: dict, where: str) -> None:
+def _task_details(data: dict, where: str) -> dict[int, TaskInfo] | None:
     """`task_details` (optional; sets written since tasks carry the evaluator's id): per task id of
     `tasks`, its name, instruction, prompt and evaluator id (`schemas.tasks.TaskInfo`)."""
-    if "task_details" not in manifest:
-        return
-    for task, detail in _require(manifest, "task_details", dict, where).items():
+    if "task_details" not in data:
+        return None
+    out = {}
+    for task, detail in require(data, "task_details", dict, where).items():
         at = f"{where}.task_details.{task:.40}"
-        _require_task_key(task, f"{where}.task_details")
-        _require(detail, "name", str, at)
-        _require(detail, "prompt", str, at)
+        task_id = int_key(task, f"{where}.task_details")
+        require(detail, "name", str, at)
+        require(detail, "prompt", str, at)
         evaluator_id = detail.get("evaluator_id")
         if evaluator_id is not None and (not isinstance(evaluator_id, int) or isinstance(evaluator_id, bool)):
             raise ManifestError(f"{at}.evaluator_id: expected an int or null, got {evaluator_id!r:.40}")
@@ -245,44 +397,64 @@ def _validate_task_details(manifest: dict, where: str) -> None:
             raise ManifestError(
                 f"{at}.instruction: expected a string or null, got {type(instruction).__name__}"
             )
+        out[task_id] = TaskInfo.from_json(task_id, detail)
+    return out
 
 
-def json_depth(value: Any) -> int:
-    """How deeply `value` nests lists and dicts (0 for a scalar), found without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is not None:
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
+def _record_of_the_run(data: dict, where: str) -> dict[str, Any]:
+    """The optional fields: the stats' sidecars, and what b1k-preprocess or b1k-shards merge recorded of
+    the run."""
+    sidecars = optional(data, "stats_values", dict, where)
+    annotations = optional(data, "annotations", dict, where)
+    partition = optional(data, "partition", dict, where)
+    totals = optional(data, "totals", dict, where)
+    warnings = optional(data, "warnings", list, where)
+    merged_from = optional(data, "merged_from", list, where)
+    return {
+        "stats_values": None
+        if sidecars is None
+        else {key: SidecarEntry.from_json(s, f"{where}.stats_values.{key}") for key, s in sidecars.items()},
+        "prompt": optional(data, "prompt", str, where),
+        "annotations": None
+        if annotations is None
+        else {k: check_count(n, f"{where}.annotations.{k:.40}") for k, n in annotations.items()},
+        "partition": None if partition is None else Partition.from_json(partition, f"{where}.partition"),
+        "options": optional(data, "options", dict, where),
+        "totals": None if totals is None else Totals.from_json(totals, f"{where}.totals"),
+        "warnings": None if warnings is None else tuple(str(w) for w in warnings),
+        "merged_from": None
+        if merged_from is None
+        else tuple(MergedFrom.from_json(m, f"{where}.merged_from[{i}]") for i, m in enumerate(merged_from)),
+    }
 
 
-def parse_manifest(text: str | bytes, where: str = "manifest.json") -> dict:
+def validate_manifest(manifest: Any, where: str = "manifest") -> dict:
+    """Check a manifest's JSON against schema v1 (`Manifest.from_json`); return it, or raise
+    ManifestError naming the bad field."""
+    Manifest.from_json(manifest, where)
+    return manifest
+
+
+def parse_manifest(text: str | bytes, where: str = "manifest.json") -> Manifest:
+    """The manifest whose text is `text` (bounded in size and depth: SECURITY.md), checked."""
     if len(text) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             f"{where}: {len(text)} bytes, more than a manifest may have ({MAX_MANIFEST_BYTES})"
         )
     try:
-        manifest = json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{where}: not valid JSON ({exc})") from None
     except RecursionError:  # json's decoder recurses once per level
         raise ManifestError(f"{where}: JSON nested more than {MAX_MANIFEST_DEPTH} levels deep") from None
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if json_depth(manifest) > MAX_MANIFEST_DEPTH:
+    if json_depth(data) > MAX_MANIFEST_DEPTH:
         raise ManifestError(f"{where}: JSON nested more than {MAX_MANIFEST_DEPTH} levels deep")
-    return validate_manifest(manifest, where)
+    return Manifest.from_json(data, where)
 
 
-def dump_manifest(manifest: dict) -> str:
+def dump_manifest(manifest: Manifest | dict) -> str:
     """Canonical text (sorted keys) so that equal manifests are byte-identical."""
-    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-
-
-def shards_of(manifest: dict, split: str) -> list[dict]:
-    if split not in SPLITS:
-        raise ManifestError(f"unknown split {split!r}; expected one of {SPLITS}")
-    return manifest["splits"][split]["shards"]
+    data = manifest.to_json() if isinstance(manifest, Manifest) else manifest
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
