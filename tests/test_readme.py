@@ -1,11 +1,16 @@
-"""The README cannot rot: its commands exist, its flags exist, its CLI reference is `--help`, and its
-quick start runs (on synthetic data, small sizes, a few steps). `make demo` runs too, small.
+"""The README and docs/ cannot rot: their commands exist, their flags exist, their links resolve, the CLI
+reference is `--help`, and the README's quick start runs (on synthetic data, small sizes, a few steps).
+`make demo` runs too, small.
 
-* Every `b1k-*` command and flag in README.md (code blocks and inline code; `torchrun -m train.cli` and
-  `python -m <module>` forms too) is checked against the command's click definition, i.e. its `--help`.
-* The original script's flags table: where the README says a flag kept its name, the command accepts the
-  original `--x_y` spelling.
-* The "CLI reference" section equals what `python -m tests.readme_cli` generates from `--help`.
+* Every `b1k-*` command and flag in README.md and docs/*.md (code blocks and inline code; `torchrun -m
+  train.cli` and `python -m <module>` forms too) is checked against the command's click definition, i.e.
+  its `--help`.
+* The original script's flags table (docs/migrating.md): where it says a flag kept its name, the command
+  accepts the original `--x_y` spelling.
+* docs/cli.md's generated reference equals what `python -m tests.readme_cli` generates from `--help`.
+* Every relative link and image of README.md and docs/*.md names a file that exists, and an anchor
+  (`#...`) a heading of the page it points to.
+* The README stays short (at most README_MAX_LINES lines): the rest belongs in docs/.
 * The quick-start block runs as written with HOME pointing at a temporary folder (its `~/...` paths land
   there; the dataset path is a link to the synthetic v3.0 fixture). Only these are changed for a CPU
   test: b1k-train's --max-steps/--batch-size are made small, it validates every 2 steps, and --vlm-model
@@ -33,10 +38,13 @@ from tests import readme_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+MIGRATING = DOCS / "migrating.md"
+README_MAX_LINES = 300
 MAKEFILE = ROOT / "Makefile"
 BIN = Path(sys.executable).parent
 
-# The original train_smolvla_lerobot.py's argparse options (the README's side-by-side table names them).
+# The original train_smolvla_lerobot.py's argparse options (docs/migrating.md's side-by-side table names them).
 ORIGINAL_FLAGS = {
     "--dataset_path",
     "--repo_id",
@@ -74,8 +82,16 @@ def readme_text() -> str:
     return README.read_text()
 
 
+def documents() -> dict[str, str]:
+    """README.md and every docs/*.md by their path relative to the repository, generated parts left out."""
+    paths = [README, *sorted(DOCS.glob("*.md"))]
+    return {str(path.relative_to(ROOT)): without_generated(path.read_text()) for path in paths}
+
+
 def without_generated(text: str) -> str:
-    """The README minus the generated CLI reference (checked separately, by equality)."""
+    """A page minus the generated CLI reference (checked separately, by equality)."""
+    if readme_cli.BEGIN not in text:
+        return text
     return text.replace(readme_cli.current(text), "")
 
 
@@ -163,7 +179,7 @@ def resolve(tokens: list[str]) -> tuple[str, click.Command, list[str]] | None:
         return None
     commands = our_commands()
     assert head in commands, (
-        f"README runs `{head}`, which is not one of the project's commands {sorted(commands)}"
+        f"the docs run `{head}`, which is not one of the project's commands {sorted(commands)}"
     )
     command = commands[head]
     name = head
@@ -172,7 +188,7 @@ def resolve(tokens: list[str]) -> tuple[str, click.Command, list[str]] | None:
         if positional:
             sub = positional[0]
             assert sub in command.commands, (
-                f"README runs `{head} {sub}`: no such subcommand ({sorted(command.commands)})"
+                f"the docs run `{head} {sub}`: no such subcommand ({sorted(command.commands)})"
             )
             command, name = command.commands[sub], f"{head} {sub}"
             args = args[args.index(sub) + 1 :]
@@ -189,15 +205,25 @@ def flags_of(args: list[str]) -> list[str]:
 
 
 def test_cli_reference_matches_help():
-    delta = readme_cli.diff(README)
+    delta = readme_cli.diff()
     assert not delta, (
-        "README.md's CLI reference differs from the commands' --help; run `python -m tests.readme_cli --write`\n"
-        + delta
+        "docs/cli.md differs from the commands' --help; run `python -m tests.readme_cli --write`\n" + delta
     )
 
 
-def test_every_command_and_flag_in_the_readme_exists():
-    text = without_generated(readme_text())
+def test_every_command_and_flag_in_the_readme_and_docs_exists():
+    problems = []
+    checked = 0
+    for name, text in documents().items():
+        found, checked_here = command_problems(text)
+        problems += [f"{name}: {problem}" for problem in found]
+        checked += checked_here
+    assert checked > 50, f"only {checked} flags found: are the README and docs parsed right?"
+    assert not problems, "\n".join(problems)
+
+
+def command_problems(text: str) -> tuple[list[str], int]:
+    """(what is wrong, how many flags were checked) for the commands and flags one page mentions."""
     problems = []
     checked = 0
     snippets = [body for lang, body, _ in code_blocks(text) if lang in ("bash", "sh", "")]
@@ -221,7 +247,7 @@ def test_every_command_and_flag_in_the_readme_exists():
             for flag in flags_of(args):
                 checked += 1
                 if flag not in valid:
-                    problems.append(f"`{name}` has no option {flag} (README: `{shlex.join(tokens)}`)")
+                    problems.append(f"`{name}` has no option {flag} (in `{shlex.join(tokens)}`)")
     # Bare flags in prose: an option of one of our commands, or one of the original script's.
     every = set().union(*(option_names(c) for c in all_commands()))
     for span in inline_spans(text):
@@ -233,9 +259,8 @@ def test_every_command_and_flag_in_the_readme_exists():
     # Every b1k-* word names a command.
     for word in sorted(set(re.findall(r"\bb1k-[a-z][a-z-]*[a-z]", text)) - NOT_COMMANDS):
         if word not in our_commands():
-            problems.append(f"README mentions `{word}`, which is not one of the project's commands")
-    assert checked > 50, f"only {checked} flags found: is the README parsed right?"
-    assert not problems, "\n".join(problems)
+            problems.append(f"mentions `{word}`, which is not one of the project's commands")
+    return problems, checked
 
 
 def all_commands() -> list[click.Command]:
@@ -247,18 +272,22 @@ def all_commands() -> list[click.Command]:
     return out
 
 
-def test_make_targets_in_the_readme_exist():
+def test_make_targets_in_the_readme_and_docs_exist():
     targets = set(re.findall(r"^([\w-]+):", MAKEFILE.read_text(), flags=re.M))
-    mentioned = set(re.findall(r"\bmake ([a-z][\w-]*)", without_generated(readme_text())))
-    assert mentioned >= {"demo", "test", "setup", "clean", "bench"}
+    in_readme = set(re.findall(r"\bmake ([a-z][\w-]*)", without_generated(readme_text())))
+    assert in_readme >= {"demo", "test", "setup", "clean"}
+    mentioned = set().union(*(re.findall(r"\bmake ([a-z][\w-]*)", t) for t in documents().values()))
+    assert "bench" in mentioned
     assert mentioned <= targets, (
-        f"README mentions make targets the Makefile lacks: {sorted(mentioned - targets)}"
+        f"README or docs mention make targets the Makefile lacks: {sorted(mentioned - targets)}"
     )
 
 
 def test_original_flags_table_both_spellings():
     """Rows `| `--x_y` | `b1k-cmd --x-y` ... |`: a flag that kept its name accepts the original spelling."""
-    rows = re.findall(r"^\| `(--[a-z_]+)`[^|]*\| `(b1k-[a-z-]+) (--[a-z-]+)`", readme_text(), flags=re.M)
+    rows = re.findall(
+        r"^\| `(--[a-z_]+)`[^|]*\| `(b1k-[a-z-]+) (--[a-z-]+)`", MIGRATING.read_text(), flags=re.M
+    )
     assert len(rows) >= 12, rows
     for original, command_name, new in rows:
         command = our_commands()[command_name]
@@ -266,8 +295,87 @@ def test_original_flags_table_both_spellings():
         assert new in names, f"{command_name} has no {new}"
         if original.replace("_", "-") == new:
             assert original in names, (
-                f"README says {command_name} keeps {original}, but it does not accept it"
+                f"docs/migrating.md says {command_name} keeps {original}, but it does not accept it"
             )
+
+
+def test_the_readme_stays_short():
+    lines = len(readme_text().splitlines())
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines (at most {README_MAX_LINES}): move reference material to docs/"
+    )
+
+
+# ----------------------------------------------------------------------------- links
+
+
+# [text](target) and ![alt](target), with an optional "title"; the target has no spaces.
+LINK = re.compile(r"!?\[[^\]]*\]\(<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", flags=re.M)
+EXPLICIT_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"", flags=re.I)
+
+
+def without_code(text: str) -> str:
+    """Markdown minus fenced blocks and inline code, where a `[x](y)` or `# x` is no link or heading."""
+    text = re.sub(r"^```.*?^```\s*$", "", text, flags=re.M | re.S)
+    return re.sub(r"`[^`\n]+`", "", text)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (`_` and `-` kept), spaces -> `-`."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors a page defines: its headings' slugs (repeats get -1, -2, ...) and `<a id=...>`."""
+    seen: dict[str, int] = {}
+    out = set(EXPLICIT_ANCHOR.findall(text))
+    for heading in HEADING.findall(re.sub(r"^```.*?^```\s*$", "", text, flags=re.M | re.S)):
+        base = slug(heading)
+        out.add(f"{base}-{seen[base]}" if base in seen else base)
+        seen[base] = seen.get(base, 0) + 1
+    return out
+
+
+def link_problem(page: Path, target: str) -> str | None:
+    """Why a relative link of `page` does not resolve, or None (URLs with a scheme are not followed)."""
+    if re.match(r"[a-z][a-z0-9+.-]*:", target, flags=re.I):
+        return None
+    file, _, anchor = target.partition("#")
+    path = (page.parent / file).resolve() if file else page
+    if not path.exists():
+        return f"{target}: no such file {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
+    if anchor and path.suffix == ".md" and anchor not in anchors(path.read_text()):
+        return f"{target}: {path.name} has no heading or anchor #{anchor}"
+    return None
+
+
+def page_link_problems(page: Path) -> list[str]:
+    found = (link_problem(page, target) for target in LINK.findall(without_code(page.read_text())))
+    return [f"{page.relative_to(ROOT)}: {problem}" for problem in found if problem]
+
+
+def test_links_in_the_readme_and_docs_resolve():
+    pages = [README, *sorted(DOCS.glob("*.md"))]
+    assert len(pages) > 5, "docs/ should hold the reference pages the README links to"
+    problems = [problem for page in pages for problem in page_link_problems(page)]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_broken_link_or_anchor_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A page\n\n## What `b1k-eval` reports, by segment\n")
+    page = tmp_path / "README.md"
+    page.write_text(
+        "[ok](docs/a.md) [ok](docs/a.md#what-b1k-eval-reports-by-segment) [ok](#top) [web](https://x.org/y)\n"
+        "[gone](docs/b.md) ![gone](docs/figures/c.png) [bad anchor](docs/a.md#nowhere)\n"
+        "`[not a link](nowhere.md)`\n\n# Top\n"
+    )
+    problems = page_link_problems(page)
+    assert len(problems) == 3, problems
+    assert "docs/b.md" in problems[0] and "c.png" in problems[1] and "#nowhere" in problems[2]
 
 
 def test_demo_prints_the_readme_quickstart():

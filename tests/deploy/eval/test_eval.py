@@ -263,8 +263,8 @@ def _train(shards: Path, backbone: Path, out: Path, *extra) -> Path:
 @pytest.mark.slow
 def test_alpha_experiment_reports_the_per_bin_difference(tiny_backbone, tmp_path, monkeypatch, capsys):
     """Acceptance 3, a measurement: alpha = 4 vs alpha = 0, same data, seed and steps, evaluated on the same
-    held-out episodes; the report shows the per-bin MAE of each and the difference is printed (for the
-    README). No assertion on which wins."""
+    held-out episodes; the report shows the per-bin MAE of each and the difference is printed (for
+    docs/evaluation.md). No assertion on which wins."""
     started = time.perf_counter()
     monkeypatch.setattr(shardsets, "action_of", hard_tail_action)
     root = tmp_path / "set"
