@@ -299,6 +299,17 @@ def test_original_flags_table_both_spellings():
             )
 
 
+def test_inline_code_stays_on_one_line():
+    """A `span` broken across lines pairs the wrong backticks, and the flag check above reads prose as code."""
+    broken = [
+        f"{name}: {line.strip()[:90]}"
+        for name, text in documents().items()
+        for line in re.sub(r"^```.*?^```\s*$", "", text, flags=re.M | re.S).splitlines()
+        if line.count("`") % 2
+    ]
+    assert not broken, "inline code broken across lines:\n" + "\n".join(broken)
+
+
 def test_the_readme_stays_short():
     lines = len(readme_text().splitlines())
     assert lines <= README_MAX_LINES, (

@@ -126,7 +126,7 @@ def run_trainer(
 
 
 # The realistic step of SmolVLA (~450 M parameters) at batch 32 on one H100 in bf16, the consumer's
-# sleep: ~80 ms. Derivation (`python -m tests.benchmarks.model_bench`, 2026-12, on
+# sleep: ~80 ms (docs/performance.md). Derivation (`python -m tests.benchmarks.model_bench` on
 # `b1k-tiny-backbone --architecture smolvlm2-500m`): torch's FlopCounterMode counts 0.72 TFLOP per
 # sample for b1k-train's default step (vision encoder frozen, expert trained; forward + backward),
 # 23.1 TFLOP at batch 32; at 30% of the H100's 989 TFLOP/s dense bf16 peak that is 78 ms. Cross-check:
