@@ -41,6 +41,7 @@ from schemas.fields import (
     require,
     require_object,
     require_set_name,
+    require_strings,
 )
 from schemas.r1pro import ACTION_KEY, STATE_KEY, StateLayout
 from schemas.sample import SCHEMA_VERSION
@@ -61,6 +62,7 @@ __all__ = [
     "ActionEntry",
     "CameraEntry",
     "CreatedBy",
+    "FileEntry",
     "Manifest",
     "ManifestError",
     "ManifestStats",
@@ -84,6 +86,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+FileEntry = ShardEntry | SidecarEntry  # a file the manifest lists: its name, size and sha256
 # Limits on what a manifest may claim (SECURITY.md): what it says sizes downloads, buffers and loops
 # before any shard is read, so a claim past these is refused when the manifest is read.
 MAX_MANIFEST_BYTES = 64 << 20  # a 10k-shard, 100k-episode set's manifest is ~10 MB
@@ -228,8 +231,8 @@ class Manifest:
     """A shard set's manifest (DESIGN.md, "The shard format"). `tasks` and `task_details` are keyed by
     task id; `cameras` by camera name, in the manifest's order. Optional fields (None where a set does
     not record them): `stats_values` (the stats' sidecars), `task_details` (sets written since tasks
-    carry the evaluator's id), `prompt`, `annotations`, `partition`, `options`, `totals`, `warnings`
-    (b1k-preprocess's record of the run) and `merged_from` (a merged set's inputs)."""
+    carry the evaluator's id), `prompt`, `annotations`, `partition`, `options`, `totals`, `warnings`,
+    `selected_episodes` (b1k-preprocess's record of the run) and `merged_from` (a merged set's inputs)."""
 
     schema_version: int
     created_by: CreatedBy
@@ -252,6 +255,7 @@ class Manifest:
     options: Mapping[str, Any] | None = None
     totals: Totals | None = None
     warnings: tuple[str, ...] | None = None
+    selected_episodes: int | None = None
     merged_from: tuple[MergedFrom, ...] | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 
@@ -350,6 +354,7 @@ class Manifest:
             "options": None if self.options is None else dict(self.options),
             "totals": None if self.totals is None else self.totals.to_json(),
             "warnings": None if self.warnings is None else list(self.warnings),
+            "selected_episodes": self.selected_episodes,
             "merged_from": None if self.merged_from is None else [m.to_json() for m in self.merged_from],
         }
         return json_of(parts, self.extras)
@@ -408,7 +413,6 @@ def _record_of_the_run(data: dict, where: str) -> dict[str, Any]:
     annotations = optional(data, "annotations", dict, where)
     partition = optional(data, "partition", dict, where)
     totals = optional(data, "totals", dict, where)
-    warnings = optional(data, "warnings", list, where)
     merged_from = optional(data, "merged_from", list, where)
     return {
         "stats_values": None
@@ -421,7 +425,8 @@ def _record_of_the_run(data: dict, where: str) -> dict[str, Any]:
         "partition": None if partition is None else Partition.from_json(partition, f"{where}.partition"),
         "options": optional(data, "options", dict, where),
         "totals": None if totals is None else Totals.from_json(totals, f"{where}.totals"),
-        "warnings": None if warnings is None else tuple(str(w) for w in warnings),
+        "warnings": None if data.get("warnings") is None else require_strings(data, "warnings", where),
+        "selected_episodes": optional(data, "selected_episodes", int, where),
         "merged_from": None
         if merged_from is None
         else tuple(MergedFrom.from_json(m, f"{where}.merged_from[{i}]") for i, m in enumerate(merged_from)),

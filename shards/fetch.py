@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.manifest import FileEntry
 from shards.errors import ShardCorruptError, ShardNetworkError
 from shards.remote import TransferError, read_bounded
 from shards.scan import open_stream, size_problem
@@ -76,9 +77,9 @@ def _failure_of(exc: BaseException) -> str | None:
     return exc.reason if isinstance(exc, TransferError) and exc.transient else None
 
 
-def _download_once(url: str, entry: dict, path: Path) -> None:
+def _download_once(url: str, entry: FileEntry, path: Path) -> None:
     """One attempt: `url` into `path`, at most the manifest's size + 1 bytes, then size and sha256."""
-    limit = int(entry["bytes"])
+    limit = int(entry.bytes)
     digest = hashlib.sha256()
     received = 0
     stream = open_stream(url)
@@ -104,9 +105,9 @@ def _download_once(url: str, entry: dict, path: Path) -> None:
         )
     if received != limit:
         raise ShardCorruptError.of(url, size_problem(received, limit))
-    if digest.hexdigest() != entry["sha256"]:
+    if digest.hexdigest() != entry.sha256:
         raise ShardCorruptError.of(
-            url, f"sha256 mismatch (manifest {entry['sha256'][:12]}…, download {digest.hexdigest()[:12]}…)"
+            url, f"sha256 mismatch (manifest {entry.sha256[:12]}…, download {digest.hexdigest()[:12]}…)"
         )
 
 
@@ -134,7 +135,7 @@ def with_retries[T](url: str, attempt: Callable[[], T], retry: RetryPolicy) -> T
 
 
 @contextlib.contextmanager
-def fetched(url: str, entry: dict, retry: RetryPolicy = DEFAULT_RETRY) -> Iterator[Path]:
+def fetched(url: str, entry: FileEntry, retry: RetryPolicy = DEFAULT_RETRY) -> Iterator[Path]:
     """A local file holding the verified bytes of the remote shard `url` (manifest entry `entry`),
     removed when the block ends."""
     fd, name = tempfile.mkstemp(prefix="b1k-shard-", suffix=".tar", dir=cache_dir())

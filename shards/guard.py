@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from schemas.manifest import ShardEntry
 from shards.errors import ShardCorruptError
 from shards.fetch import DEFAULT_RETRY, RetryPolicy, fetched
 from shards.scan import ShardScan, is_local, local_file_problem
@@ -152,7 +153,9 @@ class VerifiedShards:
 
 
 @contextlib.contextmanager
-def _verified_file(url: str, entry: dict | None, hashed_before: bool, retry: RetryPolicy) -> Iterator[str]:
+def _verified_file(
+    url: str, entry: ShardEntry | None, hashed_before: bool, retry: RetryPolicy
+) -> Iterator[str]:
     """Where to read shard `url` from once it is known to be its manifest entry's bytes: a local file
     hashed in place (unless hashed before, unchanged), a remote one downloaded and verified into a
     temporary file (`shards.fetch`). Without an entry there is nothing to verify against: as it is."""
@@ -169,7 +172,7 @@ def _verified_file(url: str, entry: dict | None, hashed_before: bool, retry: Ret
 
 def _checked_shard(
     url: str,
-    entry: dict | None,
+    entry: ShardEntry | None,
     required: Sequence[str],
     location: str | None,
     verified: VerifiedShards | None = None,
@@ -192,8 +195,8 @@ def _checked_shard(
                     reason = f"sample {sample['__key__']} lacks member{plural} {', '.join(missing)}"
                     raise ShardCorruptError.of(url, reason, scan.samples - 1, location)
                 yield sample
-            if entry is not None and scan.samples != entry["samples"]:
-                reason = f"{scan.samples} samples, manifest says {entry['samples']}"
+            if entry is not None and scan.samples != entry.samples:
+                reason = f"{scan.samples} samples, manifest says {entry.samples}"
                 raise ShardCorruptError.of(url, reason, scan.samples, location)
     except ShardCorruptError as error:
         if location is not None or error.url != url:  # name the shard (not a temporary copy) and its set
@@ -204,7 +207,7 @@ def _checked_shard(
 def iter_checked_shard(
     url: str,
     *,
-    entry: dict | None = None,
+    entry: ShardEntry | None = None,
     members: Sequence[str] | None = None,
     location: str | None = None,
     skip: CorruptShardLog | None = None,

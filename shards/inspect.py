@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from schemas.manifest import SPLITS, STAT_KEYS, shards_of
+from schemas.manifest import SPLITS, Manifest, ShardEntry, Source, Stats
+from schemas.r1pro import ACTION_KEY, STATE_KEY
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
 from shards.codec import check_image_size, decode_sample
 from shards.reader import ShardSet
@@ -55,45 +56,44 @@ def compress_indices(indices: list[int]) -> str:
     return ",".join(parts)
 
 
-def summary_dict(manifest: dict) -> dict:
+def summary_dict(manifest: Manifest) -> dict:
     """The numbers `inspect` prints, as a JSON-friendly dict."""
     splits = {}
     total_bytes = total_samples = 0
-    for split in SPLITS:
-        shards = shards_of(manifest, split)
-        samples = sum(s["samples"] for s in shards)
-        size = sum(s["bytes"] for s in shards)
+    for name, split in manifest.splits:
+        samples = split.shard_samples
+        size = sum(s.bytes for s in split.shards)
         total_bytes += size
         total_samples += samples
-        splits[split] = {
-            "episodes": len(manifest["splits"][split]["episodes"]),
+        splits[name] = {
+            "episodes": len(split.episodes),
             "samples": samples,
-            "shards": len(shards),
+            "shards": len(split.shards),
             "bytes": size,
-            "frames": manifest["splits"][split].get("frames"),
+            "frames": split.frames,
         }
-    stats_bytes = sum(int(v.get("bytes", 0)) for v in (manifest.get("stats_values") or {}).values())
+    stats_bytes = sum(sidecar.bytes for sidecar in manifest.sidecars())
     return {
-        "schema_version": manifest["schema_version"],
-        "created_by": manifest["created_by"],
-        "source": manifest["source"],
-        "partition": manifest.get("partition"),
+        "schema_version": manifest.schema_version,
+        "created_by": manifest.created_by.to_json(),
+        "source": manifest.source.to_json(),
+        "partition": None if manifest.partition is None else manifest.partition.to_json(),
         "splits": splits,
-        "tasks": manifest["tasks"],
+        "tasks": {str(task): prompt for task, prompt in manifest.tasks.items()},
         "task_counts": task_counts(manifest),
         "skill_counts": skill_counts(manifest),
-        "cameras": manifest["cameras"],
+        "cameras": {name: camera.to_json() for name, camera in manifest.cameras.items()},
         "state": {
-            "preset": manifest["state"]["preset"],
-            "dim": len(manifest["state"]["indices"]),
-            "indices": compress_indices(manifest["state"]["indices"]),
-            "names": manifest["state"]["names"],
+            "preset": manifest.state.preset,
+            "dim": manifest.state.dim,
+            "indices": compress_indices(list(manifest.state.indices)),
+            "names": list(manifest.state.names),
         },
-        "action_dim": manifest["action"]["dim"],
-        "horizon": manifest["horizon"],
-        "fps": manifest["fps"],
-        "frame_stride": manifest["frame_stride"],
-        "temporal": manifest["temporal"],
+        "action_dim": manifest.action.dim,
+        "horizon": manifest.horizon,
+        "fps": manifest.fps,
+        "frame_stride": manifest.frame_stride,
+        "temporal": manifest.temporal.to_json(),
         "bytes": total_bytes,
         "stats_bytes": stats_bytes,
         "samples": total_samples,
@@ -101,24 +101,23 @@ def summary_dict(manifest: dict) -> dict:
     }
 
 
-def task_counts(manifest: dict) -> dict[str, dict[str, dict] | None]:
+def task_counts(manifest: Manifest) -> dict[str, dict[str, dict] | None]:
     """Per split: {task index: {"task", "episodes", "samples"}}, or None where the manifest does not
     record them (sets written before `splits.<split>.tasks` existed)."""
     out: dict[str, dict[str, dict] | None] = {}
-    for split in SPLITS:
-        recorded = manifest["splits"][split].get("tasks")
-        out[split] = (
+    for name, split in manifest.splits:
+        out[name] = (
             None
-            if recorded is None
+            if split.tasks is None
             else {
-                task: {"task": manifest["tasks"].get(task, "?"), **counts}
-                for task, counts in sorted(recorded.items(), key=lambda kv: int(kv[0]))
+                str(task): {"task": manifest.tasks.get(task, "?"), **counts.to_json()}
+                for task, counts in sorted(split.tasks.items())
             }
         )
     return out
 
 
-def _task_lines(manifest: dict) -> list[str]:
+def _task_lines(manifest: Manifest) -> list[str]:
     """The per-task table: episodes, samples and share of the split's samples, then the task string."""
     counts = task_counts(manifest)
     recorded = [split for split in SPLITS if counts[split] is not None]
@@ -133,29 +132,31 @@ def _task_lines(manifest: dict) -> list[str]:
             if counts[split] is None:
                 row += f"{'not recorded':>34}"
                 continue
-            entry = counts[split].get(task, {"episodes": 0, "samples": 0})
-            share = entry["samples"] / totals[split] if totals[split] else 0.0
-            row += f"{entry['episodes']:>16}{entry['samples']:>10}{share:>8.1%}"
-        lines.append(f"{row}  {manifest['tasks'].get(task, '?')}")
+            cell = counts[split].get(task, {"episodes": 0, "samples": 0})
+            share = cell["samples"] / totals[split] if totals[split] else 0.0
+            row += f"{cell['episodes']:>16}{cell['samples']:>10}{share:>8.1%}"
+        lines.append(f"{row}  {manifest.tasks.get(int(task), '?')}")
     return lines
 
 
 NO_SKILL = "(none)"  # the samples no skill annotation covers (null `skill`, or no field in older sets)
 
 
-def skill_counts(manifest: dict) -> dict[str, dict | None]:
+def skill_counts(manifest: Manifest) -> dict[str, dict | None]:
     """Per split, samples per annotated skill as the manifest records them (`splits.<split>.skills`, which
     counts annotated samples only): {"source": "manifest", "skills": {skill: samples}, "unannotated": the
     split's other samples}; None where the manifest does not record them (sets written before skills)."""
     out: dict[str, dict | None] = {}
-    for split in SPLITS:
-        recorded = manifest["splits"][split].get("skills")
-        if recorded is None:
-            out[split] = None
+    for name, split in manifest.splits:
+        if split.skills is None:
+            out[name] = None
             continue
-        samples = sum(s["samples"] for s in shards_of(manifest, split))
-        skills = {str(k): int(v) for k, v in recorded.items()}
-        out[split] = {"source": "manifest", "skills": skills, "unannotated": samples - sum(skills.values())}
+        skills = dict(split.skills)
+        out[name] = {
+            "source": "manifest",
+            "skills": skills,
+            "unannotated": split.shard_samples - sum(skills.values()),
+        }
     return out
 
 
@@ -164,8 +165,8 @@ def count_skills(shard_set: ShardSet, split: str) -> dict:
     `skill_counts` takes from the manifest, for a set whose manifest does not record them."""
     skills: dict[str, int] = {}
     unannotated = 0
-    for entry in shards_of(shard_set.manifest, split):
-        for raw in ShardScan(shard_set.url(entry["name"]), digest=False):
+    for entry in shard_set.manifest.shards(split):
+        for raw in ShardScan(shard_set.url(entry.name), digest=False):
             skill = json.loads(bytes(raw[JSON_MEMBER])).get("skill")
             if isinstance(skill, str):
                 skills[skill] = skills.get(skill, 0) + 1
@@ -211,45 +212,45 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _stats_table(manifest: dict, key: str, names: list[str]) -> list[str]:
-    stats = manifest["stats"][key]
+def _stats_table(stats: Stats, key: str, names: tuple[str, ...]) -> list[str]:
     width = max([len(n) for n in names] + [len(key), 4])
     header = f"  {key:<{width + 5}}" + "".join(f"{c:>11}" for c in STAT_COLUMNS)
-    lines = [header + f"   (count {stats['count']})"]
+    lines = [header + f"   (count {stats.count})"]
+    vectors = stats.normaliser()
     for d, name in enumerate(names):
-        values = "".join(f"{stats[c][d]:>11.4g}" for c in STAT_COLUMNS)
+        values = "".join(f"{vectors[c][d]:>11.4g}" for c in STAT_COLUMNS)
         lines.append(f"  {d:>3}  {name:<{width}}{values}")
     return lines
 
 
 def summarize(
-    manifest: dict, location: str = "", stats: bool = True, skills: dict[str, dict | None] | None = None
+    manifest: Manifest, location: str = "", stats: bool = True, skills: dict[str, dict | None] | None = None
 ) -> str:
     """The readable summary `b1k-shards inspect` prints; `skills`: samples per skill per split counted
     from the samples (`count_skills`), for a set whose manifest does not record them."""
     info = summary_dict(manifest)
-    created = manifest["created_by"]
-    source = manifest["source"]
+    created = manifest.created_by
+    source = manifest.source
     lines = [f"shard set   {location}" if location else "shard set"]
     lines.append(
-        f"schema      v{info['schema_version']}; created by {created.get('tool', '?')} {created.get('version', '')} "
-        f"at {created.get('time', '?')}"
+        f"schema      v{info['schema_version']}; created by {created.tool or '?'} {created.version or ''} "
+        f"at {created.time or '?'}"
     )
-    if created.get("command"):
-        lines.append(f"command     {created['command']}")
-    if source.get("kind") == "merged":
-        lines.append(f"source      merged from {len(source.get('sets', []))} sets:")
-        lines.extend(f"              {_source_line(s)}" for s in source.get("sets", []))
+    if created.command:
+        lines.append(f"command     {created.command}")
+    if source.kind == "merged":
+        lines.append(f"source      merged from {len(source.sets or ())} sets:")
+        lines.extend(f"              {_source_line(s)}" for s in source.sets or ())
     else:
         lines.append(f"source      {_source_line(source)}")
-    if manifest.get("merged_from"):
+    if manifest.merged_from:
         lines.append(
-            f"merged from {len(manifest['merged_from'])} inputs: {', '.join(m['location'] for m in manifest['merged_from'])}"
+            f"merged from {len(manifest.merged_from)} inputs: {', '.join(m.location for m in manifest.merged_from)}"
         )
-    part = info["partition"]
-    if isinstance(part, dict):
+    part = manifest.partition
+    if part is not None:
         lines.append(
-            f"partition   {part.get('index')}/{part.get('count')} (merge all {part.get('count')} with `b1k-shards merge`)"
+            f"partition   {part.index}/{part.count} (merge all {part.count} with `b1k-shards merge`)"
         )
     for split in SPLITS:
         s = info["splits"][split]
@@ -258,27 +259,27 @@ def summarize(
             f"{split:<11} {s['episodes']} episodes, {s['samples']} samples{frames} in {s['shards']} shards "
             f"({_human_bytes(s['bytes'])})"
         )
-    tasks = manifest["tasks"]
+    tasks = {str(task): prompt for task, prompt in manifest.tasks.items()}
     lines.append(f"tasks       {len(tasks)}: " + "; ".join(f"{k}: {v}" for k, v in list(tasks.items())[:8]))
     if len(tasks) > 8:
         lines[-1] += f"; ... ({len(tasks) - 8} more)"
     lines.extend(_task_lines(manifest))
     lines.extend(_skill_lines(skills or skill_counts(manifest)))
-    for i, (name, camera) in enumerate(manifest["cameras"].items()):
-        quality = f" q{camera['quality']}" if "quality" in camera else ""
+    for i, (name, camera) in enumerate(manifest.cameras.items()):
+        quality = f" q{camera.quality}" if camera.quality is not None else ""
         native = ""
-        if "source_height" in camera and "source_width" in camera:
-            native = f" (source {camera['source_height']}x{camera['source_width']})"
+        if camera.source_height is not None and camera.source_width is not None:
+            native = f" (source {camera.source_height}x{camera.source_width})"
         lines.append(
-            f"{'cameras' if i == 0 else '':<11} {name:<12} {camera['height']}x{camera['width']} "
-            f"{camera['encoding']}{quality}{native}  <- {camera['video_key']}"
+            f"{'cameras' if i == 0 else '':<11} {name:<12} {camera.height}x{camera.width} "
+            f"{camera.encoding}{quality}{native}  <- {camera.video_key}"
         )
     state = info["state"]
     lines.append(f"state       {state['preset']}, {state['dim']} dims, indices {state['indices']}")
     lines.extend(_wrapped(", ".join(state["names"]), "            "))
     lines.extend(
         _wrapped(
-            f"{info['action_dim']} dims: {', '.join(manifest['action']['names'])}",
+            f"{info['action_dim']} dims: {', '.join(manifest.action.names)}",
             "action      ",
             "            ",
         )
@@ -287,9 +288,9 @@ def summarize(
     lines.append(
         f"horizon     {info['horizon']} frames ({seconds:.2f} s at {info['fps']:g} fps); frame stride {info['frame_stride']}"
     )
-    temporal = manifest["temporal"]
+    temporal = manifest.temporal
     lines.append(
-        f"temporal    alpha {temporal['alpha']:g}; {temporal.get('formula', 'weight = 1 + alpha * progress**2')}"
+        f"temporal    alpha {temporal.alpha:g}; {temporal.formula or 'weight = 1 + alpha * progress**2'}"
     )
     lines.append(
         f"bytes       {_human_bytes(info['bytes'])} in shards ({info['bytes']} B) + {_human_bytes(info['stats_bytes'])} stats "
@@ -297,8 +298,8 @@ def summarize(
     )
     if stats:
         lines.append("stats       (train split; q01/q99 exact)")
-        lines.extend(_stats_table(manifest, "observation.state", manifest["state"]["names"]))
-        lines.extend(_stats_table(manifest, "action", manifest["action"]["names"]))
+        lines.extend(_stats_table(manifest.stats.state, STATE_KEY, manifest.state.names))
+        lines.extend(_stats_table(manifest.stats.action, ACTION_KEY, manifest.action.names))
     return "\n".join(lines)
 
 
@@ -308,14 +309,14 @@ def _wrapped(text: str, first: str, rest: str | None = None, width: int = 110) -
     )
 
 
-def _source_line(source: dict) -> str:
-    parts = [str(source.get("path", "?"))]
-    if source.get("codebase_version"):
-        parts.append(f"LeRobot {source['codebase_version']}")
-    if source.get("fingerprint"):
-        parts.append(f"fingerprint {str(source['fingerprint'])[:12]}")
-    if source.get("robot_type"):
-        parts.append(f"robot {source['robot_type']}")
+def _source_line(source: Source) -> str:
+    parts = [str(source.path or "?")]
+    if source.codebase_version:
+        parts.append(f"LeRobot {source.codebase_version}")
+    if source.fingerprint:
+        parts.append(f"fingerprint {source.fingerprint[:12]}")
+    if source.robot_type:
+        parts.append(f"robot {source.robot_type}")
     return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 
 
@@ -336,19 +337,19 @@ def choose_samples(
     """Decoded samples to show: `keys` if given (searched in the split's shards, in order), else
     `count` samples from shards spread over the split (the first sample of each chosen shard, or
     samples spread over a shard when there are fewer shards than samples wanted)."""
-    shards = shards_of(shard_set.manifest, split)
+    shards = shard_set.manifest.shards(split)
     if not shards:
         raise ValueError(f"the {split} split of this set has no shards")
     if keys:
         return _find_keys(shard_set, shards, list(keys), split)
-    total = sum(s["samples"] for s in shards)
+    total = sum(s.samples for s in shards)
     count = min(count, total)
     wanted: dict[int, set[int]] = {}
     if count <= len(shards):  # the first sample of shards spread over the split: reads little
         for i in range(count):
             wanted.setdefault(round(i * (len(shards) - 1) / max(count - 1, 1)), set()).add(0)
     else:  # samples spread evenly over the whole split
-        starts = np.cumsum([0] + [s["samples"] for s in shards])
+        starts = np.cumsum([0] + [s.samples for s in shards])
         for i in range(count):
             position = round(i * (total - 1) / max(count - 1, 1))
             index = int(np.searchsorted(starts, position, side="right") - 1)
@@ -356,7 +357,7 @@ def choose_samples(
     chosen: list[dict] = []
     for index, positions in wanted.items():
         last = max(positions)
-        for position, raw in enumerate(ShardScan(shard_set.url(shards[index]["name"]), digest=False)):
+        for position, raw in enumerate(ShardScan(shard_set.url(shards[index].name), digest=False)):
             if position in positions:
                 chosen.append(_decode(raw, _image_sizes(shard_set.manifest)))
             if position >= last:
@@ -364,12 +365,12 @@ def choose_samples(
     return chosen
 
 
-def _image_sizes(manifest: dict) -> dict[str, tuple[int, int]]:
+def _image_sizes(manifest: Manifest) -> dict[str, tuple[int, int]]:
     """Each camera's member and stored size: images are checked against it before they are decoded
     (a header claiming 60000 x 60000 pixels is an error, not a 10 GB allocation)."""
     return {
-        image_member(name, camera["encoding"]): (int(camera["height"]), int(camera["width"]))
-        for name, camera in manifest["cameras"].items()
+        image_member(name, camera.encoding): (camera.height, camera.width)
+        for name, camera in manifest.cameras.items()
     }
 
 
@@ -387,11 +388,13 @@ def _decode(raw: dict, sizes: dict[str, tuple[int, int]]) -> dict:
     return decode_sample(raw)
 
 
-def _find_keys(shard_set: ShardSet, shards: list[dict], keys: list[str], split: str) -> list[dict]:
+def _find_keys(
+    shard_set: ShardSet, shards: tuple[ShardEntry, ...], keys: list[str], split: str
+) -> list[dict]:
     wanted = set(keys)
     found: dict[str, dict] = {}
     for entry in shards:
-        for raw in ShardScan(shard_set.url(entry["name"]), digest=False):
+        for raw in ShardScan(shard_set.url(entry.name), digest=False):
             if raw["__key__"] in wanted:
                 found[raw["__key__"]] = _decode(raw, _image_sizes(shard_set.manifest))
                 wanted.discard(raw["__key__"])
@@ -422,11 +425,11 @@ def _scale(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 def _draw_state(
-    draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], state: np.ndarray, stats: dict
+    draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], state: np.ndarray, stats: Stats
 ) -> None:
     left, top, right, bottom = box
     draw.rectangle(box, outline=(160, 160, 160))
-    scaled = _scale(state.astype(np.float64), np.asarray(stats["q01"]), np.asarray(stats["q99"]))
+    scaled = _scale(state.astype(np.float64), np.asarray(stats.q01), np.asarray(stats.q99))
     n = len(scaled)
     inner = (right - left - 4) / max(n, 1)
     base = bottom - 2 - 0.1 / 1.2 * (bottom - top - 4)
@@ -441,7 +444,7 @@ def _draw_action(
     box: tuple[int, int, int, int],
     action: np.ndarray,
     is_pad: np.ndarray,
-    stats: dict,
+    stats: Stats,
 ) -> None:
     left, top, right, bottom = box
     horizon, dims = action.shape
@@ -452,7 +455,7 @@ def _draw_action(
             (left + 2 + (first - 0.5) * step, top + 1, right - 1, bottom - 1), fill=(225, 225, 225)
         )
     draw.rectangle(box, outline=(160, 160, 160))
-    scaled = _scale(action.astype(np.float64), np.asarray(stats["q01"]), np.asarray(stats["q99"]))
+    scaled = _scale(action.astype(np.float64), np.asarray(stats.q01), np.asarray(stats.q99))
     height = bottom - top - 4
     for d in range(dims):
         points = [
@@ -466,12 +469,12 @@ def _draw_action(
 
 
 def render_contact_sheet(
-    manifest: dict, samples: list[dict], tile_height: int = 160
+    manifest: Manifest, samples: list[dict], tile_height: int = 160
 ) -> tuple[Image.Image, SheetLayout]:
     """Draw `samples` (decoded) one per row; returns the image and where everything is."""
-    cameras = list(manifest["cameras"].items())
-    members = [image_member(name, camera["encoding"]) for name, camera in cameras]
-    widths = [max(1, round(camera["width"] * tile_height / camera["height"])) for _, camera in cameras]
+    cameras = list(manifest.cameras.items())
+    members = [image_member(name, camera.encoding) for name, camera in cameras]
+    widths = [max(1, round(camera.width * tile_height / camera.height)) for _, camera in cameras]
     gap, caption, margin = 6, 16, 8
     state_width, action_width = 200, 260
     row_height = caption + tile_height + gap
@@ -483,18 +486,16 @@ def render_contact_sheet(
     layout = SheetLayout(size=(width, height))
     x = margin
     for (name, camera), w in zip(cameras, widths, strict=True):
-        draw.text((x, margin), f"{name} {camera['height']}x{camera['width']}", fill=(0, 0, 0), font=label)
+        draw.text((x, margin), f"{name} {camera.height}x{camera.width}", fill=(0, 0, 0), font=label)
         x += w + gap
-    draw.text(
-        (x, margin), f"state ({len(manifest['state']['indices'])}, q01..q99)", fill=(0, 0, 0), font=label
-    )
+    draw.text((x, margin), f"state ({manifest.state.dim}, q01..q99)", fill=(0, 0, 0), font=label)
     draw.text(
         (x + state_width + gap, margin),
-        f"action chunk ({manifest['horizon']} x {manifest['action']['dim']}, q01..q99; grey = pad)",
+        f"action chunk ({manifest.horizon} x {manifest.action.dim}, q01..q99; grey = pad)",
         fill=(0, 0, 0),
         font=label,
     )
-    state_stats, action_stats = manifest["stats"][STAT_KEYS[0]], manifest["stats"][STAT_KEYS[1]]
+    state_stats, action_stats = manifest.stats.state, manifest.stats.action
     for r, sample in enumerate(samples):
         top = margin + 18 + r * row_height
         meta = sample.get(JSON_MEMBER) or {}

@@ -13,10 +13,11 @@ from typing import Any
 from schemas.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
+    Manifest,
     ManifestError,
+    ShardEntry,
     parse_manifest,
     require_set_name,
-    shards_of,
 )
 from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
 from shards.errors import ShardCorruptError, ShardNetworkError, ShardSetError, verify_hint
@@ -38,7 +39,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ShardSet:
-    """A shard set: its validated manifest and how to address its files.
+    """A shard set: its manifest (read and checked once, here) and how to address its files.
 
     `root` is a local directory, an `http(s)://` prefix, or a `pipe:` command template that
     contains `{name}` (e.g. `pipe:aws s3 cp s3://bucket/set/{name} -`).
@@ -46,7 +47,7 @@ class ShardSet:
 
     location: str
     root: str
-    manifest: dict
+    manifest: Manifest
 
     @property
     def kind(self) -> str:
@@ -54,16 +55,10 @@ class ShardSet:
 
     def url(self, name: str) -> str:
         """The address of a file of the set, as webdataset's `gopen` opens it."""
-        if self.kind == "pipe":
-            # Names are plain (`schemas.manifest.require_set_name`: no quote, space or shell character),
-            # so whatever quoting the user's template puts around {name}, a name stays one word.
-            return self.root.replace("{name}", require_set_name(name, "file name"))
-        if self.kind == "http":
-            return f"{self.root.rstrip('/')}/{name}"
-        return str(Path(self.root) / name)
+        return set_url(self.root, name)
 
     def urls(self, split: str) -> list[str]:
-        return [self.url(shard["name"]) for shard in shards_of(self.manifest, split)]
+        return [self.url(shard.name) for shard in self.manifest.shards(split)]
 
     def read_bytes(self, name: str, most: int) -> bytes:
         """The whole file `name` of the set, refused beyond `most` bytes (its manifest size)."""
@@ -72,13 +67,13 @@ class ShardSet:
     @property
     def members(self) -> list[str]:
         """Every member a sample of this set must carry (image members follow each camera's encoding)."""
-        cameras = self.manifest["cameras"]
-        images = [image_member(name, camera["encoding"]) for name, camera in cameras.items()]
+        cameras = self.manifest.cameras
+        images = [image_member(name, camera.encoding) for name, camera in cameras.items()]
         return [*images, STATE_MEMBER, ACTION_MEMBER, ACTION_IS_PAD_MEMBER, JSON_MEMBER]
 
-    def expected(self, split: str) -> dict[str, dict]:
-        """Shard URL -> its manifest entry (`name`, `samples`, `bytes`, `sha256`), for in-stream checks."""
-        return {self.url(shard["name"]): shard for shard in shards_of(self.manifest, split)}
+    def expected(self, split: str) -> dict[str, ShardEntry]:
+        """Shard URL -> its manifest entry (name, samples, bytes, sha256), for in-stream checks."""
+        return {self.url(shard.name): shard for shard in self.manifest.shards(split)}
 
     def checked_samples(self, split: str, verified: VerifiedShards | None = None) -> Iterator[dict[str, Any]]:
         """Every raw sample of `split`, shard by shard in manifest order, each shard checked as the
@@ -92,6 +87,18 @@ class ShardSet:
             yield from iter_checked_shard(
                 url, entry=entry, members=members, location=self.location, verified=verified
             )
+
+
+def set_url(root: str, name: str) -> str:
+    """The address of file `name` of the set at `root` (a directory, an http(s) prefix, a `pipe:` template)."""
+    kind = location_kind(root)
+    if kind == "pipe":
+        # Names are plain (`schemas.manifest.require_set_name`: no quote, space or shell character),
+        # so whatever quoting the user's template puts around {name}, a name stays one word.
+        return root.replace("{name}", require_set_name(name, "file name"))
+    if kind == "http":
+        return f"{root.rstrip('/')}/{name}"
+    return str(Path(root) / name)
 
 
 def read_location(url: str, most: int, what: str) -> bytes:
@@ -121,8 +128,7 @@ def open_shard_set(location: str | Path) -> ShardSet:
         root = location.rsplit("/", 1)[0] if kind == "http" else str(Path(location).parent)
     else:
         root = location.rstrip("/") if kind == "http" else location
-    probe = ShardSet(location, root, {})
-    manifest_url = location if location.endswith(".json") and kind != "pipe" else probe.url(MANIFEST_NAME)
+    manifest_url = location if location.endswith(".json") and kind != "pipe" else set_url(root, MANIFEST_NAME)
     if kind == "local" and not Path(manifest_url).is_file():
         raise ManifestError(
             f"{manifest_url}: no manifest.json here; expected a shard set written by b1k-preprocess"

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from schemas.manifest import FileEntry, ShardEntry
 from shards.errors import ShardCorruptError
 from shards.remote import TransferError, location_kind, open_location
 from shards.tar import (
@@ -127,19 +128,19 @@ def size_problem(size: int, expected: int) -> str:
     return f"size {size} bytes, manifest says {expected}" + (" (truncated)" if size < expected else "")
 
 
-def end_problems(scan: ShardScan, entry: dict) -> list[str]:
+def end_problems(scan: ShardScan, entry: ShardEntry) -> list[str]:
     """What differs between a finished scan and the shard's manifest entry."""
     problems = []
-    if scan.bytes != entry["bytes"]:
-        problems.append(size_problem(scan.bytes, entry["bytes"]))
-    if scan.sha256 is not None and scan.sha256 != entry["sha256"]:
-        problems.append(f"sha256 mismatch (manifest {entry['sha256'][:12]}…, file {scan.sha256[:12]}…)")
-    if scan.samples != entry["samples"]:
-        problems.append(f"{scan.samples} samples, manifest says {entry['samples']}")
+    if scan.bytes != entry.bytes:
+        problems.append(size_problem(scan.bytes, entry.bytes))
+    if scan.sha256 is not None and scan.sha256 != entry.sha256:
+        problems.append(f"sha256 mismatch (manifest {entry.sha256[:12]}…, file {scan.sha256[:12]}…)")
+    if scan.samples != entry.samples:
+        problems.append(f"{scan.samples} samples, manifest says {entry.samples}")
     return problems
 
 
-def local_size_problem(url: str, entry: dict) -> str | None:
+def local_size_problem(url: str, entry: FileEntry) -> str | None:
     """For a local shard, a missing file or a wrong size, found before reading a byte."""
     if not is_local(url):
         return None
@@ -149,12 +150,12 @@ def local_size_problem(url: str, entry: dict) -> str | None:
         return "missing (no such file)"
     except OSError as exc:
         return f"cannot stat ({exc})"
-    if size != entry["bytes"]:
-        return size_problem(size, entry["bytes"])
+    if size != entry.bytes:
+        return size_problem(size, entry.bytes)
     return None
 
 
-def local_file_problem(url: str, entry: dict) -> str | None:
+def local_file_problem(url: str, entry: FileEntry) -> str | None:
     """For a local file, what differs from its manifest entry (missing, size, sha256), found by hashing
     the whole file before a byte of it is used; None when it is the file the manifest describes."""
     if problem := local_size_problem(url, entry):
@@ -164,8 +165,8 @@ def local_file_problem(url: str, entry: dict) -> str | None:
             digest = hashlib.file_digest(f, "sha256").hexdigest()  # releases the GIL while it hashes
     except OSError as exc:
         return f"cannot read ({exc})"
-    if digest != entry["sha256"]:
-        return f"sha256 mismatch (manifest {entry['sha256'][:12]}…, file {digest[:12]}…)"
+    if digest != entry.sha256:
+        return f"sha256 mismatch (manifest {entry.sha256[:12]}…, file {digest[:12]}…)"
     return None
 
 

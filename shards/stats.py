@@ -18,31 +18,35 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas.manifest import STAT_VECTORS, SidecarEntry, Stats
+
 STATS_DIR = "stats"
-QUANTILES = {"q01": 0.01, "q99": 0.99}
+QUANTILES = {"q01": 0.01, "q99": 0.99}  # in STAT_VECTORS order
 
 
 def values_name(key: str) -> str:
     return f"{STATS_DIR}/{key}.npy"
 
 
-def compute_stats(values: np.ndarray) -> dict:
+def stats_of(values: np.ndarray) -> Stats:
     """Stats of (D, N) values, computed row by row in float64 (rows may be memory-mapped)."""
     dims, count = values.shape
     if count == 0:
         raise ValueError("cannot compute normalizer stats over zero frames (is the train split empty?)")
-    out: dict[str, list[float]] = {k: [] for k in ("mean", "std", "min", "max", *QUANTILES, "sum", "sum_sq")}
+    columns = []  # per dim: its vectors' values, in STAT_VECTORS order; one row in memory at a time
     for d in range(dims):
         row = np.asarray(values[d], dtype=np.float64)
-        out["mean"].append(float(row.mean()))
-        out["std"].append(float(row.std()))
-        out["min"].append(float(row.min()))
-        out["max"].append(float(row.max()))
-        for name, q in QUANTILES.items():
-            out[name].append(float(np.quantile(row, q)))
-        out["sum"].append(float(row.sum()))
-        out["sum_sq"].append(float(np.square(row).sum()))
-    return {**out, "count": int(count)}
+        quantiles = [np.quantile(row, q) for q in QUANTILES.values()]
+        columns.append(
+            [row.mean(), row.std(), row.min(), row.max(), *quantiles, row.sum(), np.square(row).sum()]
+        )
+    vectors = {name: tuple(float(c[i]) for c in columns) for i, name in enumerate(STAT_VECTORS)}
+    return Stats(**vectors, count=int(count))
+
+
+def compute_stats(values: np.ndarray) -> dict:
+    """`stats_of` as the manifest's JSON writes it."""
+    return stats_of(values).to_json()
 
 
 def file_sha256(path: Path, block: int = 1 << 22) -> str:
@@ -60,7 +64,7 @@ def write_stats_values(
     total: int,
     dim: int,
     episodes: Iterable[tuple[int, int]] | None = None,
-) -> dict:
+) -> SidecarEntry:
     """Write the sidecar of `key` from (N_i, dim) chunks in column order; returns its manifest entry.
 
     Written under a temporary name and renamed when complete. `episodes`, optional: the
@@ -85,27 +89,19 @@ def write_stats_values(
     out.flush()
     del out
     os.replace(tmp, path)
-    entry = {
-        "name": name,
-        "shape": [dim, total],
-        "dtype": "float64",
-        "bytes": path.stat().st_size,
-        "sha256": file_sha256(path),
-    }
-    if episodes is not None:
-        index = [[int(e), int(n)] for e, n in episodes]
-        if sum(n for _, n in index) != total:
-            raise ValueError(
-                f"{name}: the episodes' columns add up to {sum(n for _, n in index)}, expected {total}"
-            )
-        entry["episodes"] = index
-    return entry
-
-
-def episode_columns(entry: dict) -> list[tuple[int, int]] | None:
-    """The (episode_index, columns) index of a sidecar's manifest entry, when it was recorded."""
-    index = entry.get("episodes")
-    return None if index is None else [(int(e), int(n)) for e, n in index]
+    index = None if episodes is None else tuple((int(e), int(n)) for e, n in episodes)
+    if index is not None and sum(n for _, n in index) != total:
+        raise ValueError(
+            f"{name}: the episodes' columns add up to {sum(n for _, n in index)}, expected {total}"
+        )
+    return SidecarEntry(
+        name=name,
+        shape=(dim, total),
+        dtype="float64",
+        bytes=path.stat().st_size,
+        sha256=file_sha256(path),
+        episodes=index,
+    )
 
 
 def load_stats_values(path: Path) -> np.ndarray:
@@ -117,17 +113,17 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # stats reach the model as float3
 _RELATIVE_SLACK = 1e-6  # rounding of stats computed in float64 (and written as JSON)
 
 
-def stats_problems(stats: dict, key: str) -> list[str]:
+def stats_problems(stats: Stats, key: str) -> list[str]:
     """What makes the stats of `key` (one manifest's `stats[key]`) impossible for any data, per dim:
     a value past float32; mean or q01/q99 outside [min, max]; a std above half the range, or below
     what `count` values spread over that range must have (range / sqrt(2 * count): a std of 0 or
     1e-300 on data that varies). Normalising with such stats divides by ~0 (a loss of 5e19), so a
     trainer refuses them. Stats of constant data (min == max, std 0) are consistent."""
-    count = stats.get("count", 0)
-    if not isinstance(count, int) or count <= 0:
+    count = stats.count
+    if count <= 0:
         return [f"stats.{key}.count is {count!r}: no frames"]
     problems = []
-    columns = zip(*(stats[name] for name in ("mean", "std", "min", "max", "q01", "q99")), strict=True)
+    columns = zip(stats.mean, stats.std, stats.min, stats.max, stats.q01, stats.q99, strict=True)
     for dim, (mean, std, low, high, q01, q99) in enumerate(columns):
         values = (mean, std, low, high, q01, q99)
         slack = _RELATIVE_SLACK * max(abs(low), abs(high), 1e-30)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.manifest import MANIFEST_NAME, SPLITS, STAT_KEYS, shards_of
+from schemas.manifest import MANIFEST_NAME, SPLITS, Manifest, ShardEntry
 from schemas.sample import (
     ACTION_IS_PAD_MEMBER,
     JSON_MEMBER,
@@ -38,7 +38,7 @@ from shards.codec import decode_member, decode_npy
 from shards.errors import ShardCorruptError
 from shards.reader import ShardSet
 from shards.scan import ShardScan, digest_file, end_problems, local_size_problem, size_problem
-from shards.stats import compute_stats, stats_problems
+from shards.stats import stats_of, stats_problems
 
 MAX_SAMPLE_PROBLEMS = 5
 STATS_RTOL = 1e-9
@@ -124,15 +124,15 @@ class _Context:
         manifest = shard_set.manifest
         self.members = shard_set.members
         self.images = {
-            image_member(name, camera["encoding"]): (camera["height"], camera["width"])
-            for name, camera in manifest["cameras"].items()
+            image_member(name, camera.encoding): (camera.height, camera.width)
+            for name, camera in manifest.cameras.items()
         }
-        self.state_dim = len(manifest["state"]["indices"])
-        self.action_dim = manifest["action"]["dim"]
-        self.horizon = manifest["horizon"]
-        self.alpha = float(manifest["temporal"]["alpha"])
-        self.tasks = set(manifest["tasks"])
-        self.episodes = {split: set(manifest["splits"][split]["episodes"]) for split in SPLITS}
+        self.state_dim = manifest.state.dim
+        self.action_dim = manifest.action.dim
+        self.horizon = manifest.horizon
+        self.alpha = float(manifest.temporal.alpha)
+        self.tasks = {str(task) for task in manifest.tasks}
+        self.episodes = {name: set(split.episodes) for name, split in manifest.splits}
         self.keys: dict[str, str] = {}
         self.duplicates: list[str] = []
         self.lock = threading.Lock()
@@ -205,8 +205,10 @@ def check_sample(raw: dict[str, Any], ctx: _Context, split: str) -> list[str]:
     return problems
 
 
-def _check_shard(shard_set: ShardSet, split: str, entry: dict, quick: bool, ctx: _Context) -> ShardCheck:
-    name = entry["name"]
+def _check_shard(
+    shard_set: ShardSet, split: str, entry: ShardEntry, quick: bool, ctx: _Context
+) -> ShardCheck:
+    name = entry.name
     url = shard_set.url(name)
     check = ShardCheck(split, name)
     problem = local_size_problem(url, entry)
@@ -220,10 +222,10 @@ def _check_shard(shard_set: ShardSet, split: str, entry: dict, quick: bool, ctx:
             check.problems.append(exc.reason)
             return check
         check.bytes = size
-        if size != entry["bytes"]:
-            check.problems.append(size_problem(size, entry["bytes"]))
-        if digest != entry["sha256"]:
-            check.problems.append(f"sha256 mismatch (manifest {entry['sha256'][:12]}…, file {digest[:12]}…)")
+        if size != entry.bytes:
+            check.problems.append(size_problem(size, entry.bytes))
+        if digest != entry.sha256:
+            check.problems.append(f"sha256 mismatch (manifest {entry.sha256[:12]}…, file {digest[:12]}…)")
         return check
     scan = ShardScan(url)
     sample_problem_count = 0
@@ -260,8 +262,8 @@ def _extra_files(shard_set: ShardSet, report: VerifyReport) -> None:
         )
         return
     root = Path(shard_set.root)
-    listed = {shard["name"] for split in SPLITS for shard in shards_of(shard_set.manifest, split)}
-    listed |= {entry["name"] for entry in shard_set.manifest.get("stats_values", {}).values()}
+    listed = {shard.name for _, shard in shard_set.manifest.splits.shards}
+    listed |= {entry.name for entry in shard_set.manifest.sidecars()}
     for path in sorted(root.rglob("*")):
         if not path.is_file():
             continue
@@ -280,31 +282,29 @@ def _extra_files(shard_set: ShardSet, report: VerifyReport) -> None:
 
 def _check_stats(shard_set: ShardSet, quick: bool, report: VerifyReport) -> None:
     manifest = shard_set.manifest
-    values = manifest.get("stats_values")
-    if not values:
+    if not manifest.stats_values:
         report.warnings.append(
             "no stats sidecars (stats_values): stats cannot be re-checked or merged exactly"
         )
         return
-    dims = {"observation.state": len(manifest["state"]["indices"]), "action": manifest["action"]["dim"]}
-    for key in STAT_KEYS:
-        entry = values.get(key)
+    for key, stats in manifest.stats.items():
+        entry = manifest.sidecar(key)
         if entry is None:
             report.set_problems.append(f"stats_values has no sidecar for {key!r}")
             continue
-        name = entry["name"]
+        name = entry.name
         where = f"stats sidecar {name}"
         try:
-            data = shard_set.read_bytes(name, entry["bytes"])  # no more than the manifest says
+            data = shard_set.read_bytes(name, entry.bytes)  # no more than the manifest says
         except Exception as exc:
             report.set_problems.append(f"{where}: cannot read ({exc})")
             continue
-        if len(data) != entry.get("bytes"):
-            report.set_problems.append(f"{where}: size {len(data)} bytes, manifest says {entry.get('bytes')}")
+        if len(data) != entry.bytes:
+            report.set_problems.append(f"{where}: size {len(data)} bytes, manifest says {entry.bytes}")
         digest = hashlib.sha256(data).hexdigest()
-        if digest != entry.get("sha256"):
+        if digest != entry.sha256:
             report.set_problems.append(
-                f"{where}: sha256 mismatch (manifest {str(entry.get('sha256'))[:12]}…, file {digest[:12]}…)"
+                f"{where}: sha256 mismatch (manifest {entry.sha256[:12]}…, file {digest[:12]}…)"
             )
             continue
         if quick:
@@ -314,17 +314,15 @@ def _check_stats(shard_set: ShardSet, quick: bool, report: VerifyReport) -> None
         except Exception as exc:
             report.set_problems.append(f"{where}: not a readable .npy ({exc})")
             continue
-        count = manifest["stats"][key]["count"]
-        if array.shape != (dims[key], count) or array.dtype != np.float64:
+        count, dim = stats.count, len(stats.mean)
+        if array.shape != (dim, count) or array.dtype != np.float64:
             report.set_problems.append(
-                f"{where}: float64{list(array.shape)} {array.dtype}, expected float64[{dims[key]}, {count}] (dims x stats count)"
+                f"{where}: float64{list(array.shape)} {array.dtype}, expected float64[{dim}, {count}] (dims x stats count)"
             )
             continue
-        recomputed = compute_stats(array)
-        for stat, stored in manifest["stats"][key].items():
-            if stat not in recomputed:
-                continue
-            got = np.asarray(recomputed[stat], dtype=np.float64)
+        recomputed = stats_of(array)
+        for (stat, stored), values in zip(stats.vectors.items(), recomputed.vectors.values(), strict=True):
+            got = np.asarray(values, dtype=np.float64)
             want = np.asarray(stored, dtype=np.float64)
             if got.shape != want.shape or not np.allclose(got, want, rtol=STATS_RTOL, atol=1e-12):
                 bad = (
@@ -338,23 +336,22 @@ def _check_stats(shard_set: ShardSet, quick: bool, report: VerifyReport) -> None
                 )
 
 
-def overlap_problems(manifest: dict) -> list[str]:
+def overlap_problems(manifest: Manifest) -> list[str]:
     """Episodes in both splits: the val numbers then measure training data."""
-    overlap = set(manifest["splits"]["train"]["episodes"]) & set(manifest["splits"]["val"]["episodes"])
+    overlap = set(manifest.splits.train.episodes) & set(manifest.splits.val.episodes)
     return [f"episodes {sorted(overlap)[:10]} are in both train and val"] if overlap else []
 
 
-def listing_problems(manifest: dict) -> list[str]:
+def listing_problems(manifest: Manifest) -> list[str]:
     """Shards listed twice (by name, or the same bytes under two names) and split totals that differ
     from their shards'."""
     problems = []
-    for split in SPLITS:
-        entry = manifest["splits"][split]
-        listed = sum(s["samples"] for s in entry["shards"])
-        if isinstance(entry.get("samples"), int) and entry["samples"] != listed:
-            problems.append(f"splits.{split}.samples is {entry['samples']}, its shards list {listed}")
-    shards = {(s["name"], s["sha256"]) for split in SPLITS for s in manifest["splits"][split]["shards"]}
-    names = [s["name"] for split in SPLITS for s in manifest["splits"][split]["shards"]]
+    for name, split in manifest.splits:
+        listed = split.shard_samples
+        if split.samples is not None and split.samples != listed:
+            problems.append(f"splits.{name}.samples is {split.samples}, its shards list {listed}")
+    shards = {(s.name, s.sha256) for _, s in manifest.splits.shards}
+    names = [s.name for _, s in manifest.splits.shards]
     if repeated := sorted(n for n, times in Counter(names).items() if times > 1):
         problems.append(f"shards listed more than once: {repeated[:10]}")
     digests = Counter(digest for _, digest in shards)
@@ -363,12 +360,12 @@ def listing_problems(manifest: dict) -> list[str]:
     return problems
 
 
-def stats_set_problems(manifest: dict) -> list[str]:
+def stats_set_problems(manifest: Manifest) -> list[str]:
     """The manifest's stats, where no data could have them (`shards.stats.stats_problems`)."""
-    return [problem for key in STAT_KEYS for problem in stats_problems(manifest["stats"][key], key)]
+    return [problem for key, stats in manifest.stats.items() for problem in stats_problems(stats, key)]
 
 
-def _check_splits(manifest: dict, report: VerifyReport) -> None:
+def _check_splits(manifest: Manifest, report: VerifyReport) -> None:
     report.set_problems.extend(overlap_problems(manifest) + listing_problems(manifest))
     report.set_problems.extend(stats_set_problems(manifest))
 
@@ -389,9 +386,9 @@ def verify_set(
     manifest = shard_set.manifest
     report = VerifyReport(str(location), quick)
     ctx = _Context(shard_set)
-    jobs = [(split, entry) for split in SPLITS for entry in shards_of(manifest, split)]
+    jobs = list(manifest.splits.shards)
 
-    def run(job: tuple[str, dict]) -> ShardCheck:
+    def run(job: tuple[str, ShardEntry]) -> ShardCheck:
         check = _check_shard(shard_set, job[0], job[1], quick, ctx)
         if progress is not None:
             progress(check)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from schemas.manifest import ShardEntry
 from shards.tar import BLOCK, member_header, padding
 from tests.shardsets import read_manifest, write_manifest
 
@@ -44,8 +45,8 @@ def sized_header(name: str, size: int) -> bytes:
     return _with_checksum(header)
 
 
-def shard_entry(root: Path, split: str = "train", index: int = 0) -> dict:
-    return read_manifest(root)["splits"][split]["shards"][index]
+def shard_entry(root: Path, split: str = "train", index: int = 0) -> ShardEntry:
+    return ShardEntry.from_json(read_manifest(root)["splits"][split]["shards"][index], "shard")
 
 
 def rehash(root: Path, name: str) -> None:

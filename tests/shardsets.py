@@ -168,8 +168,8 @@ def _stats(
                     (e, sum(1 for f in range(train[e]) if (e, f) not in nan_action)) for e in sorted(train)
                 ]
             entry = write_stats_values(root, key, [values], len(frames), dim, episodes=episodes)
-            stats_values[key] = entry
-            stats[key] = compute_stats(load_stats_values(root / entry["name"]))
+            stats_values[key] = entry.to_json()
+            stats[key] = compute_stats(load_stats_values(root / entry.name))
         else:
             stats[key] = compute_stats(values.T.astype(np.float64))
     return stats, stats_values

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from schemas.manifest import MANIFEST_NAME, SPLITS, dump_manifest
+from schemas.manifest import MANIFEST_NAME, Manifest, dump_manifest
 from shards.lock import FolderLock, FolderLockedError
 from shards.merge.inputs import (
     MergeError,
@@ -59,7 +59,7 @@ def merge_sets(
     workers: int = 4,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
-) -> dict:
+) -> Manifest:
     """Merge the sets at `locations` into a new set at `out`; returns the merged manifest."""
     log = log or (lambda message: print(message, file=sys.stderr))
     if not locations:
@@ -81,7 +81,7 @@ def merge_sets(
     tasks = merge_tasks(ordered)
     for group in groups:
         part = group[0].partition
-        what = f"partitions 0..{part['count'] - 1} of one run" if part else "a complete set"
+        what = f"partitions 0..{part.count - 1} of one run" if part else "a complete set"
         log(f"merge: {what}: {', '.join(i.location for i in group)}")
 
     out = Path(out)
@@ -97,10 +97,10 @@ def merge_sets(
                 swap_in(out, stage)
     except FolderLockedError as exc:
         raise MergeError(f"OUT {exc}") from None
-    samples = {split: sum(s["samples"] for s in manifest["splits"][split]["shards"]) for split in SPLITS}
+    train, val = manifest.splits.train, manifest.splits.val
     log(
-        f"merge: wrote {out / MANIFEST_NAME}: {len(manifest['splits']['train']['episodes'])} train / "
-        f"{len(manifest['splits']['val']['episodes'])} val episodes, {samples['train']} / {samples['val']} samples, "
+        f"merge: wrote {out / MANIFEST_NAME}: {len(train.episodes)} train / "
+        f"{len(val.episodes)} val episodes, {train.shard_samples} / {val.shard_samples} samples, "
         f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}"
     )
     return manifest
@@ -110,13 +110,13 @@ def _merge_into(
     out: Path,
     ordered: list[MergeInput],
     groups: list[list[MergeInput]],
-    tasks: dict,
+    tasks: dict[int, str],
     *,
     link: bool,
     workers: int,
     command: str | None,
     log: Callable[[str], None],
-) -> dict:
+) -> Manifest:
     """The merge proper into the empty folder `out` (OUT's stage): place the shards (each one's tar
     read through: a shard no reader can read is not merged), merge stats, manifest last."""
     placed = place_shards(ordered)
@@ -124,7 +124,7 @@ def _merge_into(
 
     def move(p: PlacedShard) -> str:
         how = transfer_shard(p.inp, p.entry, out / p.name, link)
-        check_placed(out / p.name, p.entry, p.inp.shard_set.url(p.entry["name"]), p.inp.location)
+        check_placed(out / p.name, p.entry, p.inp.shard_set.url(p.entry.name), p.inp.location)
         return how
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

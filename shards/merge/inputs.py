@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from schemas.manifest import SPLITS, state_layout_of
+from schemas.errors import B1kError
+from schemas.manifest import Manifest, Partition
 from shards.reader import ShardSet
 
 # Options that only decide where and how the files were laid out, not what the samples are.
@@ -27,7 +28,7 @@ LAYOUT_OPTIONS = {
 }
 
 
-class MergeError(ValueError):
+class MergeError(B1kError, ValueError):
     """The inputs cannot be merged (or OUT cannot be written); the message says why."""
 
 
@@ -39,7 +40,7 @@ class MergeInput:
     order: int  # position on the command line
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self) -> Manifest:
         return self.shard_set.manifest
 
     @property
@@ -47,32 +48,37 @@ class MergeInput:
         return self.shard_set.location
 
     @property
-    def partition(self) -> dict | None:
-        part = self.manifest.get("partition")
-        return part if isinstance(part, dict) and int(part.get("count", 1)) > 1 else None
+    def partition(self) -> Partition | None:
+        """Its partition, when it is one of several."""
+        part = self.manifest.partition
+        return part if part is not None and part.count > 1 else None
 
     def episodes(self) -> set[int]:
-        return {e for split in SPLITS for e in self.manifest["splits"][split]["episodes"]}
+        return self.manifest.episodes
 
 
-def _fields(manifest: dict) -> dict[str, object]:
+def _fields(manifest: Manifest) -> dict[str, object]:
     """The fields every merged input must share, by dotted name."""
     out: dict[str, object] = {
-        "schema_version": manifest["schema_version"],
-        "state.layout": state_layout_of(manifest).name,
-        "state.preset": manifest["state"]["preset"],
-        "state.indices": manifest["state"]["indices"],
-        "horizon": manifest["horizon"],
-        "cameras": sorted(manifest["cameras"]),
-        "action.dim": manifest["action"]["dim"],
-        "action.names": manifest["action"]["names"],
-        "fps": manifest["fps"],
-        "frame_stride": manifest["frame_stride"],
-        "temporal.alpha": float(manifest["temporal"]["alpha"]),
+        "schema_version": manifest.schema_version,
+        "state.layout": manifest.state_layout.name,
+        "state.preset": manifest.state.preset,
+        "state.indices": list(manifest.state.indices),
+        "horizon": manifest.horizon,
+        "cameras": sorted(manifest.cameras),
+        "action.dim": manifest.action.dim,
+        "action.names": list(manifest.action.names),
+        "fps": manifest.fps,
+        "frame_stride": manifest.frame_stride,
+        "temporal.alpha": float(manifest.temporal.alpha),
     }
-    for name, camera in sorted(manifest["cameras"].items()):
-        for key in ("height", "width", "encoding", "video_key"):
-            out[f"cameras.{name}.{key}"] = camera.get(key)
+    for name, camera in sorted(manifest.cameras.items()):
+        out |= {
+            f"cameras.{name}.height": camera.height,
+            f"cameras.{name}.width": camera.width,
+            f"cameras.{name}.encoding": camera.encoding,
+            f"cameras.{name}.video_key": camera.video_key,
+        }
     return out
 
 
@@ -97,16 +103,12 @@ def _short(value: object) -> str:
 def _run_config(inp: MergeInput) -> dict:
     """What makes partitions "the same run": source identity and every option that decides samples."""
     manifest = inp.manifest
-    source = manifest.get("source", {})
-    options = manifest.get("options")
-    options = (
-        {k: v for k, v in options.items() if k not in LAYOUT_OPTIONS} if isinstance(options, dict) else {}
-    )
+    options = {k: v for k, v in (manifest.options or {}).items() if k not in LAYOUT_OPTIONS}
     return {
-        "source.fingerprint": source.get("fingerprint"),
-        "source.codebase_version": source.get("codebase_version"),
-        "partition.count": inp.partition["count"] if inp.partition else None,
-        "selected_episodes": manifest.get("selected_episodes"),
+        "source.fingerprint": manifest.source.fingerprint,
+        "source.codebase_version": manifest.source.codebase_version,
+        "partition.count": inp.partition.count if inp.partition else None,
+        "selected_episodes": manifest.selected_episodes,
         **{f"options.{k}": v for k, v in sorted(options.items())},
         **_fields(manifest),
     }
@@ -128,10 +130,10 @@ def group_inputs(inputs: list[MergeInput]) -> list[list[MergeInput]]:
         group = groups[key]
         if not group[0].partition:
             continue
-        count = int(group[0].partition["count"])
+        count = group[0].partition.count
         seen: dict[int, MergeInput] = {}
         for inp in group:
-            index = int(inp.partition["index"])
+            index = inp.partition.index
             if index in seen:
                 raise MergeError(
                     f"partition {index}/{count} given twice: {seen[index].location} and {inp.location}"
@@ -140,10 +142,10 @@ def group_inputs(inputs: list[MergeInput]) -> list[list[MergeInput]]:
         missing = sorted(set(range(count)) - set(seen))
         if missing:
             incomplete.append((key, group, missing, count))
-        group.sort(key=lambda i: int(i.partition["index"]))
+        group.sort(key=lambda i: i.partition.index)
     if incomplete:
         key, group, missing, count = incomplete[0]
-        have = ", ".join(f"{int(i.partition['index'])}/{count} ({i.location})" for i in group)
+        have = ", ".join(f"{i.partition.index}/{count} ({i.location})" for i in group)
         message = (
             f"cannot merge: partitions of one preprocess run are missing: "
             f"{', '.join(f'{k}/{count}' for k in missing)} (have {have})"
@@ -180,15 +182,15 @@ def check_disjoint(inputs: list[MergeInput]) -> None:
             owner[episode] = inp
 
 
-def merge_tasks(inputs: list[MergeInput]) -> dict[str, str]:
-    tasks: dict[str, str] = {}
-    where: dict[str, str] = {}
+def merge_tasks(inputs: list[MergeInput]) -> dict[int, str]:
+    tasks: dict[int, str] = {}
+    where: dict[int, str] = {}
     for inp in inputs:
-        for index, text in inp.manifest["tasks"].items():
+        for index, text in inp.manifest.tasks.items():
             if index in tasks and tasks[index] != text:
                 raise MergeError(
                     f"cannot merge: task {index} is {tasks[index]!r} in {where[index]} but {text!r} in {inp.location}"
                 )
             tasks.setdefault(index, text)
             where.setdefault(index, inp.location)
-    return dict(sorted(tasks.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else kv[0]))
+    return dict(sorted(tasks.items()))

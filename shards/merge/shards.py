@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.manifest import MANIFEST_NAME, SPLITS
+from schemas.manifest import MANIFEST_NAME, SPLITS, FileEntry, ShardEntry
 from shards.errors import ShardCorruptError
 from shards.lock import LOCK_NAME
 from shards.merge.inputs import MergeError, MergeInput
@@ -62,7 +62,7 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
             )
 
 
-def check_placed(path: Path, entry: dict, url: str, location: str) -> None:
+def check_placed(path: Path, entry: ShardEntry, url: str, location: str) -> None:
     """The placed shard's tar read through (headers, pax records, sizes, sample count; nothing
     decoded): its bytes are the input's, verified, but a publisher's hashes vouch for bytes, not for
     a readable tar."""
@@ -74,21 +74,21 @@ def check_placed(path: Path, entry: dict, url: str, location: str) -> None:
         raise MergeError(
             f"input shard {url} cannot be read ({exc.reason}); check it with `b1k-shards verify {location}`"
         ) from None
-    if scan.samples != entry["samples"]:
+    if scan.samples != entry.samples:
         raise MergeError(
-            f"input shard {url} holds {scan.samples} samples, its manifest says {entry['samples']}; "
+            f"input shard {url} holds {scan.samples} samples, its manifest says {entry.samples}; "
             f"check it with `b1k-shards verify {location}`"
         )
 
 
-def copy_checked(url: str, entry: dict, dst: Path, location: str) -> str:
+def copy_checked(url: str, entry: FileEntry, dst: Path, location: str) -> str:
     tmp = dst.with_name(dst.name + TMP_SUFFIX)
     try:
         stream = open_stream(url)
     except Exception as exc:
         raise MergeError(f"cannot read input shard {url}: {exc}") from exc
     reader = HashingReader(stream)
-    most = entry["bytes"] + 1  # a server that sends more is cut off there: refused below
+    most = entry.bytes + 1  # a server that sends more is cut off there: refused below
     try:
         with open(tmp, "wb") as f:
             while block := reader.read(min(1 << 22, most - reader.bytes)):
@@ -102,11 +102,11 @@ def copy_checked(url: str, entry: dict, dst: Path, location: str) -> str:
         with contextlib.suppress(Exception):
             stream.close()
     digest = reader.hexdigest() or ""
-    if reader.bytes != entry["bytes"] or digest != entry["sha256"]:
+    if reader.bytes != entry.bytes or digest != entry.sha256:
         tmp.unlink(missing_ok=True)
         what = (
-            f"size {reader.bytes} bytes, manifest says {entry['bytes']}"
-            if reader.bytes != entry["bytes"]
+            f"size {reader.bytes} bytes, manifest says {entry.bytes}"
+            if reader.bytes != entry.bytes
             else "sha256 mismatch"
         )
         raise MergeError(
@@ -116,9 +116,9 @@ def copy_checked(url: str, entry: dict, dst: Path, location: str) -> str:
     return "copied"
 
 
-def transfer_shard(inp: MergeInput, entry: dict, dst: Path, link: bool) -> str:
+def transfer_shard(inp: MergeInput, entry: ShardEntry, dst: Path, link: bool) -> str:
     """Put the shard `entry` of `inp` at `dst`: hardlink, else a checked copy/download."""
-    url = inp.shard_set.url(entry["name"])
+    url = inp.shard_set.url(entry.name)
     if is_local(url):
         try:
             size = os.stat(url).st_size
@@ -126,9 +126,9 @@ def transfer_shard(inp: MergeInput, entry: dict, dst: Path, link: bool) -> str:
             raise MergeError(
                 f"input shard {url} is missing; check the set with `b1k-shards verify {inp.location}`"
             ) from None
-        if size != entry["bytes"]:
+        if size != entry.bytes:
             raise MergeError(
-                f"input shard {url} has {size} bytes, its manifest says {entry['bytes']}; "
+                f"input shard {url} has {size} bytes, its manifest says {entry.bytes}; "
                 f"check the set with `b1k-shards verify {inp.location}`"
             )
         if link:  # a link carries the input's bytes as they are: they are verified first
@@ -156,7 +156,7 @@ def transfer_shard(inp: MergeInput, entry: dict, dst: Path, link: bool) -> str:
 class PlacedShard:
     inp: MergeInput
     split: str
-    entry: dict  # input manifest entry
+    entry: ShardEntry  # its entry in the input's manifest
     name: str  # name in OUT
 
 
@@ -165,7 +165,7 @@ def place_shards(inputs: list[MergeInput]) -> list[PlacedShard]:
     for split in SPLITS:
         index = 0
         for inp in inputs:
-            for entry in inp.manifest["splits"][split]["shards"]:
+            for entry in inp.manifest.shards(split):
                 placed.append(PlacedShard(inp, split, entry, f"{split}-{index:06d}.tar"))
                 index += 1
     return placed

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.manifest import STAT_KEYS
+from schemas.manifest import STAT_KEYS, ManifestStats, SidecarEntry
 from schemas.sample import JSON_MEMBER, parse_sample_key
 from shards.merge.inputs import MergeError, MergeInput
 from shards.merge.shards import copy_checked
 from shards.scan import is_local, local_file_problem
-from shards.stats import STATS_DIR, compute_stats, episode_columns, load_stats_values, write_stats_values
+from shards.stats import STATS_DIR, load_stats_values, stats_of, write_stats_values
 
 
 def _episode_lengths_from_shards(paths: list[Path]) -> tuple[dict[int, int], dict[int, int]]:
@@ -47,10 +47,16 @@ def _episode_lengths_from_shards(paths: list[Path]) -> tuple[dict[int, int], dic
     return lengths, samples
 
 
+def _sidecar(inp: MergeInput, key: str) -> SidecarEntry:
+    sidecar = inp.manifest.sidecar(key)
+    assert sidecar is not None, "checked by merge_stats"
+    return sidecar
+
+
 def _blocks(inp: MergeInput, key: str, total: int, shard_paths: list[Path]) -> list[tuple[int, int, int]]:
     """(episode, start column, columns) of each episode in `inp`'s sidecar of `key`."""
-    index = episode_columns(inp.manifest["stats_values"][key])
-    train = sorted(inp.manifest["splits"]["train"]["episodes"])
+    index = _sidecar(inp, key).episodes
+    train = sorted(inp.manifest.splits.train.episodes)
     if index is None:
         lengths, samples = _episode_lengths_from_shards(shard_paths)
         missing = [e for e in train if e not in lengths]
@@ -81,15 +87,13 @@ def _blocks(inp: MergeInput, key: str, total: int, shard_paths: list[Path]) -> l
 
 def _interleaved(inputs: list[MergeInput]) -> bool:
     """Whether the inputs' train episodes interleave (so plain concatenation is not episode order)."""
-    ranges = sorted(
-        (min(t), max(t)) for t in (inp.manifest["splits"]["train"]["episodes"] for inp in inputs) if t
-    )
+    ranges = sorted((min(t), max(t)) for t in (inp.manifest.splits.train.episodes for inp in inputs) if t)
     return any(a[1] >= b[0] for a, b in itertools.pairwise(ranges))
 
 
 def _sidecar_path(inp: MergeInput, key: str, scratch: Path) -> Path:
-    entry = inp.manifest["stats_values"][key]
-    url = inp.shard_set.url(entry["name"])
+    entry = _sidecar(inp, key)
+    url = inp.shard_set.url(entry.name)
     if is_local(url):  # read in place, once verified against its manifest entry
         if problem := local_file_problem(url, entry):
             raise MergeError(
@@ -97,18 +101,17 @@ def _sidecar_path(inp: MergeInput, key: str, scratch: Path) -> Path:
                 f"manifest lists (check the set with `b1k-shards verify {inp.location}`)"
             )
         return Path(url)
-    path = scratch / f"input-{inp.order}-{Path(entry['name']).name}"
+    path = scratch / f"input-{inp.order}-{Path(entry.name).name}"
     copy_checked(url, entry, path, inp.location)
     return path
 
 
 def merge_stats(
     out: Path, inputs: list[MergeInput], shard_paths: dict[int, list[Path]], log: Callable[[str], None]
-) -> tuple[dict, dict]:
-    """The merged sidecars under `out/stats/` and the stats recomputed from them."""
+) -> tuple[ManifestStats, dict[str, SidecarEntry]]:
+    """The stats recomputed from the merged sidecars, and those sidecars (under `out/stats/`)."""
     for inp in inputs:
-        values = inp.manifest.get("stats_values") or {}
-        missing = [k for k in STAT_KEYS if k not in values]
+        missing = [k for k in STAT_KEYS if inp.manifest.sidecar(k) is None]
         if missing:
             raise MergeError(
                 f"{inp.location} has no stats sidecar for {missing} (stats_values); exact merging needs "
@@ -124,12 +127,12 @@ def merge_stats(
             for i, inp in enumerate(inputs):
                 values = load_stats_values(_sidecar_path(inp, key, scratch))
                 arrays.append(values)
-                if interleaved or episode_columns(inp.manifest["stats_values"][key]) is not None:
+                if interleaved or _sidecar(inp, key).episodes is not None:
                     found = _blocks(inp, key, values.shape[1], shard_paths[inp.order])
                     blocks.extend((episode, i, start, count) for episode, start, count in found)
                 else:  # the inputs' episode ranges do not interleave: one block per input is episode order
                     per_episode = False
-                    first = min(inp.manifest["splits"]["train"]["episodes"], default=0)
+                    first = min(inp.manifest.splits.train.episodes, default=0)
                     blocks.append((first, i, 0, values.shape[1]))
             blocks.sort(key=lambda block: block[0])
             dims = {a.shape[0] for a in arrays}
@@ -145,10 +148,10 @@ def merge_stats(
             entry = write_stats_values(out, key, chunks(), total, dims.pop(), episodes=episodes)
             del arrays
             stats_values[key] = entry
-            stats[key] = compute_stats(load_stats_values(out / entry["name"]))
+            stats[key] = stats_of(load_stats_values(out / entry.name))
             log(
-                f"merge: stats {key}: {entry['shape'][0]} dims x {total} train frames from {len(inputs)} sets"
+                f"merge: stats {key}: {len(stats[key].mean)} dims x {total} train frames from {len(inputs)} sets"
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return stats, stats_values
+    return ManifestStats(*(stats[key] for key in STAT_KEYS)), stats_values

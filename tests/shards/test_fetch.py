@@ -10,11 +10,12 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from schemas.manifest import ShardEntry
 from shards.errors import ShardCorruptError, ShardNetworkError
 from shards.fetch import CACHE_ENV, RetryPolicy, fetched
 from shards.guard import iter_checked_shard
+from shards.reader import open_shard_set
 from tests.shards.conftest import serving
-from tests.shardsets import read_manifest
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01)
 
@@ -50,8 +51,8 @@ def flaky_server(monkeypatch):
         yield handler, f"{url}/shard.tar"
 
 
-def _entry(data: bytes) -> dict:
-    return {"name": "shard.tar", "samples": 1, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+def _entry(data: bytes) -> ShardEntry:
+    return ShardEntry("shard.tar", 1, len(data), hashlib.sha256(data).hexdigest())
 
 
 def test_a_download_cut_short_is_retried_with_backoff_and_then_verified(
@@ -103,8 +104,8 @@ def test_a_server_sending_more_than_the_manifest_says_is_cut_off_at_that_byte(
 
 def test_a_local_shard_with_a_flipped_byte_yields_no_sample(shard_set):
     """Verify, then read: the sha256 is checked before the first sample, not at the shard's end."""
-    entry = read_manifest(shard_set)["splits"]["train"]["shards"][0]
-    path = shard_set / entry["name"]
+    entry = open_shard_set(shard_set).manifest.splits.train.shards[0]
+    path = shard_set / entry.name
     data = bytearray(path.read_bytes())
     data[-2000] ^= 0x01  # in the last sample's bytes: a streaming check would see it last
     path.write_bytes(bytes(data))
@@ -122,9 +123,9 @@ def test_a_remote_shard_is_read_from_its_verified_copy_under_its_own_name(
 
     www, base = http_server
     shutil.copytree(shard_set, www / "set")
-    entry = read_manifest(shard_set)["splits"]["train"]["shards"][0]
+    entry = open_shard_set(shard_set).manifest.splits.train.shards[0]
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    url = f"{base}/set/{entry['name']}"
+    url = f"{base}/set/{entry.name}"
     samples = list(iter_checked_shard(url, entry=entry))
-    assert len(samples) == entry["samples"] and {s["__url__"] for s in samples} == {url}
+    assert len(samples) == entry.samples and {s["__url__"] for s in samples} == {url}
     assert not list((tmp_path / "cache").iterdir())

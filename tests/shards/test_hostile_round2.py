@@ -42,7 +42,7 @@ BAD_PAX = {
 
 @pytest.mark.parametrize("records", BAD_PAX.values(), ids=BAD_PAX.keys())
 def test_a_bad_pax_record_makes_verify_fail_in_seconds_naming_the_shard(shard_set, records):
-    name = shard_entry(shard_set)["name"]
+    name = shard_entry(shard_set).name
     prepend_to_shard(shard_set, name, pax_member(records))
     started = time.monotonic()
     done = run_cli("shards.cli", "verify", shard_set, "--workers", 1, timeout=60)
@@ -52,7 +52,7 @@ def test_a_bad_pax_record_makes_verify_fail_in_seconds_naming_the_shard(shard_se
 
 
 def test_merge_refuses_a_shard_with_a_bad_pax_record_and_writes_no_set(shard_set, tmp_path):
-    name = shard_entry(shard_set)["name"]
+    name = shard_entry(shard_set).name
     prepend_to_shard(shard_set, name, pax_member(BAD_PAX["length 0"]))
     out = tmp_path / "merged"
     done = run_cli("shards.cli", "merge", out, shard_set, timeout=60)
@@ -62,7 +62,7 @@ def test_merge_refuses_a_shard_with_a_bad_pax_record_and_writes_no_set(shard_set
 
 
 def test_a_member_claiming_2_to_the_62_bytes_is_a_bad_shard_not_a_traceback(shard_set):
-    name = shard_entry(shard_set)["name"]
+    name = shard_entry(shard_set).name
     prepend_to_shard(shard_set, name, sized_header("e00000000_f000000.bin", 2**62))
     done = run_cli("shards.cli", "verify", shard_set, "--workers", 1)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
@@ -71,7 +71,7 @@ def test_a_member_claiming_2_to_the_62_bytes_is_a_bad_shard_not_a_traceback(shar
 
 def test_a_member_with_a_negative_size_is_an_error_in_the_mapped_reader_too(shard_set):
     """The one-pass header walk of a mapped shard would never advance past a negative size."""
-    name = shard_entry(shard_set)["name"]
+    name = shard_entry(shard_set).name
     prepend_to_shard(shard_set, name, sized_header("e00000000_f000000.bin", -BLOCK_SIZE))
     entry = shard_entry(shard_set)
     with pytest.raises(Exception, match="claims a member of -512 bytes"):
@@ -154,9 +154,9 @@ def test_a_shard_rewritten_in_place_with_its_mtime_restored_is_hashed_again(shar
     """A worker's second epoch skips hashing an unchanged shard; a rewrite that restores size, inode
     and mtime is still a change (its ctime moved), so the second pass hashes it and refuses it."""
     entry = shard_entry(shard_set)
-    path = shard_set / entry["name"]
+    path = shard_set / entry.name
     verified = VerifiedShards()
-    assert len(list(iter_checked_shard(str(path), entry=entry, verified=verified))) == entry["samples"]
+    assert len(list(iter_checked_shard(str(path), entry=entry, verified=verified))) == entry.samples
     before = os.stat(path)
     data = bytearray(path.read_bytes())
     data[-3000] ^= 0xFF
@@ -170,7 +170,7 @@ def test_a_shard_rewritten_in_place_with_its_mtime_restored_is_hashed_again(shar
         before.st_size,
         before.st_mtime_ns,
     )
-    assert hashlib.sha256(data).hexdigest() != entry["sha256"]
+    assert hashlib.sha256(data).hexdigest() != entry.sha256
     with pytest.raises(Exception, match="sha256 mismatch"):
         list(iter_checked_shard(str(path), entry=entry, verified=verified))
 

@@ -248,7 +248,7 @@ def test_skills_not_in_the_manifest_are_counted_from_the_samples(make_set, shard
     samples hold (the same numbers) and the summary names that source. A set written before skills
     counts every sample unannotated."""
     root = make_set("skills", skills=skill_of)
-    recorded = skill_counts(read_manifest(root))
+    recorded = skill_counts(open_shard_set(root).manifest)
     manifest = read_manifest(root)
     for split in ("train", "val"):
         del manifest["splits"][split]["skills"]

@@ -61,7 +61,7 @@ def test_merged_set_merges_again_with_its_episode_index(partitions, tmp_path, ma
     _, parts = partitions
     merge_sets(tmp_path / "a", [str(p) for p in parts], log=lambda m: None)
     other = make_set("other", episodes={10: 4, 11: 6}, val_episodes=(), tasks={3: "open the door"})
-    manifest = merge_sets(tmp_path / "b", [str(tmp_path / "a"), str(other)], log=lambda m: None)
+    manifest = merge_sets(tmp_path / "b", [str(tmp_path / "a"), str(other)], log=lambda m: None).to_json()
     assert manifest["splits"]["train"]["episodes"] == [0, 1, 2, 4, 6, 10, 11]
     assert manifest["tasks"] == {"0": "pick up the egg", "3": "open the door"}
     assert manifest["stats"]["action"]["count"] == sum(EPISODES[e] for e in (0, 1, 2, 4, 6)) + 10
@@ -257,7 +257,7 @@ def test_merged_manifest_is_written_last(partitions, tmp_path, monkeypatch):
 
 def test_merge_single_set_is_a_copy(make_set, tmp_path):
     a = make_set("a")
-    manifest = merge_sets(tmp_path / "out", [str(a)], log=lambda m: None)
+    manifest = merge_sets(tmp_path / "out", [str(a)], log=lambda m: None).to_json()
     assert manifest["stats"] == read_manifest(a)["stats"]
     assert samples_of(tmp_path / "out") == samples_of(a)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["merged_from"][0]["location"] == str(
@@ -272,7 +272,7 @@ def test_merge_keeps_the_samples_per_task(make_set, tmp_path):
     trash = make_set(
         "trash", episodes={10: 6, 11: 4}, val_episodes=(), tasks={1: "picking up trash"}, fingerprint="trash"
     )
-    merged = merge_sets(tmp_path / "out", [str(eggs), str(trash)], log=lambda m: None)
+    merged = merge_sets(tmp_path / "out", [str(eggs), str(trash)], log=lambda m: None).to_json()
     train = merged["splits"]["train"]
     assert train["tasks"] == {"1": {"episodes": 2, "samples": 10}, "6": {"episodes": 2, "samples": 15}}
     assert train["episode_tasks"] == {"0": 6, "1": 6, "10": 1, "11": 1}
@@ -288,7 +288,7 @@ def test_merge_keeps_the_samples_per_task(make_set, tmp_path):
     old = read_manifest(trash)
     del old["splits"]["train"]["tasks"], old["splits"]["train"]["episode_tasks"]
     write_manifest(trash, old)
-    merged = merge_sets(tmp_path / "out2", [str(eggs), str(trash)], log=lambda m: None)
+    merged = merge_sets(tmp_path / "out2", [str(eggs), str(trash)], log=lambda m: None).to_json()
     assert "tasks" not in merged["splits"]["train"] and "episode_tasks" not in merged["splits"]["train"]
     assert merged["splits"]["val"]["tasks"] == {"6": {"episodes": 1, "samples": 3}}
 
@@ -296,7 +296,7 @@ def test_merge_keeps_the_samples_per_task(make_set, tmp_path):
 def test_merged_partitions_count_tasks_like_the_single_run(partitions, tmp_path):
     full, parts = partitions
     merged, single = (
-        merge_sets(tmp_path / "out", [str(p) for p in parts], log=lambda m: None),
+        merge_sets(tmp_path / "out", [str(p) for p in parts], log=lambda m: None).to_json(),
         read_manifest(full),
     )
     for split in ("train", "val"):

@@ -9,7 +9,6 @@ import pytest
 from shards.stats import (
     QUANTILES,
     compute_stats,
-    episode_columns,
     file_sha256,
     load_stats_values,
     values_name,
@@ -48,11 +47,12 @@ def test_write_stats_values_from_chunks(tmp_path):
         tmp_path, "observation.state", chunks, 100, 4, episodes=[(2, 30), (5, 1), (9, 69)]
     )
     path = tmp_path / values_name("observation.state")
-    assert entry["name"] == "stats/observation.state.npy" and path.is_file()
-    assert entry["shape"] == [4, 100] and entry["dtype"] == "float64"
-    assert entry["bytes"] == path.stat().st_size
-    assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() == file_sha256(path)
-    assert episode_columns(entry) == [(2, 30), (5, 1), (9, 69)]
+    assert entry.name == "stats/observation.state.npy" and path.is_file()
+    assert entry.shape == (4, 100) and entry.dtype == "float64"
+    assert entry.bytes == path.stat().st_size
+    assert entry.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == file_sha256(path)
+    assert entry.episodes == ((2, 30), (5, 1), (9, 69))
+    assert entry.to_json()["episodes"] == [[2, 30], [5, 1], [9, 69]]
     values = load_stats_values(path)
     assert isinstance(values, np.memmap) and values.dtype == np.float64
     np.testing.assert_array_equal(values, rows.T)
@@ -67,7 +67,7 @@ def test_write_stats_values_checks_counts(tmp_path):
         write_stats_values(tmp_path, "action", [rows], 10, 4)
     with pytest.raises(ValueError, match="add up to 9, expected 10"):
         write_stats_values(tmp_path, "action", [rows], 10, 3, episodes=[(0, 9)])
-    assert episode_columns({"name": "x"}) is None
+    assert write_stats_values(tmp_path, "action", [rows], 10, 3).episodes is None
 
 
 def test_merge_by_concatenation_is_exact():

@@ -51,7 +51,7 @@ def _failed(done: subprocess.CompletedProcess) -> str:
 def test_a_pax_record_of_length_0_ends_training_in_seconds_naming_the_shard(
     crafted, tiny_backbone, tmp_path, workers
 ):
-    name = shard_entry(crafted, index=1)["name"]
+    name = shard_entry(crafted, index=1).name
     prepend_to_shard(crafted, name, pax_member(b"0 path=x\n"))
     started = time.monotonic()
     done = run_train(_args(crafted, tiny_backbone, tmp_path / "out", "--num-workers", workers), timeout=300)
@@ -61,7 +61,7 @@ def test_a_pax_record_of_length_0_ends_training_in_seconds_naming_the_shard(
 
 
 def test_with_skip_corrupt_a_pax_record_of_length_0_is_skipped_and_counted(crafted, tiny_backbone, tmp_path):
-    name = shard_entry(crafted, index=1)["name"]
+    name = shard_entry(crafted, index=1).name
     prepend_to_shard(crafted, name, pax_member(b"0 path=x\n"))
     out = tmp_path / "out"
     done = run_train(_args(crafted, tiny_backbone, out, "--num-workers", 2, "--skip-corrupt"), timeout=300)

@@ -37,7 +37,7 @@ def crafted(val_set, tmp_path):
 
 def _rewrite_member(root, member: str, value: bytes, sample: int = 1) -> str:
     """Replace `member` of the val shard's `sample`-th sample; the manifest then matches the shard."""
-    name = shard_entry(root, "val")["name"]
+    name = shard_entry(root, "val").name
     raws = [
         {k: v if k == "__key__" else bytes(v) for k, v in r.items() if k != "__url__"}
         for r in iter_tar_samples(str(root / name))
@@ -59,7 +59,7 @@ def _eval(checkpoint, root, out) -> str:
 
 
 def test_a_pax_record_of_length_0_ends_the_evaluation_naming_the_shard(checkpoint_2025, crafted, tmp_path):
-    name = shard_entry(crafted, "val")["name"]
+    name = shard_entry(crafted, "val").name
     prepend_to_shard(crafted, name, pax_member(b"0 path=x\n"))
     line = _eval(checkpoint_2025, crafted, tmp_path / "out")
     assert name in line and "pax record" in line, line
@@ -82,7 +82,7 @@ def test_a_sample_member_the_evaluation_cannot_use_is_one_error_line(
     checkpoint_2025, crafted, tmp_path, member, value, message
 ):
     if value is None:  # the sample's own json with a NaN progress
-        name = shard_entry(crafted, "val")["name"]
+        name = shard_entry(crafted, "val").name
         meta = json.loads(list(iter_tar_samples(str(crafted / name)))[1]["json"])
         value = json.dumps({**meta, "progress": float("nan")}).encode()
     key = _rewrite_member(crafted, member, value)
