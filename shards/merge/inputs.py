@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from schemas.errors import B1kError
 from schemas.manifest import Manifest, Partition
 from shards.reader import ShardSet
 
@@ -28,7 +27,7 @@ LAYOUT_OPTIONS = {
 }
 
 
-class MergeError(B1kError, ValueError):
+class MergeError(ValueError):
     """The inputs cannot be merged (or OUT cannot be written); the message says why."""
 
 
