@@ -34,9 +34,19 @@ from preprocess.episode import EpisodeResult, WorkTar, work_paths
 from preprocess.manifest import build_manifest
 from preprocess.plan import Plan, PreprocessConfig, PreprocessError
 from preprocess.workers import pool_size
-from schemas.manifest import dump_manifest, validate_manifest
+from schemas.manifest import (
+    SPLITS,
+    Manifest,
+    ManifestStats,
+    ShardEntry,
+    SidecarEntry,
+    Split,
+    Splits,
+    TaskCount,
+    dump_manifest,
+)
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
-from shards.stats import compute_stats, load_stats_values, write_stats_values
+from shards.stats import load_stats_values, stats_of, write_stats_values
 from shards.swap import swap_in_built
 from shards.writer import RawSample, ShardInfo, plan_shards, write_tar
 
@@ -154,29 +164,29 @@ def _work_tars(
     return tars
 
 
-def _task_counts(task_of_sample: np.ndarray) -> dict[str, int]:
+def _task_counts(task_of_sample: np.ndarray) -> dict[int, int]:
     values, counts = np.unique(task_of_sample, return_counts=True)
-    return {str(t): int(c) for t, c in zip(values.tolist(), counts.tolist(), strict=True)}
+    return {int(t): int(c) for t, c in zip(values.tolist(), counts.tolist(), strict=True)}
 
 
-def _with_task_counts(entries: list[dict], task_of_sample: np.ndarray) -> list[dict]:
-    """Each shard entry with its samples per task: the shards cut the interleaved order in sequence,
+def _with_task_counts(shards: list[ShardInfo], task_of_sample: np.ndarray) -> tuple[ShardEntry, ...]:
+    """Each shard's entry with its samples per task: the shards cut the interleaved order in sequence,
     so shard k holds the order's rows after the samples of shards 0..k-1."""
-    start = 0
-    for entry in entries:
-        entry["tasks"] = _task_counts(task_of_sample[start : start + entry["samples"]])
-        start += entry["samples"]
-    return entries
+    entries, start = [], 0
+    for s in shards:
+        tasks = _task_counts(task_of_sample[start : start + s.samples])
+        entries.append(ShardEntry(s.name, s.samples, s.bytes, s.sha256, tasks))
+        start += s.samples
+    return tuple(entries)
 
 
-def _task_totals(episodes: list[int], samples: list[int], tasks: np.ndarray) -> dict[str, dict[str, int]]:
+def _task_totals(samples: list[int], tasks: np.ndarray) -> dict[int, TaskCount]:
     """Per task of a split: its episodes and samples (what `b1k-shards inspect` and task balancing read)."""
-    totals: dict[str, dict[str, int]] = {}
+    totals: dict[int, TaskCount] = {}
     for task, count in zip(tasks.tolist(), samples, strict=True):
-        entry = totals.setdefault(str(task), {"episodes": 0, "samples": 0})
-        entry["episodes"] += 1
-        entry["samples"] += count
-    return dict(sorted(totals.items(), key=lambda item: int(item[0])))
+        total = totals.get(task, TaskCount(0, 0))
+        totals[task] = TaskCount(total.episodes + 1, total.samples + count)
+    return dict(sorted(totals.items()))
 
 
 def write_split(
@@ -186,7 +196,7 @@ def write_split(
     results: dict[int, EpisodeResult],
     split: str,
     stage: Path,
-) -> dict:
+) -> Split:
     """The split's shards, interleaved, written into `stage`; returns its manifest entry."""
     episodes = sorted(i for i in results if plan.split_of(i) == split)
     tars = _work_tars(work, episodes, results, config.frame_stride)
@@ -202,15 +212,15 @@ def write_split(
         split, len(episodes), len(order), len(shards), Path(config.output_dir),
     )  # fmt: skip
     identities = [results[i].key for i in episodes]  # what the samples carry (preprocess.tasks)
-    return {
-        "episodes": identities,
-        "shards": _with_task_counts([s.to_json() for s in shards], tasks[order[:, 0]]),
-        "samples": len(order),
-        "frames": sum(results[i].length for i in episodes),
-        "tasks": _task_totals(identities, [len(tar) for tar in tars], tasks),
-        "episode_tasks": {str(i): int(t) for i, t in zip(identities, tasks.tolist(), strict=True)},
-        "skills": _skill_totals([results[i] for i in episodes]),
-    }
+    return Split(
+        episodes=tuple(identities),
+        shards=_with_task_counts(shards, tasks[order[:, 0]]),
+        samples=len(order),
+        frames=sum(results[i].length for i in episodes),
+        tasks=_task_totals([len(tar) for tar in tars], tasks),
+        episode_tasks={int(i): int(t) for i, t in zip(identities, tasks.tolist(), strict=True)},
+        skills=_skill_totals([results[i] for i in episodes]),
+    )
 
 
 def _skill_totals(results: list[EpisodeResult]) -> dict[str, int]:
@@ -232,7 +242,7 @@ def _stats_chunks(work: Path, episodes: list[int], key: str) -> Iterator[np.ndar
 
 def write_stats(
     plan: Plan, work: Path, results: dict[int, EpisodeResult], train: list[int], stage: Path
-) -> tuple[dict, dict]:
+) -> tuple[ManifestStats, dict[str, SidecarEntry]]:
     """The train split's sidecars (`stats/<key>.npy`) in `stage`; returns (stats, stats_values) of the manifest."""
     if not train:
         raise PreprocessError(
@@ -250,24 +260,23 @@ def write_stats(
             episodes=[(results[i].key, results[i].length) for i in train],
         )
         stats_values[key] = entry
-        stats[key] = compute_stats(load_stats_values(stage / entry["name"]))
-    return stats, stats_values
+        stats[key] = stats_of(load_stats_values(stage / entry.name))
+    return ManifestStats(stats[STATE_KEY], stats[ACTION_KEY]), stats_values
 
 
 # ------------------------------------------------------------------ the whole stage
 def finalize(
     plan: Plan, config: PreprocessConfig, work: Path, results: dict[int, EpisodeResult], skipped: list[dict]
-) -> dict:
+) -> Manifest:
     """Shards, stats and manifest of the processed episodes, swapped into the output; returns the manifest."""
     # Never trust an earlier final stage (a killed run's): the work files are the truth.
     stage = work / STAGE_DIR
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
-    splits = {split: write_split(plan, config, work, results, split, stage) for split in ("train", "val")}
+    splits = Splits(*(write_split(plan, config, work, results, split, stage) for split in SPLITS))
     train = sorted(i for i in results if plan.split_of(i) == "train")  # the dataset's indices
     stats, stats_values = write_stats(plan, work, results, train, stage)
     manifest = build_manifest(plan, config, results, skipped, splits, stats, stats_values)
-    validate_manifest(manifest)
     replace_set(Path(config.output_dir), stage, dump_manifest(manifest))
     return manifest
 

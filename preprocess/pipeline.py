@@ -23,7 +23,7 @@ from preprocess.final_stage import finalize
 from preprocess.manifest import TOOL, summarize
 from preprocess.plan import Plan, PreprocessConfig, PreprocessError, make_plan
 from preprocess.workers import EpisodePool
-from schemas.manifest import MANIFEST_NAME
+from schemas.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from shards.lock import LOCK_NAME, FolderLock, FolderLockedError
 from shards.swap import restore_aside
 from shards.writer import atomic_write_text
@@ -37,7 +37,7 @@ OPTIONS_FILE = "options.json"  # in the work dir: the options a `--resume` must 
 _OURS = (MANIFEST_NAME, WORK_DIR, "stats", LOCK_NAME)  # besides shards: what `--overwrite` may replace
 
 
-def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> dict:
+def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> Manifest:
     """Run a whole preprocess; returns the manifest. `pool`: episode workers already started (the CLI
     starts them before its own imports), of at most `config.workers` processes; else they are
     started when the episodes to do are known. The pool is shut down when the episodes are done (or
@@ -59,7 +59,7 @@ def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> dict:
             pool.shutdown(cancel=True)
 
 
-def _run_locked(plan: Plan, config: PreprocessConfig, pool: EpisodePool | None, started: float) -> dict:
+def _run_locked(plan: Plan, config: PreprocessConfig, pool: EpisodePool | None, started: float) -> Manifest:
     out = Path(config.output_dir)
     _log_plan(plan, config)
     _check_cost(plan, config)
@@ -157,7 +157,7 @@ def _resumable(config: PreprocessConfig, out: Path, work: Path) -> Path | None:
     if (work / OPTIONS_FILE).is_file():
         recorded = json.loads((work / OPTIONS_FILE).read_text())
     elif (out / MANIFEST_NAME).is_file():
-        recorded = json.loads((out / MANIFEST_NAME).read_text()).get("options")
+        recorded = parse_manifest((out / MANIFEST_NAME).read_bytes(), str(out / MANIFEST_NAME)).options
     if recorded is None:
         raise PreprocessError(
             f"--resume: {out} holds no run of this tool to resume (no {WORK_DIR}/{OPTIONS_FILE} or {MANIFEST_NAME})"

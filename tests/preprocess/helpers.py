@@ -16,16 +16,16 @@ from shards.reader import iter_tar_samples, open_shard_set
 
 
 def preprocess(dataset: Path, out: Path, **options) -> dict:
-    """Run b1k-preprocess in-process (one worker unless told) and return its manifest."""
+    """Run b1k-preprocess in-process (one worker unless told) and return its manifest's JSON."""
     options.setdefault("workers", 1)
     options.setdefault("progress", False)
-    return run(PreprocessConfig(dataset_path=dataset, output_dir=out, **options))
+    return run(PreprocessConfig(dataset_path=dataset, output_dir=out, **options)).to_json()
 
 
 def read_set(out: Path, decode: bool = True) -> tuple[dict, dict[str, dict[str, dict]]]:
-    """(manifest, {split: {key: sample}}); checks every shard's bytes, sha256 and sample count."""
+    """(manifest JSON, {split: {key: sample}}); checks every shard's bytes, sha256 and sample count."""
     shard_set = open_shard_set(str(out))
-    manifest = shard_set.manifest
+    manifest = shard_set.manifest.to_json()
     splits: dict[str, dict[str, dict]] = {}
     for split in ("train", "val"):
         samples: dict[str, dict] = {}
@@ -46,7 +46,7 @@ def read_set(out: Path, decode: bool = True) -> tuple[dict, dict[str, dict[str, 
 
 
 def sample_order(out: Path, split: str = "train") -> list[str]:
-    manifest = open_shard_set(str(out)).manifest
+    manifest = open_shard_set(str(out)).manifest.to_json()
     keys = []
     for shard in manifest["splits"][split]["shards"]:
         keys += [raw["__key__"] for raw in iter_tar_samples(str(Path(out) / shard["name"]))]
