@@ -49,11 +49,11 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
     observation = {}
     for key in policy.config.image_features:
         camera = camera_for_key(key).name
-        if camera not in manifest["cameras"]:
+        if camera not in manifest.cameras:
             raise click.ClickException(
                 f"the checkpoint expects camera {camera!r} ({key}), the shard set has none"
             )
-        member = manifest["cameras"][camera].get("member", f"{camera}.jpg")
+        member = manifest.cameras[camera].member or f"{camera}.jpg"
         image = np.array(sample[member], dtype=np.uint8)  # HxWx3 RGB
         # a batch of one: lerobot's AddBatchDimensionProcessorStep batches only `observation.images.*`
         # keys, so the 2026 release's `observation.rgb.*` images would reach SmolVLA unbatched
@@ -69,8 +69,8 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
         action = postprocess(policy.select_action(preprocess(observation)))
     action = action.detach().float().cpu().numpy().reshape(-1)
     recorded = np.asarray(sample["action.npy"], dtype=np.float64)[0]
-    stats = manifest["stats"]["action"]
-    lo, hi = np.asarray(stats["min"]), np.asarray(stats["max"])
+    stats = manifest.stats.action
+    lo, hi = np.asarray(stats.min), np.asarray(stats.max)
     span = np.maximum(hi - lo, 1e-6)
     return {
         "checkpoint": str(checkpoint),
@@ -83,12 +83,12 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
             "episode_index": meta["episode_index"],
             "frame_index": meta["frame_index"],
             "task": meta["task"],
-            "val_episodes": manifest["splits"]["val"]["episodes"],
+            "val_episodes": list(manifest.splits.val.episodes),
         },
         "action": [float(x) for x in action],
         "action_dim": int(action.shape[0]),
         "recorded_action": [float(x) for x in recorded],
-        "action_names": manifest["action"]["names"],
+        "action_names": list(manifest.action.names),
         # Data units: the unnormalised action falls in (or near) the range the training actions span.
         "within_train_range": bool(np.all((action >= lo - 0.5 * span) & (action <= hi + 0.5 * span))),
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from demo.runner import Runner, rel
+from schemas.manifest import MANIFEST_NAME, parse_manifest
 
 ACTION_GROUPS = (
     ("base", 0, 3),
@@ -112,11 +113,11 @@ def make_summary(
 ) -> str:
     """The summary the demo prints and writes to `summary.txt`; `real_data_commands` ends it."""
     o = rel(out)
-    manifest = json.loads((out / "shards" / "manifest.json").read_text())
-    splits = manifest["splits"]
-    samples = {s: sum(sh["samples"] for sh in splits[s]["shards"]) for s in splits}
-    n_shards = sum(len(splits[s]["shards"]) for s in splits)
-    shard_bytes = sum(sh["bytes"] for s in splits for sh in splits[s]["shards"])
+    manifest = parse_manifest((out / "shards" / MANIFEST_NAME).read_text())
+    splits = manifest.splits
+    samples = {name: split.shard_samples for name, split in splits}
+    n_shards = sum(1 for _ in splits.shards)
+    shard_bytes = sum(shard.bytes for _, shard in splits.shards)
     frames = sum(samples.values())
     video_bytes = dir_bytes(out / "dataset" / "videos")
     info = json.loads((out / "dataset" / "meta" / "info.json").read_text())
@@ -141,9 +142,9 @@ def make_summary(
         f" {frames} frames,"
         f" {human_bytes(video_bytes)} of {rgb_codec(info)} video",
         "  tiny-smolvlm/     tiny random-weight SmolVLM backbone (config, processor, tokenizer)",
-        f"  shards/           shard set (schema v{manifest['schema_version']}): manifest.json + {n_shards} .tar shards,"
+        f"  shards/           shard set (schema v{manifest.schema_version}): manifest.json + {n_shards} .tar shards,"
         f" {human_bytes(shard_bytes)}; train {samples.get('train', 0)} samples"
-        f" (episodes {splits['train']['episodes']}), val {samples.get('val', 0)} (episodes {splits['val']['episodes']})",
+        f" (episodes {list(splits.train.episodes)}), val {samples.get('val', 0)} (episodes {list(splits.val.episodes)})",
         "  contact-sheet.png  three cameras + state/action curves of a few samples",
         f"  train/            train_log.jsonl; checkpoints {', '.join(ckpts)} (+ last) in lerobot's format",
         "  select_action.json, summary.txt, demo.log",

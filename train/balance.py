@@ -32,28 +32,31 @@ class TaskRepeats:
 
     def shard_samples(self, ref: ShardRef) -> int:
         """What a shard yields into the stream: each of its samples of task t, r_t times."""
-        return sum(self.of_task[int(task)] * int(n) for task, n in ref.entry["tasks"].items())
+        tasks = ref.entry.tasks if ref.entry is not None else None
+        return sum(self.of_task[task] * n for task, n in (tasks or {}).items())
 
 
 def task_records(src: ShardSource) -> tuple[dict[int, int], dict[int, int]]:
     """(train samples per task, task of each train episode) as the set's manifest records them, per
     shard too (so an epoch's size is known without reading a shard); DataSpecError naming the set
     where they are missing or do not add up."""
-    split = src.manifest["splits"]["train"]
-    missing = [f"splits.train.{key}" for key in ("tasks", "episode_tasks") if key not in split]
-    if any(ref.entry is None or "tasks" not in ref.entry for ref in src.train):
+    split = src.manifest.splits.train
+    recorded = {"tasks": split.tasks, "episode_tasks": split.episode_tasks}
+    missing = [f"splits.train.{key}" for key, value in recorded.items() if value is None]
+    if any(ref.entry is None or ref.entry.tasks is None for ref in src.train):
         missing.append("splits.train.shards[].tasks")
     if missing:
         raise DataSpecError(
             f"{src.location}: --task-balance needs the samples per task that b1k-preprocess records "
             f"({', '.join(missing)}); this set was written before it did: re-run b1k-preprocess"
         )
-    samples = {int(task): int(counts["samples"]) for task, counts in split["tasks"].items()}
-    episodes = {int(episode): int(task) for episode, task in split["episode_tasks"].items()}
+    samples = {task: counts.samples for task, counts in (split.tasks or {}).items()}
+    episodes = dict(split.episode_tasks or {})
     for ref in src.train:
-        counts = {int(task): int(n) for task, n in ref.entry["tasks"].items()}
+        counts = dict((ref.entry.tasks if ref.entry else None) or {})
         if sum(counts.values()) != ref.samples or not counts.keys() <= samples.keys():
-            raise DataSpecError(f"{src.location}: the task counts of shard {ref.entry['name']} do not add up")
+            name = ref.entry.name if ref.entry else ref.url
+            raise DataSpecError(f"{src.location}: the task counts of shard {name} do not add up")
     unknown = sorted(set(src.episodes) - episodes.keys())
     if unknown or not set(episodes.values()) <= samples.keys():
         raise DataSpecError(
@@ -63,7 +66,7 @@ def task_records(src: ShardSource) -> tuple[dict[int, int], dict[int, int]]:
 
 
 def _task_name(src: ShardSource, task: int) -> str:
-    return str(src.manifest["tasks"].get(str(task), f"task {task}"))
+    return src.manifest.tasks.get(task, f"task {task}")
 
 
 def balance_tasks(sources: list[ShardSource]) -> list[TaskRepeats]:
@@ -88,11 +91,11 @@ def task_balance_rows(spec: DataSpec) -> list[dict[str, Any]]:
     for src in spec.sources:
         if src.repeats is None:
             return []
-        for task, counts in src.manifest["splits"]["train"]["tasks"].items():
-            name = _task_name(src, int(task))
+        for task, counts in (src.manifest.splits.train.tasks or {}).items():
+            name = _task_name(src, task)
             row = rows.setdefault(name, {"task": name, "samples": 0})
-            row["samples"] += int(counts["samples"])
-            row["repeats"] = src.repeats.of_task[int(task)]  # the same in every set
+            row["samples"] += counts.samples
+            row["repeats"] = src.repeats.of_task[task]  # the same in every set
     for row in rows.values():
         row["effective"] = row["samples"] * row["repeats"]
     return sorted(rows.values(), key=lambda row: row["samples"], reverse=True)

@@ -98,7 +98,7 @@ class SampleFormat:
 
     @classmethod
     def of(cls, spec: DataSpec, chunk_size: int) -> SampleFormat:
-        horizons = tuple(sorted({int(src.manifest["horizon"]) for src in spec.sources})) or (spec.horizon,)
+        horizons = tuple(sorted({src.manifest.horizon for src in spec.sources})) or (spec.horizon,)
         return cls(tuple(spec.cameras), spec.state_dim, spec.action_dim, chunk_size, horizons)
 
     def layout(self, batch_size: int) -> BatchLayout:

@@ -32,7 +32,7 @@ import torch
 
 from schemas.presets import ALIGNED_ACTION_DIMS, ALIGNED_PARTS, ordered_indices
 from schemas.r1pro import RELATIVE_ACTION_GROUPS, action_group_dims
-from shards.stats import compute_stats, episode_columns, load_stats_values
+from shards.stats import compute_stats, load_stats_values
 
 ACTION_REPRS = ("absolute", "relative")
 ACTION_NORMS = ("mean_std", "quantile", "per_timestep")
@@ -200,8 +200,8 @@ def _sidecar_file(src, key: str) -> Iterator[Path]:
     from shards.fetch import fetched
     from shards.scan import is_local, local_file_problem
 
-    entry = src.manifest["stats_values"][key]
-    url = src.shard_set.url(entry["name"])
+    entry = src.manifest.sidecar(key)
+    url = src.shard_set.url(entry.name)
     if is_local(url):
         if problem := local_file_problem(url, entry):
             raise RecipeError(f"stats sidecar {url} of {src.location} is corrupt ({problem})")
@@ -213,15 +213,15 @@ def _sidecar_file(src, key: str) -> Iterator[Path]:
 
 def load_sidecars(src) -> SidecarValues:
     """A `train.data.ShardSource`'s stats sidecars, in memory, with their episode index."""
-    values = src.manifest.get("stats_values") or {}
-    missing = [k for k in (STATE_KEY, ACTION_KEY) if k not in values]
+    sidecars = {key: src.manifest.sidecar(key) for key in (STATE_KEY, ACTION_KEY)}
+    missing = [key for key, sidecar in sidecars.items() if sidecar is None]
     if missing:
         raise RecipeError(
             f"{src.location} has no stats sidecar for {missing}: the chunk-target stats of relative or "
             "per-timestep actions are computed from them; re-run b1k-preprocess for this set"
         )
-    episodes = episode_columns(values[ACTION_KEY])
-    if episodes is None or episode_columns(values[STATE_KEY]) != episodes:
+    episodes = src.manifest.sidecar(ACTION_KEY).episodes
+    if episodes is None or src.manifest.sidecar(STATE_KEY).episodes != episodes:
         raise RecipeError(
             f"{src.location}: its stats sidecars do not record each episode's columns (an older set or "
             "merge); re-run b1k-preprocess or b1k-shards merge for it"
@@ -230,8 +230,8 @@ def load_sidecars(src) -> SidecarValues:
     for key in (STATE_KEY, ACTION_KEY):
         with _sidecar_file(src, key) as path:
             arrays[key] = np.array(load_stats_values(path), dtype=np.float64)
-    stride = int(src.manifest.get("frame_stride", 1) or 1)
-    return SidecarValues(arrays[STATE_KEY], arrays[ACTION_KEY], episodes, stride)
+    stride = src.manifest.frame_stride or 1
+    return SidecarValues(arrays[STATE_KEY], arrays[ACTION_KEY], list(episodes), stride)
 
 
 def normalizer_stats(spec, recipe: ActionRecipe, chunk_size: int) -> tuple[dict, ChunkStats | None]:
