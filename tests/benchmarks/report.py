@@ -335,6 +335,42 @@ def _serve_lines(results: dict) -> list[str]:
             ]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
+    return lines + _serve_load_lines(serve)
+
+
+def _serve_load_lines(serve: dict) -> list[str]:
+    """## Serve: start-up, many environments on one model, fairness."""
+    lines = []
+    healthy = serve.get("start_to_healthy", {})
+    if healthy:
+        lines += ["## Serve: start to healthy (b1k-serve process, CPU; best of its repeats)", ""]
+        lines += ["| model | listening (/healthz 503) | healthy (/healthz 200) |", "|---|---|---|"]
+        lines += [
+            f"| {k} | {num(v['listening_s'], 2)} s | {num(v['healthy_s'], 2)} s |" for k, v in healthy.items()
+        ]
+        lines.append("")
+    for model, measured in serve.get("concurrent", {}).items():
+        lines += [
+            f"## Serve: N clients on one model ({model}, CPU; requests/s, each runs the model for one environment)",
+            "",
+            "| N | one at a time | batched across connections | mean environments per call | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for n, row in measured.get("clients", {}).items():
+            one, batched = row["one_at_a_time"], row["batched"]
+            lines.append(
+                f"| {n} | {num(one['requests_per_s'], 2)} | {num(batched['requests_per_s'], 2)} | "
+                f"{num(batched['mean_rows'], 1)} | x{num(row['ratio'], 2)} |"
+            )
+        lines.append("")
+    fair = serve.get("fairness")
+    if fair:
+        lines += [
+            f"Fairness: an honest client's step (1 environment, 224) takes {num(fair['alone_ms'], 1)} ms alone and "
+            f"{num(fair['beside_ms'], 1)} ms (x{num(fair['factor'], 2)}) beside a client sending "
+            f"{fair['hostile_request']}, the largest request the defaults allow (medians of {fair['steps']} steps).",
+            "",
+        ]
     return lines
 
 

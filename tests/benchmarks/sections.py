@@ -247,10 +247,11 @@ class Bench:
 
     # -- trainer
     def serve(self) -> None:
-        """b1k-serve's overhead per step (everything but the model) at 720/480 and 224 inputs, CPU."""
+        """b1k-serve on CPU: overhead per step at 720/480 and 224, start-to-healthy, N = 1..64 clients
+        batched vs one at a time (tiny and real-size SmolVLA), an honest client beside a hostile one."""
         from tests.benchmarks.serve_bench import run as run_serve
 
-        self.results["serve"] = run_serve(self.out / "serve", steps=60)
+        self.results["serve"] = run_serve(self.out / "serve", steps=60, full=self.profile.name == "full")
 
     def trainer(self) -> None:
         from tests.benchmarks.trainer_bench import run_trainer

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,13 @@ from deploy.policy import ChunkModel
 def chunk_model(checkpoint: Path, *, prompt: str | None = None, max_image_side: int = 4096) -> ChunkModel:
     loaded = load_checkpoint(checkpoint, device="cpu")
     return ChunkModel(loaded, ObservationAdapter(loaded.spec, prompt=prompt, max_image_side=max_image_side))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server that must come back on the same port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def provenance(checkpoint: Path) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 import urllib.error
@@ -31,7 +30,7 @@ from tests.deploy.evaluator_client_2026 import (
     RawConnection,
     stack_environments,
 )
-from tests.deploy.helpers import ServeProcess, chunk_model
+from tests.deploy.helpers import ServeProcess, chunk_model, free_port
 
 LIMIT_MB = 16
 PROPRIO = 61  # the 2026 layout
@@ -154,14 +153,8 @@ def test_a_client_paused_for_90_s_answering_no_pings_keeps_its_connection(model_
         assert evaluator.reconnects == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_server_restarted_mid_episode_is_healthy_again_and_the_client_reconnects(checkpoint_2026):
-    port = _free_port()
+    port = free_port()
     args = ["--checkpoint", str(checkpoint_2026), "--port", str(port), "--device", "cpu"]
     with ServeProcess(args) as first:
         evaluator = client_at(port, reconnect=True)
