@@ -4,7 +4,8 @@ reference is `--help`, and the README's quick start runs (on synthetic data, sma
 
 * Every `b1k-*` command and flag in README.md and docs/*.md (code blocks and inline code; `torchrun -m
   train.cli` and `python -m <module>` forms too) is checked against the command's click definition, i.e.
-  its `--help`.
+  its `--help`. A bare flag in prose may also be the original script's or the BEHAVIOR evaluator's (one
+  its command lines in the docs use).
 * The original script's flags table (docs/migrating.md): where it says a flag kept its name, the command
   accepts the original `--x_y` spelling.
 * docs/cli.md's generated reference equals what `python -m tests.readme_cli` generates from `--help`.
@@ -72,6 +73,8 @@ ORIGINAL_FLAGS = {
 MODULES = {"train.cli": "b1k-train", "preprocess.cli": "b1k-preprocess", "shards.cli": "b1k-shards"}
 # Words that look like commands but name the project.
 NOT_COMMANDS = {"b1k-smolvla"}
+# The BEHAVIOR evaluator's module: prose may name the flags its command lines in the docs use.
+EVALUATOR_MODULE = "omnigibson.eval.eval"
 SEPARATORS = {"&&", "||", "|", ";"}
 
 
@@ -173,7 +176,7 @@ def resolve(tokens: list[str]) -> tuple[str, click.Command, list[str]] | None:
         if module not in MODULES:
             return None
         head, args = MODULES[module], tokens[tokens.index("-m") + 2 :]
-    elif head.startswith("b1k-"):
+    elif re.fullmatch(r"b1k-[a-z-]+", head):  # not a file named after one (`b1k-eval.log`)
         args = tokens[1:]
     else:
         return None
@@ -254,13 +257,25 @@ def command_problems(text: str) -> tuple[list[str], int]:
         if re.fullmatch(r"--?[A-Za-z][\w-]*(?:[ =].*)?", span):
             flag = span.split()[0].split("=")[0]
             checked += 1
-            if flag not in every and flag not in ORIGINAL_FLAGS:
+            if flag not in every and flag not in ORIGINAL_FLAGS and flag not in evaluator_flags():
                 problems.append(f"`{span}`: {flag} is no option of any b1k-* command")
     # Every b1k-* word names a command.
     for word in sorted(set(re.findall(r"\bb1k-[a-z][a-z-]*[a-z]", text)) - NOT_COMMANDS):
         if word not in our_commands():
             problems.append(f"mentions `{word}`, which is not one of the project's commands")
     return problems, checked
+
+
+@cache
+def evaluator_flags() -> frozenset[str]:
+    """The flags of the evaluator's command lines in the README and docs (`python -m omnigibson.eval.eval`)."""
+    flags = set()
+    for text in documents().values():
+        for _, body, _ in code_blocks(text):
+            for tokens in shell_commands(body):
+                if EVALUATOR_MODULE in tokens:
+                    flags.update(flags_of(tokens[tokens.index(EVALUATOR_MODULE) + 1 :]))
+    return frozenset(flags)
 
 
 def all_commands() -> list[click.Command]:
