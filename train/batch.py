@@ -219,10 +219,10 @@ class BatchBuffers:
     `BatchRef`; the trainer reads the tensors as views of the same memory (`batch`).
 
     What reuse buys, measured (the bench's paced consumer: batch 32 every 80 ms, 8 workers, 2 cores;
-    README "What the data layer keeps"): against one collated batch per item in fresh shared memory,
-    which the worker that fills it and the trainer that reads it each page-fault in (~75 MB a batch
-    at 512 px), a data wait of 0.6-0.7% instead of 18-19% and 0.86-0.88 worker cores per GPU instead
-    of 1.30-1.44 at 512 px; 0.8-0.9% instead of 4.5% at 224 px.
+    docs/performance.md, "What the data layer keeps"): against one collated batch per item in fresh
+    shared memory, which the worker that fills it and the trainer that reads it each page-fault in
+    (~75 MB a batch at 512 px), a data wait of 0.6-0.7% instead of 18-19% and 0.86-0.88 worker cores
+    per GPU instead of 1.30-1.44 at 512 px; 0.8-0.9% instead of 4.5% at 224 px.
 
     Reuse is safe: the DataLoader asks a worker for its item n + PREFETCH_ITEMS only once its item n
     has been handed to the trainer, which is done with a batch before it takes the next (code that
