@@ -39,6 +39,9 @@ from train.spec import (
 )
 from train.stratify import EpisodeSchedule, StratifiedBuffer, stratified_shuffle
 from train.stream import (
+    ShardChecks,
+    Slot,
+    SlotSource,
     TrainStream,
     ValStream,
     epoch_order,
@@ -63,9 +66,12 @@ __all__ = [
     "DataSpecError",
     "EpisodeSchedule",
     "SampleFormat",
+    "ShardChecks",
     "ShardReadError",
     "ShardRef",
     "ShardSource",
+    "Slot",
+    "SlotSource",
     "StratifiedBuffer",
     "TaskRepeats",
     "TensorSlot",

@@ -4,8 +4,11 @@ episodes whenever the buffers hold them (`--no-stratify`: webdataset's plain buf
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -66,6 +69,7 @@ class StratifiedBuffer:
         return item
 
 
+@dataclass(frozen=True)
 class EpisodeSchedule:
     """Which episodes each position of a batch asks for, so a batch's samples come from distinct episodes.
 
@@ -75,63 +79,54 @@ class EpisodeSchedule:
     schedule from the seed: no communication is needed.
     """
 
-    BLOCK = 64  # batches drawn from one seeded generator: seeding one cost 3x a draw
+    episodes: tuple[int, ...]  # the train episodes, sorted
+    batch_size: int
+    seed: int
+    rank: int
+    candidates: int = 8  # episodes asked for per position
 
-    def __init__(self, episodes: list[int], batch_size: int, seed: int, rank: int, candidates: int = 8):
-        self.episodes = np.asarray(sorted(episodes), dtype=np.int64)
-        self.batch_size = max(1, batch_size)
-        self.seed = seed
-        self.rank = rank
-        self.candidates = candidates
-        self._batch = -1
-        self._wanted: list[tuple[int, ...]] = []  # per position of the current batch
-        self._rng: np.random.Generator | None = None
-        self._block = -1
-        self._drawn = 0  # batches of the current block drawn so far
+    # Batches drawn one after another from one seeded generator (seeding one costs ~3 draws); it
+    # also fixes the order of the runs made so far, which `--resume` continues.
+    BLOCK: ClassVar[int] = 64
+
+    @classmethod
+    def of(cls, episodes: list[int], batch_size: int, seed: int, rank: int) -> EpisodeSchedule:
+        return cls(tuple(sorted(episodes)), max(1, batch_size), seed, rank)
+
+    def permutations(self, first: int) -> Iterator[np.ndarray]:
+        """The permutation of each of this rank's batches, from batch `first` on, as indices into
+        `episodes`: a function of (seed, rank, batch) alone, however far the stream starts."""
+        count = min(len(self.episodes), self.batch_size * self.candidates)
+        for block in itertools.count(first // self.BLOCK):
+            rng = np.random.default_rng(seed_of(self.seed, self.rank, block, 0xE915))
+            for batch in range(block * self.BLOCK, (block + 1) * self.BLOCK):
+                chosen = rng.choice(len(self.episodes), size=count, replace=False)
+                if batch >= first:
+                    yield chosen
+
+    def positions(self, chosen: np.ndarray) -> list[tuple[int, ...]]:
+        """What each position of a batch asks for, in order of preference, given its permutation."""
+        if len(chosen) == 0:
+            return [()] * self.batch_size
+        order = [self.episodes[i] for i in chosen.tolist()]
+        # fewer episodes than positions: share them round-robin
+        return [tuple(order[p % len(order) :: self.batch_size]) for p in range(self.batch_size)]
 
     def wanted(self, item: int) -> tuple[int, ...]:
-        """The episodes asked for, in order of preference, at this rank's `item`-th sample."""
-        if len(self.episodes) == 0:
-            return ()
+        """The episodes asked for at this rank's `item`-th sample."""
         batch, position = divmod(item, self.batch_size)
-        if batch != self._batch:
-            order = self._draw(batch)
-            # fewer episodes than positions: share them round-robin
-            self._wanted = [tuple(order[p % len(order) :: self.batch_size]) for p in range(self.batch_size)]
-            self._batch = batch
-        return self._wanted[position]
-
-    def _draw(self, batch: int) -> list[int]:
-        """Batch `batch`'s permutation: draw number batch % BLOCK of the generator of its block
-        (a function of seed, rank and batch alone, however the batches are visited)."""
-        block, index = divmod(batch, self.BLOCK)
-        if self._rng is None or block != self._block or index < self._drawn:
-            self._rng = np.random.default_rng(seed_of(self.seed, self.rank, block, 0xE915))
-            self._block, self._drawn = block, 0
-        count = min(len(self.episodes), self.batch_size * self.candidates)
-        while True:
-            chosen = self._rng.choice(len(self.episodes), size=count, replace=False)
-            self._drawn += 1
-            if self._drawn > index:
-                return self.episodes[chosen].tolist()
+        return self.positions(next(self.permutations(batch)))[position]
 
 
 def stratified_shuffle(
-    stream: Iterator[dict],
-    bufsize: int,
-    rng: random.Random,
-    wanted: Callable[[int], tuple[int, ...]],
-    start: int,
+    stream: Iterator[dict], bufsize: int, rng: random.Random, wanted: Iterator[tuple[int, ...]]
 ) -> Iterator[dict]:
-    """Buffer `bufsize` samples, then yield one pick per new sample (draining at the end); pick number
-    `start + n` asks for the episodes `wanted(start + n)`."""
+    """Buffer `bufsize` samples, then yield one pick per new sample (draining at the end); each pick
+    asks for the episodes `wanted` yields next."""
     buffer = StratifiedBuffer()
-    index = start
     for raw in stream:
         buffer.add(raw)
         if len(buffer) >= bufsize:
-            yield buffer.pick(rng, wanted(index))
-            index += 1
+            yield buffer.pick(rng, next(wanted))
     while len(buffer):
-        yield buffer.pick(rng, wanted(index))
-        index += 1
+        yield buffer.pick(rng, next(wanted))

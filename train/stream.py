@@ -1,17 +1,22 @@
 """The training stream: per-worker raw-sample streams of the shard sets, decoded into batches by each
 DataLoader worker, resumable exactly.
 
-Each DataLoader worker of each rank (a *slot*) builds, per epoch:
+Each DataLoader worker of each rank (a *slot*) builds, per epoch, a chain of generator stages
+(each takes the stream and yields, as webdataset's do), listed in `epoch_stream`:
 
-1. the epoch's shard order: a permutation seeded by (seed, epoch), the same on every rank;
-2. its share of it, split by node (rank) and then by worker, like webdataset's `split_by_node` /
-   `split_by_worker`: whole shards when there are at least as many shards as parts, otherwise
-   every part reads the shards and keeps every `parts`-th sample (so 8 workers on a 3-shard set
-   still all work, and ranks stay disjoint); with `--task-balance` each sample of task t is first
-   repeated r_t times in a row (`train.balance`);
-3. a buffer shuffle over the raw (still encoded) samples, seeded by (seed, epoch, slot), whose picks
-   are episode-stratified (`train.stratify`; `--no-stratify`: webdataset's plain buffer shuffle);
-4. batches of `batch_size` consecutive samples, each decoded straight into its row (`train.batch`).
+1. `epoch_plan`: the epoch's shard order, a permutation seeded by (seed, epoch), the same on every
+   rank; the slot's share of it, split by node (rank) and then by worker, like webdataset's
+   `split_by_node` / `split_by_worker`: whole shards when there are at least as many shards as parts,
+   otherwise every part reads the shards and keeps every `parts`-th sample (so 8 workers on a 3-shard
+   set still all work, and ranks stay disjoint);
+2. `plan_raw`: the shards read and checked as they stream (`read_shard`); with `--task-balance` each
+   sample of task t repeated r_t times in a row (`repeat_by_task`, `train.balance`); the sample strides;
+3. `shuffle`: a buffer shuffle over the raw (still encoded) samples, seeded by (seed, epoch, slot),
+   whose picks are episode-stratified (`train.stratify`; `--no-stratify`: webdataset's plain one);
+4. `require_samples`, the resumed run's skip, `tag_epoch`;
+
+then, per worker, `mixed` (several `--shards` sets) and `train.batch.batched`: batches of
+`batch_size` consecutive samples, each decoded straight into its row.
 
 The DataLoader hands out the workers' batches round-robin, so the rank's batch q comes from worker
 q % workers. Because each slot's stream is a pure function of (seed, epoch, slot) and the number of
@@ -22,6 +27,7 @@ delivered (`resume_point`).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 from collections.abc import Callable, Iterator
@@ -61,6 +67,41 @@ class SlotPlan:
         for stride, offset in self.strides:
             total = len(range(offset, total, stride))
         return total
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One DataLoader worker of one rank as a shard set's stream sees it: whose samples it reads
+    (its seed, rank of world, worker of workers) and how it shuffles and batches them."""
+
+    seed: int
+    rank: int = 0
+    world: int = 1
+    worker: int = 0
+    workers: int = 1
+    batch_size: int = 1
+    shuffle_buffer: int = 0  # samples; 0 or 1: read in order
+
+
+@dataclass(frozen=True)
+class ShardChecks:
+    """How shards are checked as they stream (`read_shard`)."""
+
+    corrupt: CorruptShardLog | None = None  # `--skip-corrupt`: problems recorded here (else they raise)
+    verified: VerifiedShards | None = None  # shards this process has hashed already
+
+
+STRICT = ShardChecks()  # every problem raises; every shard hashed as it streams
+
+
+@dataclass(frozen=True)
+class SlotSource:
+    """One shard set's train split as the slots read it."""
+
+    shards: tuple[ShardRef, ...]
+    checks: ShardChecks = STRICT
+    repeats: TaskRepeats | None = None  # `--task-balance`: each sample repeated by its task
+    schedule: EpisodeSchedule | None = None  # `--stratify`'s picks (None: webdataset's plain shuffle)
 
 
 def plan_slot(
@@ -120,11 +161,11 @@ def read_shard(
         raise ShardReadError(f"cannot read shard {url}: {type(exc).__name__}: {exc}") from exc
 
 
-def plan_raw(
-    plan: SlotPlan, corrupt: CorruptShardLog | None = None, verified: VerifiedShards | None = None
-) -> Iterator[dict]:
+def plan_raw(plan: SlotPlan, checks: ShardChecks = STRICT) -> Iterator[dict]:
+    """The plan's raw samples: its shards read and checked one after the other, each sample repeated
+    by its task (`--task-balance`), then the slot's share by sample stride."""
     stream: Iterator[dict] = itertools.chain.from_iterable(
-        read_shard(s, corrupt, verified) for s in plan.shards
+        read_shard(s, checks.corrupt, checks.verified) for s in plan.shards
     )
     if plan.repeats is not None:
         stream = repeat_by_task(stream, plan.repeats.of_episode)
@@ -143,67 +184,98 @@ def repeat_by_task(stream: Iterator[dict], repeats_of_episode: Callable[[int], i
             yield dict(raw)
 
 
-def slot_stream(
-    shards: list[ShardRef],
-    *,
-    seed: int,
-    rank: int,
-    world: int,
-    worker: int,
-    workers: int,
-    shuffle_buffer: int,
-    skip: int = 0,
-    schedule: EpisodeSchedule | None = None,
-    batch_size: int = 1,
-    corrupt: CorruptShardLog | None = None,
-    verified: VerifiedShards | None = None,
-    repeats: TaskRepeats | None = None,
-) -> Iterator[dict]:
+def slot_stream(source: SlotSource, slot: Slot, skip: int = 0) -> Iterator[dict]:
     """The infinite raw-sample stream of one slot (epoch after epoch), skipping its first `skip` samples.
 
-    Whole epochs are skipped by arithmetic; inside an epoch the skipped samples are read but not decoded.
-    With a `schedule`, the shuffle buffer's n-th pick asks for the episode the schedule wants at the
-    rank's sample this one becomes (`rank_item`: workers fill whole batches of `batch_size`).
-    """
-    position = 0  # samples of this slot before the current epoch (skipped ones included)
+    Whole epochs are skipped by arithmetic; inside an epoch the skipped samples are read but not decoded."""
+    first_pick = 0  # the slot's samples before this epoch, skipped ones included
     for epoch in itertools.count():
-        plan = plan_slot(shards, epoch_order(len(shards), seed, epoch), rank, world, worker, workers, repeats)
-        size = plan.samples
-        if size == 0:
-            raise DataSpecError(
-                f"worker {worker} of rank {rank} gets no sample of a {sum(s.samples for s in shards)}-sample "
-                f"split ({world} ranks x {workers} workers): use fewer workers"
-            )
-        if skip >= size:
-            skip -= size
-            position += size
-            continue
-        stream = plan_raw(plan, corrupt, verified)
-        if shuffle_buffer > 1:
-            rng = random.Random(seed_of(seed, epoch, rank, worker, 0x5EED))
-            if schedule is not None:
-                stream = stratified_shuffle(
-                    stream,
-                    shuffle_buffer,
-                    rng,
-                    lambda n: schedule.wanted(rank_item(n, worker, workers, batch_size)),
-                    position,
-                )
-            else:
-                stream = wds.filters.shuffle(shuffle_buffer, initial=shuffle_buffer, rng=rng)(stream)
-        read = 0
-        for index, raw in enumerate(stream):
-            read += 1
-            if index < skip:
-                continue
-            raw["__epoch__"] = epoch
-            yield raw
-        if read == 0:  # every shard of this slot was skipped as corrupt: do not spin forever
-            raise DataSpecError(
-                f"worker {worker} of rank {rank}: no readable shard left (all skipped as corrupt)"
-            )
-        skip = 0
-        position += size
+        plan = epoch_plan(source, slot, epoch)
+        if skip < plan.samples:
+            yield from epoch_stream(source, slot, plan, epoch, first_pick, skip)
+            skip = 0
+        else:
+            skip -= plan.samples
+        first_pick += plan.samples
+
+
+def epoch_plan(source: SlotSource, slot: Slot, epoch: int) -> SlotPlan:
+    """What the slot reads in `epoch`: its share of the epoch's shard order."""
+    order = epoch_order(len(source.shards), slot.seed, epoch)
+    plan = plan_slot(
+        list(source.shards), order, slot.rank, slot.world, slot.worker, slot.workers, source.repeats
+    )
+    if plan.samples == 0:
+        raise DataSpecError(
+            f"worker {slot.worker} of rank {slot.rank} gets no sample of a "
+            f"{sum(s.samples for s in source.shards)}-sample split ({slot.world} ranks x {slot.workers} "
+            "workers): use fewer workers"
+        )
+    return plan
+
+
+def epoch_stream(
+    source: SlotSource, slot: Slot, plan: SlotPlan, epoch: int, first_pick: int, skip: int
+) -> Iterator[dict]:
+    """One epoch of a slot, stage by stage (each takes the stream and yields, as webdataset's do).
+    `first_pick`: the slot's samples before this epoch (where the episode schedule is)."""
+    stream = plan_raw(plan, source.checks)  # read, check, repeat by task, the slot's share
+    stream = shuffle(stream, source, slot, epoch, first_pick)
+    stream = require_samples(stream, slot)
+    stream = itertools.islice(stream, skip, None)  # what a resumed run consumed: read, not decoded
+    return tag_epoch(stream, epoch)
+
+
+def shuffle(
+    stream: Iterator[dict], source: SlotSource, slot: Slot, epoch: int, first_pick: int
+) -> Iterator[dict]:
+    """A buffer shuffle seeded by (seed, epoch, slot): episode-stratified picks with a schedule,
+    webdataset's plain shuffle without one, none with a buffer of 0 or 1."""
+    if slot.shuffle_buffer <= 1:
+        return stream
+    rng = random.Random(seed_of(slot.seed, epoch, slot.rank, slot.worker, 0x5EED))
+    if source.schedule is None:
+        return wds.filters.shuffle(slot.shuffle_buffer, initial=slot.shuffle_buffer, rng=rng)(stream)
+    wanted = picks_wanted(source.schedule, slot, first_pick)
+    return stratified_shuffle(stream, slot.shuffle_buffer, rng, wanted)
+
+
+def picks_wanted(schedule: EpisodeSchedule, slot: Slot, first_pick: int) -> Iterator[tuple[int, ...]]:
+    """The episodes each of the slot's picks asks for, from its `first_pick`-th on. Workers fill
+    whole batches, which the DataLoader hands out round-robin: worker w's q-th batch is the rank's
+    batch q * workers + w (`rank_item`)."""
+    b, worker, workers = slot.batch_size, slot.worker, slot.workers
+    q, position = divmod(first_pick, b)
+    orders = itertools.islice(schedule.permutations(q * workers + worker), 0, None, workers)
+    for order in orders:
+        yield from schedule.positions(order)[position:]
+        position = 0
+
+
+def require_samples(stream: Iterator[dict], slot: Slot) -> Iterator[dict]:
+    """The stream, refused when it yields nothing: every shard of the slot was skipped as corrupt
+    (an endless stream of empty epochs would spin forever)."""
+    empty = True
+    for raw in stream:
+        empty = False
+        yield raw
+    if empty:
+        raise DataSpecError(
+            f"worker {slot.worker} of rank {slot.rank}: no readable shard left (all skipped as corrupt)"
+        )
+
+
+def tag_epoch(stream: Iterator[dict], epoch: int) -> Iterator[dict]:
+    """Each raw sample marked with its epoch (batches report the newest)."""
+    for raw in stream:
+        raw["__epoch__"] = epoch
+        yield raw
+
+
+def mixed(streams: list[Iterator[dict]], choices: Iterator[int]) -> Iterator[dict]:
+    """The next sample of the stream each choice names (several `--shards` sets)."""
+    for choice in choices:
+        yield next(streams[choice])
 
 
 def mixture_choices(weights: list[float], seed: int, rank: int, worker: int) -> Iterator[int]:
@@ -267,11 +339,20 @@ class TrainStream(IterableDataset):
     ):
         super().__init__()
         self.corrupt = corrupt
-        self.sources = [src.train for src in spec.sources]
-        self.episodes = [src.episodes for src in spec.sources]
-        self.repeats = [src.repeats for src in spec.sources]  # `--task-balance` (None: off)
+        # per process: each worker keeps its own over the epochs
+        checks = ShardChecks(corrupt, VerifiedShards())
+        self.sources = [
+            SlotSource(
+                tuple(src.train),
+                checks,
+                src.repeats,
+                EpisodeSchedule.of(src.episodes, batch_size, seed_of(seed, index), rank)
+                if stratify
+                else None,
+            )
+            for index, src in enumerate(spec.sources)
+        ]
         self.batch_size = batch_size
-        self.stratify = stratify
         self.weights = [src.weight for src in spec.sources]
         self.format = SampleFormat.of(spec, chunk_size)
         self.seed = seed
@@ -281,7 +362,6 @@ class TrainStream(IterableDataset):
         self.start_batches = start_batches
         self.num_workers = num_workers
         self.buffers = BatchBuffers(self.format, batch_size, num_workers) if num_workers > 0 else None
-        self.verified = VerifiedShards()  # per process: each worker keeps its own over the epochs
 
     def __iter__(self) -> Iterator[dict[str, Any] | BatchRef]:
         if get_worker_info() is None:  # in the consuming process: batch by batch
@@ -300,41 +380,30 @@ class TrainStream(IterableDataset):
 
     def raw_samples(self, loader_worker: int = 0, workers: int = 1) -> Iterator[dict]:
         """The raw samples of DataLoader worker `loader_worker` of `workers`, in batch order."""
-        b = self.batch_size
         worker, consumed = resume_point(self.start_batches, loader_worker, workers)
-        skip = consumed * b
+        skip = consumed * self.batch_size
         if len(self.sources) == 1:
-            per_source = [skip]
-        else:  # the skipped samples' sources are the first `skip` draws of this slot's mixture
-            choices = mixture_choices(self.weights, self.seed, self.rank, worker)
-            per_source = [0] * len(self.sources)
-            for choice in itertools.islice(choices, skip):
-                per_source[choice] += 1
+            return slot_stream(self.sources[0], self.slot(0, worker, workers), skip)
+        choices = mixture_choices(self.weights, self.seed, self.rank, worker)
+        # the skipped samples' sources are the first `skip` draws of this slot's mixture
+        skipped = collections.Counter(itertools.islice(choices, skip))
         streams = [
-            slot_stream(
-                shards,
-                seed=seed_of(self.seed, index),
-                rank=self.rank,
-                world=self.world,
-                worker=worker,
-                workers=workers,
-                shuffle_buffer=self.shuffle_buffer,
-                skip=per_source[index],
-                schedule=EpisodeSchedule(self.episodes[index], b, seed_of(self.seed, index), self.rank)
-                if self.stratify
-                else None,
-                batch_size=b,
-                corrupt=self.corrupt,
-                verified=self.verified,
-                repeats=self.repeats[index],
-            )
-            for index, shards in enumerate(self.sources)
+            slot_stream(source, self.slot(index, worker, workers), skipped[index])
+            for index, source in enumerate(self.sources)
         ]
-        if len(streams) == 1:
-            yield from streams[0]
-            return
-        for choice in choices:
-            yield next(streams[choice])
+        return mixed(streams, choices)
+
+    def slot(self, source: int, worker: int, workers: int) -> Slot:
+        """Logical worker `worker` of `workers` of this rank, reading source `source`."""
+        return Slot(
+            seed=seed_of(self.seed, source),
+            rank=self.rank,
+            world=self.world,
+            worker=worker,
+            workers=workers,
+            batch_size=self.batch_size,
+            shuffle_buffer=self.shuffle_buffer,
+        )
 
 
 class ValStream(IterableDataset):
@@ -361,7 +430,8 @@ class ValStream(IterableDataset):
         self.world = world
         self.num_workers = num_workers
         self.buffers = BatchBuffers(self.format, batch_size, num_workers) if num_workers > 0 else None
-        self.verified = VerifiedShards()  # per process: persistent workers keep it between passes
+        # per process: persistent workers keep it between passes
+        self.checks = ShardChecks(corrupt, VerifiedShards())
 
     def __len__(self) -> int:  # samples of the whole split (all ranks)
         return sum(s.samples for s in self.shards)
@@ -370,7 +440,7 @@ class ValStream(IterableDataset):
         in_worker = get_worker_info() is not None
         worker, workers = (_worker(self.num_workers), self.num_workers) if in_worker else (0, 1)
         plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
-        raws = plan_raw(plan, self.corrupt, self.verified)
+        raws = plan_raw(plan, self.checks)
         buffers = self.buffers if in_worker else None
         return batched(
             raws, self.format, self.batch_size, buffers=buffers, worker=worker, corrupt=self.corrupt

@@ -55,10 +55,8 @@ def test_a_balanced_epoch_repeats_each_small_task_sample_r_times_and_its_size_is
             order = D.epoch_order(len(src.train), 7, 0)
             plan = D.plan_slot(src.train, order, rank, world, worker, workers, src.repeats)
             assert plan.samples == sum(1 for _ in plan_raw(plan))  # (2, 8): sample strides
-            stream = D.slot_stream(
-                src.train, seed=7, rank=rank, world=world, worker=worker, workers=workers,
-                shuffle_buffer=50, repeats=src.repeats,
-            )  # fmt: skip
+            slot = D.Slot(7, rank, world, worker, workers, shuffle_buffer=50)
+            stream = D.slot_stream(D.SlotSource(tuple(src.train), repeats=src.repeats), slot)
             seen.update(raw["__key__"] for raw in itertools.islice(stream, plan.samples))
     assert sum(seen.values()) == src.epoch_samples == 320
     assert {key: n for key, n in seen.items() if _task_of(key) == 1} == {

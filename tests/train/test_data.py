@@ -21,15 +21,14 @@ from shards.guard import CorruptShardLog
 from tests.shardsets import write_shard_set
 from train import data as D
 from train.config import TrainConfig
-from train.stream import read_shard
+from train.stream import picks_wanted, read_shard
 
 
 def _epoch_keys(spec, epoch_seed, rank, world, worker, workers):
     shards = spec.sources[0].train
     plan = D.plan_slot(shards, D.epoch_order(len(shards), epoch_seed, 0), rank, world, worker, workers)
-    stream = D.slot_stream(
-        shards, seed=epoch_seed, rank=rank, world=world, worker=worker, workers=workers, shuffle_buffer=50
-    )
+    slot = D.Slot(epoch_seed, rank, world, worker, workers, shuffle_buffer=50)
+    stream = D.slot_stream(D.SlotSource(tuple(shards)), slot)
     return [raw["__key__"] for raw in itertools.islice(stream, plan.samples)]
 
 
@@ -50,7 +49,7 @@ def test_shard_order_and_shuffle_change_with_the_epoch_and_seed(small_set):
     shards = spec.sources[0].train
     assert D.epoch_order(len(shards), 1, 0) == D.epoch_order(len(shards), 1, 0)
     assert D.epoch_order(len(shards), 1, 0) != D.epoch_order(len(shards), 1, 1)
-    stream = D.slot_stream(shards, seed=1, rank=0, world=1, worker=0, workers=1, shuffle_buffer=100)
+    stream = D.slot_stream(D.SlotSource(tuple(shards)), D.Slot(seed=1, shuffle_buffer=100))
     epoch0 = [r["__key__"] for r in itertools.islice(stream, spec.sources[0].train_samples)]
     epoch1 = [r["__key__"] for r in itertools.islice(stream, spec.sources[0].train_samples)]
     assert sorted(epoch0) == sorted(epoch1) and epoch0 != epoch1
@@ -79,16 +78,40 @@ def test_the_episode_schedule_depends_on_the_item_alone():
     """What a batch position asks for is a function of (seed, rank, item), however items are
     visited (resume jumps): positions of one batch ask for disjoint episodes."""
     episodes, b = list(range(30)), 4
-    sequential = D.EpisodeSchedule(episodes, b, seed=5, rank=1)
+    sequential = D.EpisodeSchedule.of(episodes, b, seed=5, rank=1)
     expected = [sequential.wanted(i) for i in range(b * 150)]  # 150 batches: several generator blocks
-    jumping = D.EpisodeSchedule(episodes, b, seed=5, rank=1)
+    jumping = D.EpisodeSchedule.of(episodes, b, seed=5, rank=1)
     order = random.Random(0).sample(range(len(expected)), len(expected))
     assert [jumping.wanted(i) for i in order] == [expected[i] for i in order]
     for batch in range(150):
         asked = [set(expected[batch * b + p]) for p in range(b)]
         assert sum(len(a) for a in asked) == len(set().union(*asked)) == 30  # disjoint, all asked for
-    other_rank = D.EpisodeSchedule(episodes, b, seed=5, rank=2)
+    other_rank = D.EpisodeSchedule.of(episodes, b, seed=5, rank=2)
     assert [other_rank.wanted(i) for i in range(b * 150)] != expected
+
+
+def test_the_episode_schedule_keeps_the_order_of_runs_started_before():
+    """Pinned values (drawn by the schedule as it was before it became a pure function): a run
+    started before resumes with the same picks asked for, in the first block of batches and later."""
+    schedule = D.EpisodeSchedule.of(list(range(10, 40)), 4, seed=5, rank=1)
+    assert [schedule.wanted(i) for i in (0, 1, 3, 4 * 70 + 2)] == [
+        (27, 23, 31, 34, 36, 12, 21, 17),
+        (11, 33, 10, 26, 20, 37, 22, 19),
+        (15, 38, 16, 18, 39, 30, 24),
+        (20, 23, 26, 30, 29, 35, 18),
+    ]
+    two = D.EpisodeSchedule.of([7, 3], 4, seed=5, rank=0)  # fewer episodes than positions
+    assert [two.wanted(i) for i in range(4)] == [(7,), (3,), (7,), (3,)]
+
+
+def test_a_workers_picks_ask_for_the_schedule_of_the_rank_sample_they_become():
+    schedule = D.EpisodeSchedule.of(list(range(40)), 3, seed=2, rank=0)
+    for worker, workers, first in ((0, 1, 0), (1, 2, 4), (2, 3, 200)):
+        slot = D.Slot(2, worker=worker, workers=workers, batch_size=3)
+        picks = itertools.islice(picks_wanted(schedule, slot, first), 20)
+        assert list(picks) == [
+            schedule.wanted(D.rank_item(n, worker, workers, 3)) for n in range(first, first + 20)
+        ]
 
 
 def _batch_keys(spec, start, count, workers, seed=3):
@@ -393,11 +416,7 @@ def test_too_many_slots_for_a_tiny_split(tmp_path):
     write_shard_set(tmp_path, episodes=1, length=3, horizon=2)
     spec = D.open_data([str(tmp_path)])
     with pytest.raises(D.DataSpecError, match="fewer workers"):
-        next(
-            D.slot_stream(
-                spec.sources[0].train, seed=0, rank=0, world=1, worker=3, workers=4, shuffle_buffer=0
-            )
-        )
+        next(D.slot_stream(D.SlotSource(tuple(spec.sources[0].train)), D.Slot(0, worker=3, workers=4)))
 
 
 def test_shards_weight_syntax():
