@@ -12,6 +12,12 @@
 - `train.loss`: raw batch -> SmolVLA's batch (with `--augment`) -> temporally weighted flow-matching loss.
 - `train.logs`: the JSONL log (+ TensorBoard, wandb, curves PNG); `train.checkpoint`: checkpoints in
   lerobot's format and where `--resume` starts (`train.resume`: what it must find unchanged).
-- `train.action_eval`, `train.curves`, `train.tracking`: `--eval-every`, `curves.png`, wandb.
+- `train.action_eval`, `train.curves`, `train.tracking`: `--eval-every` (b1k-eval run as a program on a
+  checkpoint of the step), `curves.png`, wandb.
 - `train.cli`: `b1k-train`.
+
+train/ and deploy/ meet only through `schemas/`, `shards/` and the checkpoint on disk: train/ writes
+checkpoints in lerobot's format whose pipelines hold the steps of `schemas.processor_steps` and whose
+`b1k_provenance.json` deploy/ reads; `--eval-every` runs `b1k-eval` (`python -m deploy.eval.cli`) on such a
+checkpoint and reads its `report.json`. train/ imports nothing from deploy/ (tests/train/test_imports.py).
 """

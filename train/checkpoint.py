@@ -78,6 +78,28 @@ def _link_files(source: Path, target: Path) -> None:
                 shutil.copy2(path, target / path.name)
 
 
+def save_pretrained(
+    pretrained: Path,
+    step: int,
+    *,
+    policy,
+    preprocessor,
+    postprocessor,
+    provenance: dict,
+    train_config: dict,
+    ema: EMA | None = None,
+) -> None:
+    """A checkpoint's `pretrained_model/`: the policy (its EMA weights with `--ema-decay`), its processor
+    pipelines and our provenance, as `SmolVLAPolicy.from_pretrained`, lerobot's pipelines and b1k-serve /
+    b1k-eval load it. Also what `--eval-every` hands b1k-eval at a step with no checkpoint."""
+    with ema.swapped_in() if ema is not None else contextlib.nullcontext():  # the EMA weights, if any
+        policy.save_pretrained(pretrained)
+    preprocessor.save_pretrained(pretrained)
+    postprocessor.save_pretrained(pretrained)
+    _write_json(pretrained / PROVENANCE_FILE, {**provenance, "step": step})
+    _write_json(pretrained / TRAIN_CONFIG_FILE, train_config)
+
+
 def save_checkpoint(
     output_dir: Path,
     step: int,
@@ -110,12 +132,16 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     pretrained = tmp / "pretrained_model"
-    with ema.swapped_in() if ema is not None else contextlib.nullcontext():  # the EMA weights, if any
-        policy.save_pretrained(pretrained)
-    preprocessor.save_pretrained(pretrained)
-    postprocessor.save_pretrained(pretrained)
-    _write_json(pretrained / PROVENANCE_FILE, {**provenance, "step": step})
-    _write_json(pretrained / TRAIN_CONFIG_FILE, train_config)
+    save_pretrained(
+        pretrained,
+        step,
+        policy=policy,
+        preprocessor=preprocessor,
+        postprocessor=postprocessor,
+        provenance=provenance,
+        train_config=train_config,
+        ema=ema,
+    )
     _link_files(pretrained, tmp)
     save_training_state(tmp, step, optimizer, scheduler, num_processes=world, batch_size=batch_size)
     _write_json(tmp / "training_state" / DATA_POSITION_FILE, data_position)

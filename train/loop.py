@@ -3,8 +3,8 @@
 Per step: a batch from the shard stream -> images float [0,1] CHW -> lerobot's preprocessor
 (normalise with the manifest's stats, tokenise the task) -> `SmolVLAPolicy.forward(batch,
 reduction="none")` -> temporal weighting -> backward -> grad clip -> AdamW step -> cosine-with-warmup
-schedule (lerobot's SmolVLA presets). Then, when due: a train record in the log, the val loss,
-`--eval-every`'s action error, a checkpoint. The rest lives by job:
+schedule (lerobot's SmolVLA presets). Then, when due: a train record in the log, the val loss, a
+checkpoint, `--eval-every`'s action error (b1k-eval run on a checkpoint of this step). The rest lives by job:
 
 - `train.setup`: everything before the first step (`setup(cfg, dist) -> Run`).
 - `train.loss`: raw batch -> policy batch -> weighted loss.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch.distributed as dist
 
 from shards.lock import FolderLock, FolderLockedError
 from train import data as data_mod
-from train.checkpoint import data_order, last_checkpoint, save_checkpoint
+from train.checkpoint import data_order, last_checkpoint, save_checkpoint, save_pretrained
 from train.config import NonFiniteLossError, TrainConfig, TrainError, TrainResult
 from train.data import PAD_KEY
 from train.logs import StepTimes
@@ -82,12 +83,13 @@ def _train(cfg: TrainConfig, dist_info: Dist) -> TrainResult:
                 times.reset()
             if run.val_loader is not None and (step % cfg.val_every == 0 or step == cfg.max_steps):
                 validate(run, step)
-            if run.action_eval is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                evaluate_actions(run, step)
+            saved = None
             if should_save_checkpoint(step, cfg.save_every, cfg.max_steps):
                 saved = save(run, step)
                 if saved is not None:  # rank 0
                     result.last_checkpoint = saved
+            if run.action_eval is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                evaluate_actions(run, step, saved)
             if run.progress is not None:
                 run.progress.update(1)
         result.step = step
@@ -257,17 +259,39 @@ def val_loss(run: Run) -> dict | None:
     }
 
 
-def evaluate_actions(run: Run, step: int) -> None:
-    """The eval record: --eval-every's action error on the val split, of the weights that a checkpoint
-    saved now would hold (the EMA's with --ema-decay)."""
-    with run.ema.swapped_in() if run.ema is not None else contextlib.nullcontext():
-        record = run.action_eval(run.policy, run.preprocessor, run.postprocessor, step, run.device)
+def evaluate_actions(run: Run, step: int, saved: Path | None) -> None:
+    """The eval record: --eval-every's action error on the val split (b1k-eval, `train.action_eval`), of
+    the checkpoint `saved` at this step, else of one written for the evaluator alone and deleted after:
+    the weights a checkpoint saved now would hold (the EMA's with --ema-decay)."""
+    scratch = None if saved is not None else run.action_eval.step_dir(step) / "pretrained_model"
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)  # one left by an interrupted run
+        save_pretrained(
+            scratch,
+            step,
+            policy=run.policy,
+            preprocessor=run.preprocessor,
+            postprocessor=run.postprocessor,
+            provenance=run.provenance,
+            train_config=train_config(run),
+            ema=run.ema,
+        )
+    try:
+        record = run.action_eval(scratch or saved / "pretrained_model", step, str(run.device))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     run.log.write(record)
     if run.progress is not None:
         run.progress.write(
             f"step {step}: val action MAE {record['action_mae']:.4f} (executed "
             f"{record['executed_mae']:.4f}, baseline {record['baseline_mae']:.4f})"
         )
+
+
+def train_config(run: Run) -> dict:
+    """The run's options as a checkpoint records them (`b1k_train_config.json`)."""
+    return {**run.cfg.to_json(), "world_size": run.dist.world}
 
 
 def save(run: Run, step: int) -> Path | None:
@@ -285,7 +309,7 @@ def save(run: Run, step: int) -> Path | None:
             optimizer=run.optimizer,
             scheduler=run.scheduler,
             provenance=run.provenance,
-            train_config={**cfg.to_json(), "world_size": world},
+            train_config=train_config(run),
             data_position={
                 "step": step,
                 "items_per_rank": step * cfg.batch_size,

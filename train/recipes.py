@@ -7,7 +7,7 @@
   unnormalise -> absolute), and take the reference from `state[:23]`: the set's state preset must be
   `aligned` (`schemas.presets.ALIGNED_PARTS`).
 - `--action-norm`: `mean_std` (lerobot's MEAN_STD), `quantile` (lerobot's QUANTILES with q01/q99) or
-  `per_timestep` (mean/std of each chunk step, `deploy.action_norm`; only whole chunks can be
+  `per_timestep` (mean/std of each chunk step, `schemas.processor_steps`; only whole chunks can be
   unnormalised, so lerobot's `select_action` fails loudly on such a checkpoint).
 - `--ema-decay`: `EMA`, the exponential moving average of the trainable weights that checkpoints hold.
 
@@ -261,7 +261,7 @@ def add_recipe_steps(
         UnnormalizerProcessorStep,
     )
 
-    from deploy.action_norm import ChunkNormalizerStep, ChunkUnnormalizerStep
+    from schemas.processor_steps import ChunkNormalizerStep, ChunkUnnormalizerStep
 
     pre, post = preprocessor.steps, postprocessor.steps
     normalize = next(i for i, s in enumerate(pre) if isinstance(s, NormalizerProcessorStep))

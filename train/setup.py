@@ -242,7 +242,7 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     action_eval = None
     if main:  # --eval-every: rank 0 evaluates; the others wait at the next gradient sync
         run_log.wandb = start_wandb(cfg.wandb_project, cfg.wandb_disable, output_dir, cfg.to_json())
-        action_eval = make_action_eval(cfg, spec, output_dir, provenance)
+        action_eval = make_action_eval(cfg, spec, output_dir)
     key_log = None
     if cfg.log_sample_keys:
         output_dir.mkdir(parents=True, exist_ok=True)

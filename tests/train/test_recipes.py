@@ -204,7 +204,7 @@ def test_lerobots_loaders_return_the_actions_of_the_in_process_policy(
 def test_lerobots_select_action_refuses_a_per_timestep_checkpoint(aligned_set, tiny_backbone, tmp_path):
     """One action at a time cannot be unnormalised per chunk step: an error that says what to do, never a
     mis-scaled action; whole chunks are unnormalised step by step."""
-    from deploy.action_norm import PerTimestepActionError
+    from schemas.processor_steps import PerTimestepActionError
 
     spec, policy, pre, post, chunk = _pipelines(
         aligned_set, tiny_backbone, ActionRecipe("relative", "per_timestep")

@@ -324,6 +324,12 @@ def test_train_eval_every_logs_action_error_beside_val_loss_to_jsonl_wandb_and_a
     assert evals[0]["baseline_mae"] == evals[1]["baseline_mae"]  # the same frames each time
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    # b1k-eval ran as a program (train/ imports nothing from deploy/): step 2 on a checkpoint written for it
+    # alone (deleted since), step 4 on the checkpoint saved at that step; each step's report stays
+    reports = {step: json.loads((out / "eval" / str(step) / "report.json").read_text()) for step in (2, 4)}
+    assert not (out / "eval" / "2" / "pretrained_model").exists()
+    assert Path(reports[4]["checkpoints"][0]["path"]).resolve() == checkpoint.resolve()
+    assert reports[2]["checkpoints"][0]["overall"]["mae"] == evals[0]["action_mae"]
 
     code, output, report = _eval(
         [checkpoint], two_task_set, tmp_path / "eval", "--max-frames", 12, "--seed", 5
