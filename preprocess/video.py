@@ -14,12 +14,24 @@ given are opened: depth and segmentation videos are never touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
 from preprocess.source import EpisodeDataError
+
+
+@dataclass(frozen=True)
+class EpisodeClip:
+    """The part of a video that is one episode: `length` frames from `from_timestamp` on."""
+
+    path: Path
+    episode_index: int
+    length: int
+    fps: float
+    from_timestamp: float
 
 
 def iter_episode_frames(
@@ -35,67 +47,89 @@ def iter_episode_frames(
 
     `threads`: decoder threads, 0 = FFmpeg's choice (one per core), 1 = single-threaded (best when
     every core already runs a worker process: threads would only contend)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EpisodeDataError(f"{path}: missing camera video for episode {episode_index}", episode_index)
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as exc:
-        raise EpisodeDataError(
-            f"{path}: cannot open video for episode {episode_index}: {exc}", episode_index
-        ) from None
-    with container:
-        if not container.streams.video:
-            raise EpisodeDataError(f"{path}: no video stream (episode {episode_index})", episode_index)
-        stream = container.streams.video[0]
-        # Set even for 1: PyAV's default is 0 (auto), and libdav1d then starts a thread per core.
-        stream.codec_context.thread_count = threads
-        if threads != 1:
-            stream.thread_type = "AUTO"
-        time_base = stream.time_base
-        # pts -> seconds as int * int / int (correctly rounded, like float(Fraction)) without
-        # Fraction arithmetic per frame
-        tb_num, tb_den = time_base.numerator, time_base.denominator
-        if from_timestamp > 0:
-            # Land on the keyframe at or before the episode's first frame (half a frame of margin
-            # against timestamps rounded in the metadata), then decode forward.
-            target = max(0.0, from_timestamp - 0.5 / fps)
-            container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
-        expected = 0
-        last_time = None
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    raise EpisodeDataError(
-                        f"{path}: decoded a frame without a timestamp (episode {episode_index}, "
-                        f"after frame {expected - 1})",
-                        episode_index,
-                    )
-                last_time = frame.pts * tb_num / tb_den
-                index = round((last_time - from_timestamp) * fps)
-                if index < expected:
-                    continue  # before the episode (decoded from the keyframe) or a repeated timestamp
-                if index >= length:
-                    break
-                if index > expected:
-                    raise EpisodeDataError(
-                        f"{path}: episode {episode_index} frame {expected} (t={from_timestamp + expected / fps:.4f}s) "
-                        f"is missing from the video: the next decoded frame is at t={last_time:.4f}s (frame {index})",
-                        episode_index,
-                    )
-                yield frame
-                expected += 1
-                if expected == length:
-                    break
-        except av.FFmpegError as exc:
-            raise EpisodeDataError(
-                f"{path}: decoding failed at episode {episode_index} frame {expected}: {exc}", episode_index
-            ) from None
-    if expected < length:
+    clip = EpisodeClip(Path(path), episode_index, length, fps, from_timestamp)
+    with _open(clip) as container:
+        stream = _video_stream(container, clip, threads)
+        decoded, last_time = yield from _clip_frames(container, stream, clip)
+    if decoded < length:
         seen = "no frames" if last_time is None else f"its last frame at t={last_time:.4f}s"
         raise EpisodeDataError(
-            f"{path}: video has fewer frames than the parquet for episode {episode_index}: "
-            f"expected {length} frames from t={from_timestamp:.4f}s, decoded {expected} ({seen}); "
-            f"first missing frame is {expected}",
+            f"{clip.path}: video has fewer frames than the parquet for episode {episode_index}: "
+            f"expected {length} frames from t={from_timestamp:.4f}s, decoded {decoded} ({seen}); "
+            f"first missing frame is {decoded}",
             episode_index,
         )
+
+
+def _open(clip: EpisodeClip) -> av.container.InputContainer:
+    if not clip.path.is_file():
+        raise EpisodeDataError(
+            f"{clip.path}: missing camera video for episode {clip.episode_index}", clip.episode_index
+        )
+    try:
+        return av.open(str(clip.path))
+    except av.FFmpegError as exc:
+        raise EpisodeDataError(
+            f"{clip.path}: cannot open video for episode {clip.episode_index}: {exc}", clip.episode_index
+        ) from None
+
+
+def _video_stream(container: av.container.InputContainer, clip: EpisodeClip, threads: int) -> av.VideoStream:
+    """The first video stream, its decoder threads set, the container at the episode's start."""
+    if not container.streams.video:
+        raise EpisodeDataError(
+            f"{clip.path}: no video stream (episode {clip.episode_index})", clip.episode_index
+        )
+    stream = container.streams.video[0]
+    # Set even for 1: PyAV's default is 0 (auto), and libdav1d then starts a thread per core.
+    stream.codec_context.thread_count = threads
+    if threads != 1:
+        stream.thread_type = "AUTO"
+    if clip.from_timestamp > 0:
+        # Land on the keyframe at or before the episode's first frame (half a frame of margin
+        # against timestamps rounded in the metadata), then decode forward.
+        target = max(0.0, clip.from_timestamp - 0.5 / clip.fps)
+        container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+    return stream
+
+
+def _clip_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, clip: EpisodeClip
+) -> Generator[av.VideoFrame, None, tuple[int, float | None]]:
+    """The clip's frames in order, each placed by its presentation time; returns how many it
+    yielded and the last decoded frame's time (None: none decoded)."""
+    # pts -> seconds as int * int / int (correctly rounded, like float(Fraction)) without
+    # Fraction arithmetic per frame
+    tb_num, tb_den = stream.time_base.numerator, stream.time_base.denominator
+    expected, last_time = 0, None
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                raise EpisodeDataError(
+                    f"{clip.path}: decoded a frame without a timestamp (episode {clip.episode_index}, "
+                    f"after frame {expected - 1})",
+                    clip.episode_index,
+                )
+            last_time = frame.pts * tb_num / tb_den
+            index = round((last_time - clip.from_timestamp) * clip.fps)
+            if index < expected:
+                continue  # before the episode (decoded from the keyframe) or a repeated timestamp
+            if index >= clip.length:
+                break
+            if index > expected:
+                raise EpisodeDataError(
+                    f"{clip.path}: episode {clip.episode_index} frame {expected} "
+                    f"(t={clip.from_timestamp + expected / clip.fps:.4f}s) is missing from the video: "
+                    f"the next decoded frame is at t={last_time:.4f}s (frame {index})",
+                    clip.episode_index,
+                )
+            yield frame
+            expected += 1
+            if expected == clip.length:
+                break
+    except av.FFmpegError as exc:
+        raise EpisodeDataError(
+            f"{clip.path}: decoding failed at episode {clip.episode_index} frame {expected}: {exc}",
+            clip.episode_index,
+        ) from None
+    return expected, last_time
