@@ -20,7 +20,7 @@ from preprocess.episode import EpisodeOptions, action_chunk
 from preprocess.images import encode_rgb_jpeg
 from preprocess.plan import Plan, PreprocessError
 from preprocess.video import iter_episode_frames
-from schemas.sample import sample_key
+from schemas.sample import SampleMeta, sample_key
 from shards.codec import encode_sample
 from shards.writer import encode_tar_sample
 
@@ -67,12 +67,12 @@ def probe_sample_bytes(plan: Plan) -> float:
             for c in options.cameras
         }
         chunk, is_pad = action_chunk(actions, i, options.horizon)
-        meta = {  # the json's fields at typical widths (a prompt of ~80 characters)
-            "episode_index": ref.index, "frame_index": i, "episode_length": ref.length, "timestamp": i / 30.0,
-            "progress": 0.123456789, "weight": 1.0123456789, "task_index": 0, "task": "x" * 80, "skill": "x" * 12,
-        }  # fmt: skip
+        meta = SampleMeta(  # the json's fields at typical widths (a prompt of ~80 characters)
+            episode_index=ref.index, frame_index=i, episode_length=ref.length, timestamp=i / 30.0,
+            progress=0.123456789, weight=1.0123456789, task_index=0, task="x" * 80, skill="x" * 12,
+        )  # fmt: skip
         state = np.zeros(len(options.state_indices), np.float32)
-        sample = encode_sample(sample_key(ref.index, i), images, state, chunk, is_pad, meta)
+        sample = encode_sample(sample_key(ref.index, i), images, state, chunk, is_pad, meta.to_json())
         sizes.append(len(encode_tar_sample(sample).data))
     return float(np.mean(sizes))
 

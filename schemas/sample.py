@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,16 +99,66 @@ def sample_problems(sample: dict[str, Any], state_dim: int, action_dim: int, hor
         elif not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
             got = f"{getattr(value, 'dtype', type(value).__name__)}{list(getattr(value, 'shape', []))}"
             problems.append(f"{member}: expected {np.dtype(dtype).name}{list(shape)}, got {got}")
-    meta = sample.get(JSON_MEMBER)
+    return problems + json_problems(sample.get(JSON_MEMBER))
+
+
+def json_problems(meta: Any) -> list[str]:
+    """What is wrong with a sample's decoded `json` member; empty when it is valid."""
     if not isinstance(meta, dict):
-        problems.append(f"missing or invalid member {JSON_MEMBER}")
-    else:
-        for name, kind in JSON_FIELDS.items():
-            if name not in meta:
-                problems.append(f"json: missing field {name!r}")
-            elif not isinstance(meta[name], kind) or isinstance(meta[name], bool):
-                problems.append(f"json: field {name!r} has type {type(meta[name]).__name__}")
-        for name, kind in OPTIONAL_JSON_FIELDS.items():
-            if name in meta and not isinstance(meta[name], kind):
-                problems.append(f"json: field {name!r} has type {type(meta[name]).__name__}")
+        return [f"missing or invalid member {JSON_MEMBER}"]
+    problems = []
+    for name, kind in JSON_FIELDS.items():
+        if name not in meta:
+            problems.append(f"json: missing field {name!r}")
+        elif not isinstance(meta[name], kind) or isinstance(meta[name], bool):
+            problems.append(f"json: field {name!r} has type {type(meta[name]).__name__}")
+    for name, kind in OPTIONAL_JSON_FIELDS.items():
+        if name in meta and not isinstance(meta[name], kind):
+            problems.append(f"json: field {name!r} has type {type(meta[name]).__name__}")
     return problems
+
+
+class SampleJsonError(ValueError):
+    """A sample's `json` member is not what schema v1 says (the message lists each problem)."""
+
+
+@dataclass(frozen=True)
+class SampleMeta:
+    """A sample's `json` member: which frame of which episode it is, its temporal weight and its task.
+
+    Written by b1k-preprocess (`to_json`, encoded by `shards.codec.encode_sample`); read with `from_json`,
+    which checks what `json_problems` checks. Hot loops that need one field of many samples (the trainer's
+    stream) may read that field alone, after the shard was verified."""
+
+    episode_index: int
+    frame_index: int
+    episode_length: int
+    timestamp: float  # seconds, the source's
+    progress: float  # frame_index / (episode_length - 1), 0 for one-frame episodes
+    weight: float  # 1 + alpha * progress**2 (`TEMPORAL_FORMULA`)
+    task_index: int  # the evaluator's task id (-1: the frame's task is unknown)
+    task: str  # the prompt trained on
+    skill: str | None = None  # the annotated skill covering the frame; None where none covers it
+    skill_recorded: bool = True  # False: a set written before skills, whose json has no `skill` field
+
+    @classmethod
+    def from_json(cls, meta: Any) -> SampleMeta:
+        problems = json_problems(meta)
+        if problems:
+            raise SampleJsonError("; ".join(problems))
+        fields = {name: meta[name] for name in JSON_FIELDS}
+        return cls(**fields, skill=meta.get("skill"), skill_recorded="skill" in meta)
+
+    def to_json(self) -> dict[str, Any]:
+        """The member's fields (`encode_sample` writes them with sorted keys)."""
+        return {
+            "episode_index": self.episode_index,
+            "frame_index": self.frame_index,
+            "episode_length": self.episode_length,
+            "timestamp": self.timestamp,
+            "progress": self.progress,
+            "weight": self.weight,
+            "task_index": self.task_index,
+            "task": self.task,
+            **({"skill": self.skill} if self.skill_recorded else {}),
+        }

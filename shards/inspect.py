@@ -26,7 +26,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from schemas.manifest import SPLITS, Manifest, ShardEntry, Source, Stats
 from schemas.r1pro import ACTION_KEY, STATE_KEY
-from schemas.sample import ACTION_IS_PAD_MEMBER, ACTION_MEMBER, JSON_MEMBER, STATE_MEMBER, image_member
+from schemas.sample import (
+    ACTION_IS_PAD_MEMBER,
+    ACTION_MEMBER,
+    JSON_MEMBER,
+    STATE_MEMBER,
+    SampleJsonError,
+    SampleMeta,
+    image_member,
+)
 from shards.codec import check_image_size, decode_sample
 from shards.reader import ShardSet
 from shards.scan import ShardScan
@@ -160,6 +168,15 @@ def skill_counts(manifest: Manifest) -> dict[str, dict | None]:
     return out
 
 
+def _skill(data: object) -> str | None:
+    """A sample json's skill; None when none covers the frame or the json is off the schema (which
+    `b1k-shards verify` names)."""
+    try:
+        return SampleMeta.from_json(data).skill
+    except SampleJsonError:
+        return None
+
+
 def count_skills(shard_set: ShardSet, split: str) -> dict:
     """Samples per skill of a split counted from its samples' json (every shard is read): the numbers
     `skill_counts` takes from the manifest, for a set whose manifest does not record them."""
@@ -167,8 +184,8 @@ def count_skills(shard_set: ShardSet, split: str) -> dict:
     unannotated = 0
     for entry in shard_set.manifest.shards(split):
         for raw in ShardScan(shard_set.url(entry.name), digest=False):
-            skill = json.loads(bytes(raw[JSON_MEMBER])).get("skill")
-            if isinstance(skill, str):
+            skill = _skill(json.loads(bytes(raw[JSON_MEMBER])))
+            if skill is not None:
                 skills[skill] = skills.get(skill, 0) + 1
             else:  # null, absent (a set written before skills), or off the schema: not a skill
                 unannotated += 1
@@ -468,6 +485,22 @@ def _draw_action(
             draw.line(points, fill=_colour(d, dims), width=1)
 
 
+def _caption(sample: dict) -> str:
+    """The line above a sample's row: its key and json (or what makes the json off the schema)."""
+    key = sample.get("__key__", "?")
+    try:
+        meta = SampleMeta.from_json(sample.get(JSON_MEMBER))
+    except SampleJsonError as exc:
+        return f"{key}   {_printable(str(exc))}"
+    text = (
+        f"{key}   episode {meta.episode_index}   frame {meta.frame_index} of {meta.episode_length}   "
+        f"progress {meta.progress:.3f}   weight {meta.weight:.3f}   task {meta.task_index}: {meta.task}"
+    )
+    if meta.skill_recorded:  # sets written before skills have no field
+        text += f"   skill: {NO_SKILL if meta.skill is None else _printable(meta.skill)}"
+    return text
+
+
 def render_contact_sheet(
     manifest: Manifest, samples: list[dict], tile_height: int = 160
 ) -> tuple[Image.Image, SheetLayout]:
@@ -498,15 +531,7 @@ def render_contact_sheet(
     state_stats, action_stats = manifest.stats.state, manifest.stats.action
     for r, sample in enumerate(samples):
         top = margin + 18 + r * row_height
-        meta = sample.get(JSON_MEMBER) or {}
-        text = (
-            f"{sample.get('__key__', '?')}   episode {meta.get('episode_index')}   frame {meta.get('frame_index')}"
-            f" of {meta.get('episode_length')}   progress {meta.get('progress', float('nan')):.3f}   "
-            f"weight {meta.get('weight', float('nan')):.3f}   task {meta.get('task_index')}: {meta.get('task', '')}"
-        )
-        if "skill" in meta:  # sets written before skills have no field
-            text += f"   skill: {NO_SKILL if meta['skill'] is None else _printable(str(meta['skill']))}"
-        draw.text((margin, top), text, fill=(40, 40, 40), font=small)
+        draw.text((margin, top), _caption(sample), fill=(40, 40, 40), font=small)
         y = top + caption
         row: dict = {"key": sample.get("__key__"), "tiles": {}}
         x = margin

@@ -29,7 +29,9 @@ from schemas.manifest import MANIFEST_NAME, SPLITS, Manifest, ShardEntry
 from schemas.sample import (
     ACTION_IS_PAD_MEMBER,
     JSON_MEMBER,
+    SampleMeta,
     image_member,
+    json_problems,
     parse_sample_key,
     sample_problems,
     temporal_weight,
@@ -171,7 +173,6 @@ def check_sample(raw: dict[str, Any], ctx: _Context, split: str) -> list[str]:
         image = decoded.get(name)
         if isinstance(image, np.ndarray) and image.shape != (height, width, 3):
             problems.append(f"{name} is {list(image.shape)}, manifest says {height}x{width}x3")
-    meta = decoded.get(JSON_MEMBER)
     try:
         episode, frame = parse_sample_key(key)
     except ValueError as exc:
@@ -179,29 +180,34 @@ def check_sample(raw: dict[str, Any], ctx: _Context, split: str) -> list[str]:
         return problems
     if episode not in ctx.episodes[split]:
         problems.append(f"episode {episode} is not listed in the {split} split's episodes")
-    if isinstance(meta, dict):
-        if meta.get("episode_index") != episode or meta.get("frame_index") != frame:
-            problems.append(
-                f"json says episode {meta.get('episode_index')} frame {meta.get('frame_index')}, key says {episode}/{frame}"
-            )
-        if "task_index" in meta and str(meta["task_index"]) not in ctx.tasks:
-            problems.append(f"json task_index {meta['task_index']} is not in the manifest's tasks")
-        length = meta.get("episode_length")
-        if isinstance(length, int) and length > 0 and isinstance(meta.get("progress"), (int, float)):
-            expected = frame / (length - 1) if length > 1 else 0.0
-            if not math.isclose(meta["progress"], expected, rel_tol=1e-9, abs_tol=1e-12):
-                problems.append(f"json progress {meta['progress']} != frame/(length-1) = {expected}")
-            elif isinstance(meta.get("weight"), (int, float)):
-                weight = temporal_weight(expected, ctx.alpha)
-                if not math.isclose(meta["weight"], weight, rel_tol=1e-9, abs_tol=1e-12):
-                    problems.append(f"json weight {meta['weight']} != 1 + alpha*progress^2 = {weight}")
-            pad = decoded.get(ACTION_IS_PAD_MEMBER)
-            if isinstance(pad, np.ndarray) and pad.shape == (ctx.horizon,):
-                want = np.arange(frame, frame + ctx.horizon) >= length
-                if not np.array_equal(pad, want):
-                    problems.append(
-                        f"action_is_pad does not mark frames past the episode end ({length} frames)"
-                    )
+    if not json_problems(decoded.get(JSON_MEMBER)):  # else reported above
+        meta = SampleMeta.from_json(decoded[JSON_MEMBER])
+        problems += _json_agrees(meta, episode, frame, decoded.get(ACTION_IS_PAD_MEMBER), ctx)
+    return problems
+
+
+def _json_agrees(meta: SampleMeta, episode: int, frame: int, pad: Any, ctx: _Context) -> list[str]:
+    """What in a sample's json disagrees with its key, the manifest, or its own padding mask."""
+    problems = []
+    if (meta.episode_index, meta.frame_index) != (episode, frame):
+        problems.append(
+            f"json says episode {meta.episode_index} frame {meta.frame_index}, key says {episode}/{frame}"
+        )
+    if str(meta.task_index) not in ctx.tasks:
+        problems.append(f"json task_index {meta.task_index} is not in the manifest's tasks")
+    length = meta.episode_length
+    if length <= 0:
+        return problems
+    expected = frame / (length - 1) if length > 1 else 0.0
+    if not math.isclose(meta.progress, expected, rel_tol=1e-9, abs_tol=1e-12):
+        problems.append(f"json progress {meta.progress} != frame/(length-1) = {expected}")
+    else:
+        weight = temporal_weight(expected, ctx.alpha)
+        if not math.isclose(meta.weight, weight, rel_tol=1e-9, abs_tol=1e-12):
+            problems.append(f"json weight {meta.weight} != 1 + alpha*progress^2 = {weight}")
+    past_end = np.arange(frame, frame + ctx.horizon) >= length
+    if isinstance(pad, np.ndarray) and pad.shape == past_end.shape and not np.array_equal(pad, past_end):
+        problems.append(f"action_is_pad does not mark frames past the episode end ({length} frames)")
     return problems
 
 

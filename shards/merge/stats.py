@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.manifest import STAT_KEYS, ManifestStats, SidecarEntry
-from schemas.sample import JSON_MEMBER, parse_sample_key
+from schemas.sample import JSON_MEMBER, SampleJsonError, SampleMeta, parse_sample_key
 from shards.merge.inputs import MergeError, MergeInput
 from shards.merge.shards import copy_checked
 from shards.scan import is_local, local_file_problem
@@ -42,9 +42,18 @@ def _episode_lengths_from_shards(paths: list[Path]) -> tuple[dict[int, int], dic
                 samples[episode] = samples.get(episode, 0) + 1
                 if episode not in lengths:
                     member = tar.extractfile(info)
-                    meta = json.loads(member.read()) if member is not None else {}
-                    lengths[episode] = int(meta.get("episode_length", -1))
+                    lengths[episode] = _episode_length(
+                        json.loads(member.read()) if member is not None else None
+                    )
     return lengths, samples
+
+
+def _episode_length(data: object) -> int:
+    """A sample json's `episode_length`; -1 when the json is off the schema."""
+    try:
+        return SampleMeta.from_json(data).episode_length
+    except SampleJsonError:
+        return -1
 
 
 def _sidecar(inp: MergeInput, key: str) -> SidecarEntry:

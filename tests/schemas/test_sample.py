@@ -1,9 +1,15 @@
-"""Sample schema v1: keys, members, progress/weight formula and the per-sample checks."""
+"""Sample schema v1: keys, members, progress/weight formula, the per-sample checks and the json member."""
+
+import json
 
 import numpy as np
 import pytest
 
 from schemas.sample import (
+    JSON_MEMBER,
+    SampleJsonError,
+    SampleMeta,
+    json_problems,
     member_names,
     parse_sample_key,
     progress,
@@ -72,3 +78,61 @@ def test_problems_name_member_and_expectation():
     assert "missing member state.npy" in problems
     assert "action.npy: expected float32[3, 23], got float64[2, 23]" in problems
     assert "json: missing field 'task'" in problems
+
+
+def _as_preprocess_wrote_it(i: int, length: int, alpha: float, skill) -> dict:
+    """The json dict b1k-preprocess built before `SampleMeta` (preprocess/episode.py, 2026-12)."""
+    p = progress(i, length)
+    return {
+        "episode_index": 60020,
+        "frame_index": i,
+        "episode_length": length,
+        "timestamp": float(i / 30.0),
+        "progress": float(p),
+        "weight": float(temporal_weight(p, alpha)),
+        "task_index": 6,
+        "task": "hide the Easter eggs",
+        "skill": skill,
+    }
+
+
+@pytest.mark.parametrize(
+    "i, length, skill", [(0, 7, None), (1, 7, "pick up egg"), (6, 7, "place"), (0, 1, None)]
+)
+def test_sample_meta_writes_the_json_member_byte_for_byte_as_before(i, length, skill):
+    from shards.codec import encode_sample
+
+    p = progress(i, length)
+    meta = SampleMeta(
+        episode_index=60020,
+        frame_index=i,
+        episode_length=length,
+        timestamp=float(i / 30.0),
+        progress=float(p),
+        weight=float(temporal_weight(p, 2.0)),
+        task_index=6,
+        task="hide the Easter eggs",
+        skill=skill,
+    )
+    arrays = (np.zeros(4, np.float32), np.zeros((2, 23), np.float32), np.zeros(2, bool))
+    written = encode_sample("e00060020_f000001", {}, *arrays, meta.to_json())[JSON_MEMBER]
+    before = encode_sample("e00060020_f000001", {}, *arrays, _as_preprocess_wrote_it(i, length, 2.0, skill))
+    assert written == before[JSON_MEMBER]
+    assert SampleMeta.from_json(json.loads(written)) == meta
+
+
+def test_sample_meta_reads_a_set_written_before_skills_and_refuses_what_sample_problems_refuses():
+    older = _as_preprocess_wrote_it(3, 7, 2.0, None)
+    del older["skill"]
+    assert SampleMeta.from_json(older).skill is None and not SampleMeta.from_json(older).skill_recorded
+    assert SampleMeta.from_json(older).to_json() == older  # written back as it was
+    broken = {**older, "progress": "0.5", "skill": 3}
+    del broken["task"]
+    with pytest.raises(SampleJsonError) as info:
+        SampleMeta.from_json(broken)
+    assert str(info.value) == (
+        "json: field 'progress' has type str; json: missing field 'task'; json: field 'skill' has type int"
+    )
+    assert json_problems(broken) == str(info.value).split("; ")
+    with pytest.raises(SampleJsonError, match="missing or invalid member json"):
+        SampleMeta.from_json([])
