@@ -21,7 +21,8 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
     from lerobot.policies.factory import make_pre_post_processors
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
-    from schemas.r1pro import camera_for_key
+    from schemas.r1pro import STATE_KEY, camera_for_key
+    from schemas.sample import JSON_MEMBER, SampleMeta
     from shards.codec import decode_sample
     from shards.reader import iter_tar_samples, open_shard_set
 
@@ -38,10 +39,9 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
         raise click.ClickException(f"{shards} has no val split")
     # The held-out frame nearest the middle of its episode (in the first val shard).
     raws = list(iter_tar_samples(val_urls[0]))
-    metas = [json.loads(raw["json"]) for raw in raws]
-    pick = min(range(len(raws)), key=lambda i: abs(metas[i]["progress"] - 0.5))
-    sample = decode_sample(raws[pick])
-    meta = sample["json"]
+    metas = [SampleMeta.from_json(json.loads(raw[JSON_MEMBER])) for raw in raws]
+    pick = min(range(len(raws)), key=lambda i: abs(metas[i].progress - 0.5))
+    sample, meta = decode_sample(raws[pick]), metas[pick]
 
     # A raw observation as a robot would give it: RGB images float [0, 1] CHW, the filtered state, the task.
     # The image keys are the checkpoint's own: the dataset's (`observation.images.rgb.head`) or, in
@@ -58,8 +58,8 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
         # a batch of one: lerobot's AddBatchDimensionProcessorStep batches only `observation.images.*`
         # keys, so the 2026 release's `observation.rgb.*` images would reach SmolVLA unbatched
         observation[key] = (torch.from_numpy(image).permute(2, 0, 1).float() / 255.0)[None]
-    observation["observation.state"] = torch.from_numpy(np.array(sample["state.npy"], dtype=np.float32))
-    observation["task"] = meta["task"]
+    observation[STATE_KEY] = torch.from_numpy(np.array(sample["state.npy"], dtype=np.float32))
+    observation["task"] = meta.task
     missing = sorted(set(policy.config.input_features) - set(observation))
     if missing:
         raise click.ClickException(f"the checkpoint expects inputs the shard set does not have: {missing}")
@@ -80,9 +80,9 @@ def select_action_on_val_frame(checkpoint: Path, shards: Path) -> dict:
         "load_seconds": round(load_s, 2),
         "frame": {
             "key": sample["__key__"],
-            "episode_index": meta["episode_index"],
-            "frame_index": meta["frame_index"],
-            "task": meta["task"],
+            "episode_index": meta.episode_index,
+            "frame_index": meta.frame_index,
+            "task": meta.task,
             "val_episodes": list(manifest.splits.val.episodes),
         },
         "action": [float(x) for x in action],

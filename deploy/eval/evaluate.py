@@ -48,15 +48,18 @@ import numpy as np
 from deploy.checkpoint import CheckpointError, DeploySpec, LoadedCheckpoint, load_checkpoint
 from deploy.eval.config import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig, EvalError
 from deploy.eval.frames import EvalFrames, Frame, select_windows
-from deploy.eval.inputs import InputsAdapter, frame_seed, image_members, input_problems
+from deploy.eval.inputs import InputsAdapter, frame_seed, image_members, input_problems, progress_problems
 from deploy.eval.replay import evaluate_baseline, executed, open_loop
 from deploy.eval.tally import Tally, breakdown, executed_row
 from deploy.policy import ChunkModel
+from schemas.manifest import SPLITS, Manifest
 from schemas.sample import (
     ACTION_IS_PAD_MEMBER,
     ACTION_MEMBER,
     JSON_MEMBER,
     STATE_MEMBER,
+    SampleMeta,
+    json_problems,
     sample_problems,
 )
 from shards.codec import decode_npy, npy_view
@@ -89,7 +92,7 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
     read, hashed once): the first learns its frames (json and first action only), the second keeps
     the raw samples of the selected ones."""
     manifest = shard_set.manifest
-    if split not in manifest["splits"] or not manifest["splits"][split].get("episodes"):
+    if split not in SPLITS or not manifest.split(split).episodes:
         raise EvalError(
             f"{shard_set.location}: the {split!r} split has no episodes (b1k-preprocess puts episodes in it "
             f"with --val-episodes / --val-fraction; or pass another --split)"
@@ -99,9 +102,7 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
     verified = VerifiedShards()
     for raw in shard_set.checked_samples(split, verified):
         meta = _checked_members(raw, manifest)
-        positions.setdefault(int(meta["episode_index"]), []).append(
-            (int(meta["frame_index"]), raw["__key__"])
-        )
+        positions.setdefault(meta.episode_index, []).append((meta.frame_index, raw["__key__"]))
         first_action[raw["__key__"]] = npy_view(raw[ACTION_MEMBER])[0].astype(np.float32)
     if not positions:
         raise EvalError(f"{shard_set.location}: the {split!r} split has no samples")
@@ -119,16 +120,16 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
             windows.append(range(len(frames), len(frames) + len(run)))
             for i in run:
                 key = positions[e][i][1]
-                meta = _json(kept[key])
+                meta = SampleMeta.from_json(_json(kept[key]))  # checked in the first read
                 frames.append(
                     Frame(
                         key=key,
                         episode=e,
-                        frame=int(meta["frame_index"]),
-                        progress=float(meta["progress"]),
-                        task_index=int(meta["task_index"]),
-                        task=str(meta["task"]),
-                        skill=meta.get("skill"),  # checked str or None; absent in sets before skills
+                        frame=meta.frame_index,
+                        progress=float(meta.progress),
+                        task_index=meta.task_index,
+                        task=meta.task,
+                        skill=meta.skill,
                     )
                 )
                 samples.append(kept[key])
@@ -138,8 +139,8 @@ def read_split(shard_set: ShardSet, split: str, max_frames: int | None, window: 
         samples=samples,
         windows=windows,
         previous_action=np.stack(previous),
-        horizon=int(manifest["horizon"]),
-        action_dim=int(manifest["action"]["dim"]),
+        horizon=manifest.horizon,
+        action_dim=manifest.action.dim,
     )
 
 
@@ -147,7 +148,7 @@ def _json(raw: dict) -> dict:
     return json.loads(bytes(raw[JSON_MEMBER]))
 
 
-def _checked_members(raw: dict, manifest: dict) -> dict:
+def _checked_members(raw: dict, manifest: Manifest) -> SampleMeta:
     """The sample's json, once its arrays and json are what the schema says for this set (dtype, shape,
     fields: `schemas.sample.sample_problems`); else an EvalError naming the shard, sample and member.
     The evaluation reads these members as they lie (`npy_view`), so nothing unchecked reaches it."""
@@ -158,12 +159,15 @@ def _checked_members(raw: dict, manifest: dict) -> dict:
         raise EvalError(
             f"{raw.get('__url__')}: sample {raw.get('__key__')}: {type(exc).__name__}: {str(exc)[:200]}"
         ) from None
-    state_dim, horizon = len(manifest["state"]["indices"]), int(manifest["horizon"])
-    problems = sample_problems(decoded, state_dim, int(manifest["action"]["dim"]), horizon)
-    problems += input_problems(raw, decoded[JSON_MEMBER], manifest)  # images by their headers, progress
+    state_dim, horizon = manifest.state.dim, manifest.horizon
+    problems = sample_problems(decoded, state_dim, manifest.action.dim, horizon)
+    problems += input_problems(raw, manifest)  # images by their headers
+    valid_json = not json_problems(decoded[JSON_MEMBER])
+    meta = SampleMeta.from_json(decoded[JSON_MEMBER]) if valid_json else None
+    problems += [] if meta is None else progress_problems(meta)
     if problems:
         raise EvalError(f"{raw.get('__url__')}: sample {raw.get('__key__')}: {'; '.join(problems)}")
-    return decoded[JSON_MEMBER]
+    return meta
 
 
 def evaluate_checkpoint(

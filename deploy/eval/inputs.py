@@ -14,9 +14,9 @@ from deploy.checkpoint import DeploySpec
 from deploy.eval.config import EvalError
 from deploy.eval.frames import EvalFrames, Frame
 from deploy.policy import ChunkModel, ExecutionConfig
-from schemas.manifest import ManifestError, state_layout_of
+from schemas.manifest import Manifest
 from schemas.r1pro import LayoutError, camera_for_key
-from schemas.sample import STATE_MEMBER, image_member
+from schemas.sample import STATE_MEMBER, SampleMeta, image_member
 from shards.codec import check_image_size, decode_image_into, decode_npy
 from shards.reader import ShardSet
 
@@ -27,10 +27,10 @@ def image_members(
     """Policy image key -> the set's member holding that camera; an `EvalError` when the checkpoint's
     features do not match the set (camera, frame size, state, action, chunk size)."""
     manifest, where = shard_set.manifest, f"--checkpoint {spec.path}"
-    cameras = manifest["cameras"]
+    cameras = manifest.cameras
     members: dict[str, str] = {}
     for camera in spec.cameras:
-        by_key = [n for n, c in cameras.items() if c.get("video_key") == camera.key]
+        by_key = [n for n, c in cameras.items() if c.video_key == camera.key]
         try:
             name = by_key[0] if by_key else camera_for_key(camera.key).name
         except LayoutError:
@@ -40,29 +40,25 @@ def image_members(
                 f"{where}: image feature {camera.key} has no camera in the shard set {shard_set.location} "
                 f"(its cameras: {', '.join(sorted(cameras))})"
             )
-        stored = (int(cameras[name]["height"]), int(cameras[name]["width"]))
+        stored = (cameras[name].height, cameras[name].width)
         if stored != (camera.height, camera.width):
             raise EvalError(
                 f"{where}: camera {name} was trained on {camera.height}x{camera.width} frames, the shard set "
                 f"stores {stored[0]}x{stored[1]}"
             )
-        members[camera.key] = image_member(name, cameras[name].get("encoding", "jpeg"))
-    try:
-        layout = state_layout_of(manifest)
-    except ManifestError as exc:
-        raise EvalError(str(exc)) from None
-    indices = tuple(int(i) for i in manifest["state"]["indices"])
+        members[camera.key] = image_member(name, cameras[name].encoding)
+    layout, indices = manifest.state_layout, manifest.state.indices
     if (layout.name, indices) != (spec.layout.name, spec.state_indices):
         raise EvalError(
             f"{where}: the policy's state is {spec.state_dim} dims of {spec.layout.describe()} (indices "
             f"{list(spec.state_indices)[:8]}...), the shard set's {len(indices)} dims of {layout.describe()} "
             f"(indices {list(indices)[:8]}...)"
         )
-    if int(manifest["action"]["dim"]) != spec.action_dim:
-        raise EvalError(f"{where}: action dim {spec.action_dim}, the shard set's {manifest['action']['dim']}")
-    if spec.chunk_size > int(manifest["horizon"]):
+    if manifest.action.dim != spec.action_dim:
+        raise EvalError(f"{where}: action dim {spec.action_dim}, the shard set's {manifest.action.dim}")
+    if spec.chunk_size > manifest.horizon:
         raise EvalError(
-            f"{where}: chunk size {spec.chunk_size} is above the shard set's stored horizon {manifest['horizon']}"
+            f"{where}: chunk size {spec.chunk_size} is above the shard set's stored horizon {manifest.horizon}"
         )
     steps = execution.action_steps if execution is not None else None
     if steps is not None and not (execution.ensemble or steps <= spec.chunk_size):
@@ -70,22 +66,26 @@ def image_members(
     return members
 
 
-def input_problems(raw: dict, meta: dict, manifest: dict) -> list[str]:
-    """What `sample_problems` leaves to the evaluation's own reads: each camera's image must be its
-    stored size by its header (read before anything is decoded or allocated: an oversized JPEG is an
-    error, not a decode), and the json's progress a number in [0, 1] (NaN would bin nowhere)."""
+def input_problems(raw: dict, manifest: Manifest) -> list[str]:
+    """What `sample_problems` leaves to the evaluation's own reads of the images: each camera's must be
+    its stored size by its header (read before anything is decoded or allocated: an oversized JPEG is
+    an error, not a decode)."""
     problems = []
-    for name, camera in manifest["cameras"].items():
-        member = image_member(name, camera.get("encoding", "jpeg"))
+    for name, camera in manifest.cameras.items():
+        member = image_member(name, camera.encoding)
         if member in raw:
             try:
-                check_image_size(raw[member], int(camera["height"]), int(camera["width"]))
+                check_image_size(raw[member], camera.height, camera.width)
             except ValueError as exc:
                 problems.append(f"{member}: {exc}")
-    progress = meta.get("progress") if isinstance(meta, dict) else None
-    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 1:
-        problems.append(f"json progress {progress!r:.40}: expected a number in [0, 1]")
     return problems
+
+
+def progress_problems(meta: SampleMeta) -> list[str]:
+    """The json's progress must be in [0, 1]: the evaluation bins frames by it (NaN would bin nowhere)."""
+    if not 0 <= meta.progress <= 1:
+        return [f"json progress {meta.progress!r:.40}: expected a number in [0, 1]"]
+    return []
 
 
 def policy_inputs(
