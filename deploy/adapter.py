@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from deploy.checkpoint import CameraInput, DeploySpec
+from schemas.errors import B1kError
 from schemas.tasks import TaskInfo
 from shards.frames import resize_rgb
 
@@ -50,7 +51,7 @@ DEFAULT_MAX_PIXELS = 16_000_000  # camera pixels per request (16 full-resolution
 MAX_TASKS_NAMED = 20  # tasks an unknown-task error lists
 
 
-class ObservationError(ValueError):
+class ObservationError(B1kError, ValueError):
     """An observation the checkpoint cannot act on; the message names the key and what was expected."""
 
 

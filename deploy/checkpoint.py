@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.checkpoint import read_smolvla_config
+from schemas.errors import B1kError
 from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, camera_for_key, layout_named
 from schemas.tasks import TaskInfo
 from shards.frames import RESIZE_METHOD, RESIZE_METHODS
@@ -39,7 +40,7 @@ ACTION_KEY = "action"
 ABSOLUTE_MEAN_STD = {"repr": "absolute", "norm": "mean_std", "relative_dims": []}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(B1kError, ValueError):
     """A directory that is not a servable checkpoint, or one whose records do not fit together."""
 
 

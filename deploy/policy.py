@@ -41,6 +41,7 @@ import torch
 from deploy.adapter import ObservationAdapter, ObservationError, PolicyInputs
 from deploy.checkpoint import STATE_KEY, LoadedCheckpoint
 from deploy.execution import DEFAULT_ENSEMBLE_COEFF, ExecutionConfig
+from schemas.errors import OptionError
 
 __all__ = [
     "DEFAULT_ENSEMBLE_COEFF",
@@ -172,10 +173,10 @@ class Policy:
         self.execution = execution = execution or ExecutionConfig()
         chunk_size = model.spec.chunk_size
         if execution.ensemble and execution.action_steps not in (None, 1):
-            raise ValueError("--ensemble predicts a chunk every step: --action-steps does not apply")
+            raise OptionError("--ensemble predicts a chunk every step: --action-steps does not apply")
         self.action_steps = 1 if execution.ensemble else execution.action_steps or model.spec.n_action_steps
         if not 1 <= self.action_steps <= chunk_size:
-            raise ValueError(f"--action-steps {self.action_steps}: must be 1..{chunk_size} (the chunk size)")
+            raise OptionError(f"--action-steps {self.action_steps}: must be 1..{chunk_size} (the chunk size)")
         self._generator = torch.Generator(device="cpu")
         self._queue: deque[np.ndarray] = deque()
         self._ensembler = None

@@ -18,13 +18,15 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from schemas.errors import B1kError
+
 ALLOWED_DTYPE_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: what observations hold
 MAX_DIMS = 8
 MAX_KEY_CHARS = 80  # of a client's map key, in error texts
 MAX_ERROR_CHARS = 500  # of an error text or log line about a client's frame
 
 
-class WireError(ValueError):
+class WireError(B1kError, ValueError):
     """A frame that is not a well-formed message of the protocol."""
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from preprocess.defaults import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_SIDE  # noqa: F401 (the quality: re-exported)
+from schemas.errors import B1kError
 from shards.codec import encode_jpeg
 from shards.frames import RESIZE_METHOD, resize_rgb  # noqa: F401 (RESIZE_METHOD: re-exported)
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(B1kError, ValueError):
     pass
 
 

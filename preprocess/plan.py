@@ -30,6 +30,7 @@ from preprocess.tasks import (
     resolve_tasks,
     select_tasks,
 )
+from schemas.errors import B1kError
 from schemas.presets import DEFAULT_PRESET, PRESET_NAMES, StateSelection, resolve_state_selection
 from schemas.r1pro import (
     ACTION_DIM,
@@ -48,7 +49,7 @@ from schemas.tasks import TaskInfo
 log = logging.getLogger(__name__)
 
 
-class PreprocessError(RuntimeError):
+class PreprocessError(B1kError, RuntimeError):
     """A run cannot proceed; the message names the file/episode/frame/field and what was expected."""
 
 

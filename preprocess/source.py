@@ -34,13 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.errors import B1kError
 from schemas.r1pro import ACTION_KEY, STATE_KEY
 
 SUPPORTED_VERSIONS = ("v2.1", "v3.0")
 INFO_PATH = "meta/info.json"
 
 
-class SourceError(RuntimeError):
+class SourceError(B1kError, RuntimeError):
     """The source dataset is missing something or does not look like what BEHAVIOR.md describes."""
 
 

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from preprocess.source import EpisodeRef, SourceDataset
+from schemas.errors import B1kError
 from schemas.tasks import EPISODES_PER_TASK_ID, TaskInfo, evaluator_task_id, parse_task_selection
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ PROMPT_CHOICES = ("instruction", "name")
 DEFAULT_PROMPT = "instruction"
 
 
-class TaskError(ValueError):
+class TaskError(B1kError, ValueError):
     """The dataset's tasks cannot be told apart, or `--tasks` names a task the dataset lacks."""
 
 

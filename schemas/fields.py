@@ -15,8 +15,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from schemas.errors import B1kError
 
-class ManifestError(ValueError):
+
+class ManifestError(B1kError, ValueError):
     """The manifest is missing, unreadable or does not follow schema v1."""
 
 

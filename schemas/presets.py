@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schemas.errors import B1kError
 from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout
 
 # (slice name, how many of its first dims; None = all). Checkpoints trained by the original script
@@ -61,7 +62,7 @@ PRESET_NAMES: tuple[str, ...] = ("aligned", "standard", "top32")
 DEFAULT_PRESET = "top32"
 
 
-class StateSelectionError(ValueError):
+class StateSelectionError(B1kError, ValueError):
     pass
 
 

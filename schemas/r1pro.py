@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.errors import B1kError
+
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 STATE_DIM = 256  # the 2025 layout; the 2026 layout has 61 (`StateLayout.dim`)
@@ -121,7 +123,7 @@ STATE_SEGMENTS_2026: tuple[Segment, ...] = (
 )
 
 
-class LayoutError(ValueError):
+class LayoutError(B1kError, ValueError):
     """A state vector matches no known R1Pro layout, or a slice/index is not in a layout."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 
+from schemas.errors import B1kError
 
-class ShardSetError(RuntimeError):
+
+class ShardSetError(B1kError, RuntimeError):
     """A shard set or one of its files cannot be read."""
 
 

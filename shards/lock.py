@@ -27,12 +27,14 @@ import stat
 import sys
 from pathlib import Path
 
+from schemas.errors import B1kError
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".b1k-lock"
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(B1kError, RuntimeError):
     """The folder is locked by another run (the message names it), or cannot be locked at all."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from schemas.errors import B1kError
 from shards.errors import ShardSetError
 
 
@@ -9,5 +10,5 @@ class ShardReadError(ShardSetError):
     """A shard cannot be read or decoded; the message names it."""
 
 
-class DataSpecError(ValueError):
+class DataSpecError(B1kError, ValueError):
     """The shard sets cannot be trained on together, or with these options."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from schemas.checkpoint import read_smolvla_config
+from schemas.errors import B1kError
 from train.data import ACTION_KEY, STATE_KEY, DataSpec
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PRETRAINED = "lerobot/smolvla_base"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(B1kError, RuntimeError):
     """The pretrained policy or the VLM backbone cannot be found or loaded."""
 
 

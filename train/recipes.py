@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from schemas.errors import B1kError
 from schemas.presets import ALIGNED_ACTION_DIMS, ALIGNED_PARTS, ordered_indices
 from schemas.r1pro import RELATIVE_ACTION_GROUPS, action_group_dims
 from shards.stats import compute_stats, load_stats_values
@@ -42,7 +43,7 @@ RAW_WEIGHTS_FILE = "b1k_raw_model.safetensors"  # training_state/: the raw weigh
 NORMALIZATION_MODES = {"mean_std": "MEAN_STD", "quantile": "QUANTILES", "per_timestep": "IDENTITY"}
 
 
-class RecipeError(ValueError):
+class RecipeError(B1kError, ValueError):
     """A recipe that cannot be trained on this data; the message says what to change."""
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from schemas.errors import B1kError
+
 logger = logging.getLogger(__name__)
 
 # Keys of the data position (`b1k_data_position.json`) that decide which sample comes when.
@@ -35,7 +37,7 @@ MODEL_OPTIONS = (
 SCHEDULE_OPTIONS = ("max_steps", "lr", "warmup_steps", "decay_steps", "decay_lr")
 
 
-class ResumeMismatchError(RuntimeError):
+class ResumeMismatchError(B1kError, RuntimeError):
     """`--resume` with another shard set or options that change the model or the data order."""
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import B1kError
 
-class TrackingError(RuntimeError):
+
+class TrackingError(B1kError, RuntimeError):
     """wandb was asked for and cannot be used."""
 
 

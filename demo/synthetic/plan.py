@@ -16,6 +16,7 @@ from demo.synthetic.release import (
     raw_episode_id,
     task_instance_id,
 )
+from schemas.errors import B1kError
 from schemas.r1pro import CAMERAS_2025, CAMERAS_2026, FPS, LAYOUT_2025, LAYOUT_2026, StateLayout
 from schemas.tasks import CHALLENGE_TASKS
 
@@ -46,6 +47,10 @@ V21_CHUNKS_SIZE = 10000  # BEHAVIOR: episode_chunk = episode_index // 10000 = ta
 def task_name(task_id: int) -> str:
     """The challenge's name of evaluator task id `task_id` (schemas.tasks)."""
     return CHALLENGE_TASKS[task_id]
+
+
+class SyntheticConfigError(B1kError, ValueError):
+    """Options that no synthetic dataset can have (the message names the option)."""
 
 
 @dataclass(frozen=True)
@@ -85,44 +90,44 @@ class SyntheticConfig:
 
     def __post_init__(self):
         if self.release not in RELEASES:
-            raise ValueError(f"release must be one of {tuple(RELEASES)}, got {self.release!r}")
+            raise SyntheticConfigError(f"release must be one of {tuple(RELEASES)}, got {self.release!r}")
         if not self.layout:
             object.__setattr__(self, "layout", RELEASE_LAYOUTS[self.release][0])
         if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+            raise SyntheticConfigError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.layout not in RELEASE_LAYOUTS[self.release]:
-            raise ValueError(
+            raise SyntheticConfigError(
                 f"the {self.release} release comes in the layouts {', '.join(RELEASE_LAYOUTS[self.release])}, "
                 f"not {self.layout}"
             )
         if self.layout == "per-task" and len(set(self.tasks)) != 1:
-            raise ValueError(f"a per-task copy holds one task, got tasks {self.tasks}")
+            raise SyntheticConfigError(f"a per-task copy holds one task, got tasks {self.tasks}")
         if self.published and not 0 <= self.crf <= 51:
-            raise ValueError(f"HEVC (the 2026 layouts) takes a CRF of 0..51, got {self.crf}")
+            raise SyntheticConfigError(f"HEVC (the 2026 layouts) takes a CRF of 0..51, got {self.crf}")
         if self.gop < 0:
-            raise ValueError(f"gop must be >= 0, got {self.gop}")
+            raise SyntheticConfigError(f"gop must be >= 0, got {self.gop}")
         if not self.lengths or any(int(n) < 1 for n in self.lengths):
-            raise ValueError(f"episode lengths must be >= 1, got {self.lengths}")
+            raise SyntheticConfigError(f"episode lengths must be >= 1, got {self.lengths}")
         if not self.tasks or any(not 0 <= int(t) < 100 for t in self.tasks):
-            raise ValueError(f"task ids must be in 0..99, got {self.tasks}")
+            raise SyntheticConfigError(f"task ids must be in 0..99, got {self.tasks}")
         if self.task_names and (
             len(self.task_names) != len(self.tasks)
             or len(set(zip(self.tasks, self.task_names, strict=True))) != len(set(self.tasks))
         ):
-            raise ValueError(f"give one task name per task id: {self.task_names} for {self.tasks}")
+            raise SyntheticConfigError(f"give one task name per task id: {self.task_names} for {self.tasks}")
         if self.episodes is not None and self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+            raise SyntheticConfigError(f"episodes must be >= 1, got {self.episodes}")
         if min(self.head_size, self.wrist_size) < 16:
-            raise ValueError("camera sizes must be >= 16 px (the pixel code needs room)")
+            raise SyntheticConfigError("camera sizes must be >= 16 px (the pixel code needs room)")
         if self.published and min(self.head_size, self.wrist_size) < 32:
             # HEVC at CRF 30 blurs the code's cells below ~6 px (seen at 24 px); 32 px decode exactly
-            raise ValueError(
+            raise SyntheticConfigError(
                 "camera sizes must be >= 32 px in the 2026 layouts (HEVC; the pixel code needs room)"
             )
         if self.head_size % 2 or self.wrist_size % 2:
-            raise ValueError("camera sizes must be even (yuv420p)")
+            raise SyntheticConfigError("camera sizes must be even (yuv420p)")
         if self.episodes_per_data_file < 0 or self.episodes_per_video_file < 0:
-            raise ValueError("episodes per file must be >= 0")
+            raise SyntheticConfigError("episodes per file must be >= 0")
 
     @property
     def published(self) -> bool:

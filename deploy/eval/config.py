@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploy.policy import ExecutionConfig
+from schemas.errors import B1kError
 
 DEFAULT_BINS = 5
 DEFAULT_BATCH_SIZE = 32
 
 
-class EvalError(ValueError):
+class EvalError(B1kError, ValueError):
     """Input `b1k-eval` cannot evaluate (the message says what and where)."""
 
 

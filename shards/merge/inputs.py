@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from schemas.errors import B1kError
 from schemas.manifest import Manifest, Partition
 from shards.reader import ShardSet
 
@@ -27,7 +28,7 @@ LAYOUT_OPTIONS = {
 }
 
 
-class MergeError(ValueError):
+class MergeError(B1kError, ValueError):
     """The inputs cannot be merged (or OUT cannot be written); the message says why."""
 
 
