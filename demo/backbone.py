@@ -30,6 +30,8 @@ from pathlib import Path
 
 import click
 
+from shards.command import Exits, command
+
 SPECIAL_TOKENS = {
     "fake_image_token": "<fake_token_around_image>",
     "image_token": "<image>",
@@ -200,10 +202,9 @@ def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = 
     return out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("b1k-tiny-backbone", Exits(error=1))
 @click.option(
     "--output-dir",
-    "--output_dir",
     "output_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
@@ -219,7 +220,6 @@ def build_tiny_backbone(output_dir: str | Path, spec: TinyBackboneSpec | None = 
 )
 @click.option(
     "--image-size",
-    "--image_size",
     "image_size",
     default=None,
     type=click.IntRange(min=16),

@@ -13,7 +13,6 @@ import asyncio
 import functools
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,24 +24,26 @@ from deploy.adapter import (
     DEFAULT_MAX_IMAGE_SIDE,
     DEFAULT_MAX_PIXELS,
     ObservationAdapter,
-    ObservationError,
 )
 from deploy.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_WAIT_S, BatchingConfig
-from deploy.checkpoint import CheckpointError, DeploySpec, find_checkpoint, load_checkpoint
+from deploy.checkpoint import DeploySpec, find_checkpoint, load_checkpoint
 from deploy.execution import DEFAULT_ENSEMBLE_COEFF, ExecutionConfig
 from deploy.server import (
     DEFAULT_MAX_MESSAGE_MB,
     DEFAULT_PING_TIMEOUT_S,
     DEFAULT_PORT,
-    ListenError,
     PolicyServer,
     ServeConfig,
 )
+from schemas.errors import OptionError
+from shards.command import Exits, command
 
 if TYPE_CHECKING:
     from deploy.policy import ChunkModel
 
 MIN_PING_TIMEOUT_S = 600  # the evaluator's own patience per request
+# "error: ..." and status 2 (a wrong checkpoint, options that do not fit it, a port taken).
+EXITS = Exits(error=2)
 
 
 class PortRange(click.ParamType):
@@ -82,12 +83,7 @@ async def _serve_until_signalled(server: PolicyServer, load: Callable[[], ChunkM
     await server.run(load, stop=stop)
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@command("b1k-serve", EXITS)
 @click.option(
     "--checkpoint",
     required=True,
@@ -221,7 +217,6 @@ def _fail(message: str) -> None:
     show_default=True,
     help="Log latency percentiles every N steps of a connection (0 = only when it closes).",
 )
-@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 def main(
     checkpoint: str,
     host: str,
@@ -241,7 +236,6 @@ def main(
     ping_timeout: int,
     max_image_side: int,
     log_every: int,
-    debug: bool,
 ) -> None:
     """Serve a b1k-train checkpoint to the BEHAVIOR Challenge evaluator (its websocket policy protocol).
 
@@ -250,37 +244,31 @@ def main(
     are 23-dim actions in dataset units. GET /healthz answers 503 while the model loads, 200 once it is
     loaded. Requests waiting on several connections run as one batched model call.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s b1k-serve %(message)s", stream=sys.stderr)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # our own lines say what each connection did
-    try:
-        if max_batch > max_model_batch:
-            raise ValueError(f"--max-batch {max_batch} is above --max-model-batch {max_model_batch}")
-        directory = find_checkpoint(checkpoint)  # a wrong path fails before the port is opened
-        execution = ExecutionConfig(
-            action_steps=action_steps, ensemble=ensemble, ensemble_coeff=ensemble_coeff, seed=seed
-        )
-        config = ServeConfig(
-            host=host,
-            ports=port,
-            max_message_bytes=max_message_mb * 2**20,
-            ping_timeout_s=float(ping_timeout),
-            batching=BatchingConfig(max_rows=max_model_batch, max_wait_s=batch_wait_ms / 1e3),
-            log_every=log_every,
-        )
-        adapter = functools.partial(
-            ObservationAdapter,
-            prompt=prompt,
-            max_image_side=max_image_side,
-            max_batch=max_batch,
-            max_pixels=int(max_request_mpx * 1e6),
-        )
-        load = functools.partial(_load_model, directory, device, vlm_model, adapter)
-        asyncio.run(_serve_until_signalled(PolicyServer(execution, config), load))
-        logging.getLogger(__name__).info("stopped")
-    except (CheckpointError, ObservationError, ValueError, ListenError) as exc:
-        if debug:
-            raise
-        _fail(str(exc))
+    if max_batch > max_model_batch:
+        raise OptionError(f"--max-batch {max_batch} is above --max-model-batch {max_model_batch}")
+    directory = find_checkpoint(checkpoint)  # a wrong path fails before the port is opened
+    execution = ExecutionConfig(
+        action_steps=action_steps, ensemble=ensemble, ensemble_coeff=ensemble_coeff, seed=seed
+    )
+    config = ServeConfig(
+        host=host,
+        ports=port,
+        max_message_bytes=max_message_mb * 2**20,
+        ping_timeout_s=float(ping_timeout),
+        batching=BatchingConfig(max_rows=max_model_batch, max_wait_s=batch_wait_ms / 1e3),
+        log_every=log_every,
+    )
+    adapter = functools.partial(
+        ObservationAdapter,
+        prompt=prompt,
+        max_image_side=max_image_side,
+        max_batch=max_batch,
+        max_pixels=int(max_request_mpx * 1e6),
+    )
+    load = functools.partial(_load_model, directory, device, vlm_model, adapter)
+    asyncio.run(_serve_until_signalled(PolicyServer(execution, config), load))
+    logging.getLogger(__name__).info("stopped")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ before it imports the pipeline (numpy, PyAV, pyarrow), so the workers' start-up 
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shlex
@@ -24,6 +23,7 @@ from preprocess.defaults import (
 )
 from preprocess.workers import EpisodePool, pool_size
 from schemas.presets import DEFAULT_PRESET, PRESET_NAMES
+from shards.command import Exits, command
 
 _UNITS = {
     "": 1,
@@ -58,35 +58,19 @@ class ByteSize(click.ParamType):
         return size
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at the time of the record (not the one at set-up)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
+# "b1k-preprocess: error: ..." and status 1; a failed file operation says that --resume continues the
+# run, and so does Ctrl-C (status 130).
+EXITS = Exits(
+    error=1,
+    named=True,
+    os_hint="(--resume continues this run)",
+    interrupted="interrupted; rerun with --resume to continue",
+)
 
 
-def _setup_logging(level: int) -> None:
-    """This package's log lines go to stderr prefixed with the tool's name (not through the root
-    logger, so libraries' records keep their own handling)."""
-    logger = logging.getLogger("preprocess")
-    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
-        logger.removeHandler(handler)
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("b1k-preprocess: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@command("b1k-preprocess", EXITS)
 @click.option(
     "--dataset-path",
-    "--dataset_path",
     "dataset_path",
     required=True,
     type=click.Path(file_okay=False),
@@ -94,7 +78,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--output-dir",
-    "--output_dir",
     "output_dir",
     required=True,
     type=click.Path(file_okay=False),
@@ -103,7 +86,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--state-preset",
-    "--state_preset",
     "state_preset",
     default=DEFAULT_PRESET,
     show_default=True,
@@ -116,7 +98,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--state-indices",
-    "--state_indices",
     "state_indices",
     default=None,
     metavar="LIST",
@@ -126,7 +107,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--filter-state/--no-filter-state",
-    "--filter_state",
     "filter_state",
     default=True,
     help="Accepted for compatibility with the original script; the state is always filtered.",
@@ -141,7 +121,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--temporal-alpha",
-    "--temporal_alpha",
     "temporal_alpha",
     default=0.0,
     show_default=True,
@@ -150,7 +129,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--image-size",
-    "--image_size",
     "image_size",
     default=None,
     metavar="SIZE",
@@ -159,7 +137,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--jpeg-quality",
-    "--jpeg_quality",
     "jpeg_quality",
     default=DEFAULT_JPEG_QUALITY,
     show_default=True,
@@ -168,7 +145,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--frame-stride",
-    "--frame_stride",
     "frame_stride",
     default=1,
     show_default=True,
@@ -201,7 +177,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--val-episodes",
-    "--val_episodes",
     "val_episodes",
     default=None,
     metavar="LIST",
@@ -209,7 +184,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--val-fraction",
-    "--val_fraction",
     "val_fraction",
     default=0.0,
     show_default=True,
@@ -229,7 +203,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--decoder-threads",
-    "--decoder_threads",
     "decoder_threads",
     default=0,
     show_default=True,
@@ -240,7 +213,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--shard-max-bytes",
-    "--shard_max_bytes",
     "shard_max_bytes",
     default=DEFAULT_SHARD_MAX_BYTES,
     type=ByteSize(),
@@ -248,7 +220,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--shard-max-samples",
-    "--shard_max_samples",
     "shard_max_samples",
     default=DEFAULT_SHARD_MAX_SAMPLES,
     show_default=True,
@@ -264,7 +235,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--interleave-window",
-    "--interleave_window",
     "interleave_window",
     default=DEFAULT_INTERLEAVE_WINDOW,
     show_default=True,
@@ -285,7 +255,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--skip-bad-episodes",
-    "--skip_bad_episodes",
     "skip_bad_episodes",
     is_flag=True,
     help="Skip episodes with bad data (NaN/inf, short or missing video) and list them in the manifest "
@@ -293,7 +262,6 @@ def _setup_logging(level: int) -> None:
 )
 @click.option(
     "--ignore-free-space",
-    "--ignore_free_space",
     "ignore_free_space",
     is_flag=True,
     help="Start even when the output filesystem has less free space than the projected set needs "
@@ -302,8 +270,6 @@ def _setup_logging(level: int) -> None:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar. [default: when stderr is a terminal]"
 )
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 def main(**kwargs) -> None:
     """Decode a LeRobot BEHAVIOR dataset once into WebDataset shards + manifest.json.
 
@@ -311,9 +277,6 @@ def main(**kwargs) -> None:
     [i, i+H) (padded by repeating the last action, with action_is_pad), and a json with episode,
     frame, timestamp, progress, weight and task. Normalizer stats (train split) are exact.
     """
-    verbose = kwargs.pop("verbose")
-    debug = kwargs.pop("debug")
-    _setup_logging(logging.DEBUG if verbose else logging.INFO)
     kwargs.pop("filter_state")
     progress = kwargs.pop("progress")
     if progress is None:
@@ -323,26 +286,9 @@ def main(**kwargs) -> None:
     # off with as many episodes to do, which planning tells (then `run` starts them).
     workers = pool_size(kwargs["workers"])
     pool = EpisodePool(workers) if 1 < workers <= (os.cpu_count() or 1) else None
-    from preprocess.pipeline import PreprocessConfig, PreprocessError, run
-    from preprocess.source import SourceError
-    from shards.errors import describe_os_error
+    from preprocess.pipeline import PreprocessConfig, run
 
-    config = PreprocessConfig(**kwargs, progress=progress, command_line=shlex.join(sys.argv))
-    try:
-        run(config, pool)
-    except (PreprocessError, SourceError) as exc:
-        if debug:
-            raise
-        click.echo(f"b1k-preprocess: error: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:  # the output's disk full, a folder not writable: the user's to fix
-        if debug:
-            raise
-        click.echo(f"b1k-preprocess: error: {describe_os_error(exc)} (--resume continues this run)", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("b1k-preprocess: interrupted; rerun with --resume to continue", err=True)
-        sys.exit(130)
+    run(PreprocessConfig(**kwargs, progress=progress, command_line=shlex.join(sys.argv)), pool)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ import sys
 
 import click
 
-from schemas.manifest import ManifestError
-from shards.errors import ShardSetError, describe_os_error
+from shards.command import Exits, group
+from shards.errors import ShardSetError
 from shards.text import printable
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 def _echo(text: str, err: bool = False) -> None:
@@ -30,47 +28,19 @@ def _echo(text: str, err: bool = False) -> None:
     click.echo(printable(text), err=err)
 
 
-def _fail(message: str) -> None:
-    _echo(f"b1k-shards: error: {message}", err=True)
-    sys.exit(1)
-
-
-def _open(location: str):
-    from shards.reader import open_shard_set
-
-    try:
-        return open_shard_set(location)
-    except (ManifestError, ShardSetError) as exc:
-        _fail(str(exc))
-
-
-class _Commands(click.Group):
-    """The subcommands, with one `error:` line for what a user can cause (a set that cannot be read, a
-    file operation refused); the traceback only with `--debug`."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (ManifestError, ShardSetError, OSError) as exc:
-            if ctx.meta.get("b1k.debug"):
-                raise
-            _fail(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
-
-
-@click.group(cls=_Commands, context_settings=CONTEXT)
-@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
+# "b1k-shards: error: ..." and status 1 for a set that cannot be read or a file operation refused
+# (shards.command); `verify` exits 1 on the problems it reports, too.
+@group("b1k-shards", Exits(error=1, named=True))
 @click.version_option(package_name="b1k-smolvla", prog_name="b1k-shards")
-@click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main() -> None:
     """Inspect, verify and merge WebDataset shard sets written by b1k-preprocess.
 
     SET: a directory, a manifest.json path, an http(s):// URL prefix, or a `pipe:` command
     template containing {name} (webdataset's pipe: form).
     """
-    ctx.meta["b1k.debug"] = debug
 
 
-@main.command("inspect", context_settings=CONTEXT)
+@main.command("inspect")
 @click.argument("set_location", metavar="SET")
 @click.option(
     "--sheet",
@@ -116,8 +86,9 @@ def inspect_command(set_location, sheet, count, keys, split, tile_height, no_sta
     """Summarize SET: schema, source, episodes and samples per split, tasks, cameras, state, horizon,
     alpha, bytes, bytes/frame and the stats table (reads only the manifest unless --sheet)."""
     from shards.inspect import contact_sheet, summarize, summary_dict
+    from shards.reader import open_shard_set
 
-    shard_set = _open(set_location)
+    shard_set = open_shard_set(set_location)
     if as_json:
         click.echo(json.dumps({"location": set_location, **summary_dict(shard_set.manifest)}, indent=2))
     else:
@@ -127,8 +98,8 @@ def inspect_command(set_location, sheet, count, keys, split, tile_height, no_sta
             layout = contact_sheet(
                 shard_set, sheet, count=count, split=split, keys=list(keys) or None, tile_height=tile_height
             )
-        except (ValueError, ShardSetError) as exc:
-            _fail(f"contact sheet: {exc}")
+        except (ValueError, ShardSetError) as exc:  # e.g. a --key the split does not hold
+            raise ShardSetError(f"contact sheet: {exc}") from exc
         _echo(
             f"contact sheet: {sheet} ({layout.size[0]}x{layout.size[1]} px, "
             f"{len(layout.rows)} samples: {', '.join(r['key'] for r in layout.rows)})",
@@ -136,7 +107,7 @@ def inspect_command(set_location, sheet, count, keys, split, tile_height, no_sta
         )
 
 
-@main.command("verify", context_settings=CONTEXT)
+@main.command("verify")
 @click.argument("set_location", metavar="SET")
 @click.option("--quick", is_flag=True, help="Check sizes and sha256 only (no tar parsing or decoding).")
 @click.option(
@@ -170,10 +141,7 @@ def verify_command(set_location, quick, workers, verbose, json_path) -> None:
         if show_progress:
             click.echo(f"\rverified {done[0]} shards", err=True, nl=False)
 
-    try:
-        report = verify_set(set_location, quick=quick, workers=workers, progress=progress)
-    except (ManifestError, ShardSetError) as exc:
-        _fail(str(exc))
+    report = verify_set(set_location, quick=quick, workers=workers, progress=progress)
     if show_progress:
         click.echo("", err=True)
     lines = report.lines(verbose=verbose)
@@ -192,7 +160,7 @@ def verify_command(set_location, quick, workers, verbose, json_path) -> None:
     sys.exit(0 if report.ok else 1)
 
 
-@main.command("merge", context_settings=CONTEXT)
+@main.command("merge")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.argument("sets", nargs=-1, required=True, metavar="SET...")
 @click.option("--overwrite", is_flag=True, help="Replace a shard set already in OUT.")
@@ -220,20 +188,17 @@ def merge_command(out, sets, overwrite, link, workers) -> None:
     when their schema version, state preset/indices, horizon, cameras, action layout, fps, frame
     stride or temporal alpha differ. Shards get new names; the manifest is written last.
     """
-    from shards.merge import MergeError, merge_sets
+    from shards.merge import merge_sets
 
-    try:
-        merge_sets(
-            out,
-            list(sets),
-            overwrite=overwrite,
-            link=link,
-            workers=workers,
-            command=shlex.join(["b1k-shards", *sys.argv[1:]]),
-            log=lambda message: _echo(message, err=True),
-        )
-    except (MergeError, ManifestError, ShardSetError) as exc:
-        _fail(str(exc))
+    merge_sets(
+        out,
+        list(sets),
+        overwrite=overwrite,
+        link=link,
+        workers=workers,
+        command=shlex.join(["b1k-shards", *sys.argv[1:]]),
+        log=lambda message: _echo(message, err=True),
+    )
 
 
 if __name__ == "__main__":

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from train import data as data_mod
-from train.config import TrainConfig, TrainError
+from train.config import TRAIN_CONFIG_FILE, TrainConfig, TrainError
 from train.data import DataSpec
 from train.recipes import EMA, RAW_WEIGHTS_FILE
 from train.resume import check_resume
 
 PROVENANCE_FILE = "b1k_provenance.json"
-TRAIN_CONFIG_FILE = "b1k_train_config.json"
 DATA_POSITION_FILE = "b1k_data_position.json"
 
 

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from shards.lock import FolderLock, FolderLockedError
 from train import data as data_mod
 from train.checkpoint import data_order, last_checkpoint, save_checkpoint, save_pretrained
-from train.config import NonFiniteLossError, TrainConfig, TrainError, TrainResult
+from train.config import NonFiniteLossError, TrainConfig, TrainError, TrainResult, write_record
 from train.data import PAD_KEY
 from train.logs import StepTimes
 from train.loss import autocast, batch_weights, loss_sums, to_policy_batch, weighted_loss
@@ -66,6 +66,8 @@ def _train(cfg: TrainConfig, dist_info: Dist) -> TrainResult:
     from lerobot.common.train_utils import should_save_checkpoint
 
     run = setup(cfg, dist_info)
+    if dist_info.main:  # the resolved options, before the first step (as lerobot-train keeps its config)
+        write_record(run.output_dir, train_config(run))
     result = TrainResult(step=run.start_step, last_checkpoint=run.resume_dir, load_report=run.load_report)
     times = StepTimes()  # since the last train record
     step = run.start_step
@@ -291,7 +293,7 @@ def evaluate_actions(run: Run, step: int, saved: Path | None) -> None:
 
 def train_config(run: Run) -> dict:
     """The run's options as a checkpoint records them (`b1k_train_config.json`)."""
-    return {**run.cfg.to_json(), "world_size": run.dist.world}
+    return run.cfg.record(run.dist.world)
 
 
 def save(run: Run, step: int) -> Path | None:

@@ -91,6 +91,7 @@ from demo.synthetic.v30 import write_v30
 from demo.synthetic.v30_2026 import write_v30_2026
 from demo.synthetic.video import depth_keys, quiet_libav
 from schemas.r1pro import FPS
+from shards.command import Exits, command
 
 
 def build_dataset(
@@ -146,7 +147,8 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
     return items
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+# "error: ..." and status 1 (options no synthetic dataset can have, an output folder not empty).
+@command("b1k-synthetic-dataset", Exits(error=1), context_settings={"show_default": True})
 @click.option(
     "--output-dir",
     required=True,
@@ -281,28 +283,25 @@ def main(
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only on the console
     if full_size:
         head_size, wrist_size = 720, 480
-    try:
-        config = SyntheticConfig(
-            layout=layout or "",
-            release=release,
-            episodes=episodes,
-            lengths=lengths,
-            tasks=tasks,
-            head_size=head_size,
-            wrist_size=wrist_size,
-            depth=depth,
-            seed=seed,
-            fps=fps,
-            episodes_per_data_file=episodes_per_data_file,
-            episodes_per_video_file=episodes_per_video_file,
-            crf=crf,
-            gop=gop,
-            annotations=annotations,
-            workers=workers,
-        )
-        info = build_dataset(output_dir, config, overwrite=overwrite)
-    except (ValueError, FileExistsError) as err:
-        raise click.ClickException(str(err)) from err
+    config = SyntheticConfig(
+        layout=layout or "",
+        release=release,
+        episodes=episodes,
+        lengths=lengths,
+        tasks=tasks,
+        head_size=head_size,
+        wrist_size=wrist_size,
+        depth=depth,
+        seed=seed,
+        fps=fps,
+        episodes_per_data_file=episodes_per_data_file,
+        episodes_per_video_file=episodes_per_video_file,
+        crf=crf,
+        gop=gop,
+        annotations=annotations,
+        workers=workers,
+    )
+    info = build_dataset(output_dir, config, overwrite=overwrite)
     click.echo(
         f"wrote {info.layout} dataset ({info.release} release, {info.state_layout.dim}-dim state) to {info.root}: "
         f"{len(info.episodes)} episodes "

@@ -1,42 +1,24 @@
 """`b1k-eval`: open-loop action error of checkpoints on a shard set's held-out episodes (see
-`deploy.eval.evaluate`); every option is also spelled with `_`, like `b1k-train`'s."""
+`deploy.eval.evaluate`). Errors, `--debug`, `-v`, logging and the `--x_y` spellings: `shards.command`."""
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 from pathlib import Path
 
 import click
 
-from deploy.eval.evaluate import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig, EvalError
+from deploy.eval.evaluate import DEFAULT_BATCH_SIZE, DEFAULT_BINS, EvalConfig
 from deploy.policy import DEFAULT_ENSEMBLE_COEFF, ExecutionConfig
+from schemas.errors import OptionError
+from shards.command import Exits, command
+
+# "error: ..." and status 2.
+EXITS = Exits(error=2)
 
 
-def opt(*names: str, **kwargs):
-    """A click option registered under both `--x-y` and `--x_y` (and `--no-x-y`/`--no_x_y`)."""
-    spellings: list[str] = []
-    for name in names:
-        spellings.append(name)
-        if name.startswith("--") and "-" in name[2:]:
-            parts = name.split("/")
-            under = ["--" + p[2:].replace("-", "_") for p in parts]
-            spellings.append(
-                under[0] if len(parts) == 1 else f"{under[0] if under[0] != parts[0] else ' '}/{under[1]}"
-            )
-    return click.option(*spellings, **kwargs)
-
-
-def _fail(message: str) -> None:
-    from shards.text import printable
-
-    click.echo(printable(f"error: {message}"), err=True)
-    sys.exit(2)
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@opt(
+@command("b1k-eval", EXITS)
+@click.option(
     "--checkpoint",
     "checkpoints",
     multiple=True,
@@ -45,22 +27,22 @@ def _fail(message: str) -> None:
     help="A b1k-train checkpoint: <run>/checkpoints/<step>/pretrained_model, the step dir, or the run dir (its "
     "checkpoints/last). Repeat to compare checkpoints side by side on the same frames.",
 )
-@opt(
+@click.option(
     "--shards",
     required=True,
     metavar="LOCATION",
     help="Shard set: directory, path to manifest.json, http(s):// URL prefix or 'pipe:...{name}...'.",
 )
-@opt(
+@click.option(
     "--split",
     type=click.Choice(["val", "train"]),
     default="val",
     show_default=True,
     help="Split whose frames are evaluated.",
 )
-@opt("--out", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
      help="Output directory: report.json and error_by_progress.png.")  # fmt: skip
-@opt(
+@click.option(
     "--seed",
     type=int,
     default=0,
@@ -68,7 +50,7 @@ def _fail(message: str) -> None:
     help="Seed of the flow-matching noise (per frame, and of the executed replay): the same command writes the "
     "same report.json.",
 )
-@opt(
+@click.option(
     "--bins",
     type=click.IntRange(min=1),
     default=DEFAULT_BINS,
@@ -76,7 +58,7 @@ def _fail(message: str) -> None:
     help="Episode-progress bins (progress = frame / (episode length - 1)); 5 bins put the last 40% of an "
     "episode in the last two.",
 )
-@opt(
+@click.option(
     "--max-frames",
     type=click.IntRange(min=1),
     default=None,
@@ -84,48 +66,47 @@ def _fail(message: str) -> None:
     help="Evaluate exactly N frames, spread over every episode and its whole length as runs of "
     "consecutive frames (4 chunks long) [default: every frame of the split].",
 )
-@opt(
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Frames per model call (open loop), and episode runs replayed in lock-step (executed).",
 )
-@opt(
+@click.option(
     "--device",
     default="auto",
     show_default=True,
     help="torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N.",
 )
-@opt(
+@click.option(
     "--action-steps",
     type=click.IntRange(min=1),
     default=None,
     help="Executed row, receding horizon: actions executed from each predicted chunk before predicting again "
     "(steps) [default: each checkpoint's n_action_steps].",
 )
-@opt(
+@click.option(
     "--ensemble/--no-ensemble",
     default=False,
     show_default=True,
     help="Executed row with temporal ensembling (ACT), as `b1k-serve --ensemble` runs it.",
 )
-@opt(
+@click.option(
     "--ensemble-coeff",
     type=float,
     default=DEFAULT_ENSEMBLE_COEFF,
     show_default=True,
     help="With --ensemble: weights exp(-coeff * i), i = 0 the oldest prediction.",
 )
-@opt(
+@click.option(
     "--vlm-model",
     default=None,
     metavar="DIR",
     help="Local copy of the checkpoints' VLM backbone (config and tokenizer), for machines without the Hub.",
 )
-@opt("--progress/--no-progress", default=True, show_default=True,
+@click.option("--progress/--no-progress", default=True, show_default=True,
      help="Progress bars with frames/s and ETA (stderr).")  # fmt: skip
-@click.option("--debug", is_flag=True, help="On an error, show the Python traceback too (for bug reports).")
 def main(
     checkpoints: tuple[str, ...],
     shards: str,
@@ -141,7 +122,6 @@ def main(
     ensemble_coeff: float,
     vlm_model: str | None,
     progress: bool,
-    debug: bool,
 ) -> None:
     """Which checkpoint is better, and where in the episode? Open-loop action error on held-out episodes.
 
@@ -152,18 +132,12 @@ def main(
     baseline that repeats the last recorded action. Writes DIR/report.json and DIR/error_by_progress.png and
     prints the tables.
     """
-    from deploy.checkpoint import CheckpointError
     from deploy.eval.evaluate import evaluate
     from deploy.eval.report import PLOT_FILE, format_table, plot_progress, write_report
-    from schemas.manifest import ManifestError
-    from shards.errors import describe_os_error
-    from shards.reader import ShardSetError
-    from shards.text import escape_logging, printable
+    from shards.text import printable
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s b1k-eval %(message)s", stream=sys.stderr)
-    escape_logging()  # task names and keys from the shard set reach the log lines
     if ensemble and action_steps not in (None, 1):
-        _fail("--ensemble predicts a chunk every step: --action-steps does not apply")
+        raise OptionError("--ensemble predicts a chunk every step: --action-steps does not apply")
     config = EvalConfig(
         split=split,
         seed=seed,
@@ -178,16 +152,10 @@ def main(
         progress=progress,
     )
     started = time.perf_counter()
-    try:
-        report = evaluate(checkpoints, shards, config)
-        seconds = time.perf_counter() - started
-        path = write_report(report, out)
-        plot = plot_progress(report, out / PLOT_FILE)
-    except (EvalError, CheckpointError, ManifestError, ShardSetError, OSError) as exc:
-        if debug:
-            raise
-        _fail(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
-        return
+    report = evaluate(checkpoints, shards, config)
+    seconds = time.perf_counter() - started
+    path = write_report(report, out)
+    plot = plot_progress(report, out / PLOT_FILE)
     click.echo(printable(format_table(report)))  # per-task rows print the set's task names
     frames = report["frames"] * len(report["checkpoints"])
     click.echo(
