@@ -36,10 +36,11 @@ from lerobot.configs import PipelineFeatureType, PolicyFeature
 from lerobot.lerobot_types import EnvTransition, TransitionKey
 from lerobot.processor.pipeline import ProcessorStep
 
+from schemas.errors import B1kError
 from schemas.r1pro import ACTION_KEY
 
 
-class PerTimestepActionError(ValueError):
+class PerTimestepActionError(B1kError, ValueError):
     """A single action reached a per-chunk-step (un)normaliser: its chunk step is unknown."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import B1kError
 from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, layout_named
 from schemas.tasks import TaskInfo
 
@@ -36,7 +37,7 @@ JsonObject = dict[str, Any]  # a record kept as written (a manifest's `created_b
 _NUMBER = (int, float)
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(B1kError, ValueError):
     """A provenance file that cannot be read, or whose fields are not what b1k-train writes."""
 
 
