@@ -128,6 +128,8 @@ def _user_errors() -> list[tuple[type, type]]:
     from schemas.errors import OptionError
     from schemas.manifest import ManifestError
     from schemas.presets import StateSelectionError
+    from schemas.processor_steps import PerTimestepActionError
+    from schemas.provenance import ProvenanceError
     from schemas.r1pro import LayoutError
     from shards.errors import ShardCorruptError, ShardNetworkError, ShardSetError
     from shards.lock import FolderLockedError
@@ -149,6 +151,7 @@ def _user_errors() -> list[tuple[type, type]]:
         (ModelLoadError, RuntimeError), (RecipeError, ValueError), (ResumeMismatchError, RuntimeError),
         (TrackingError, RuntimeError), (CheckpointError, ValueError), (ObservationError, ValueError),
         (EvalError, ValueError), (WireError, ValueError), (SyntheticConfigError, ValueError),
+        (ProvenanceError, ValueError), (PerTimestepActionError, ValueError),
     ]  # fmt: skip
 
 
