@@ -1,15 +1,12 @@
 """What a run writes as it goes: `RunLog` (the JSONL log `train_log.jsonl`, TensorBoard when installed,
 wandb with `--wandb-project`, the curves PNG at the end), `StepTimes` (step time and data wait since the
-last train record) and the console's logging format."""
+last train record). The console's log lines: `shards.command.configure_logging`."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
-
-from shards.text import escape_logging
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +90,3 @@ class StepTimes:
     def reset(self) -> None:
         self.step_s.reset()
         self.wait_s.reset()
-
-
-def configure_logging(rank: int) -> None:
-    level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(
-        level=level, format=f"%(asctime)s [rank {rank}] %(message)s", stream=sys.stderr, force=True
-    )
-    escape_logging()  # task names and keys from a shard set reach the log lines
