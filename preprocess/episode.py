@@ -34,6 +34,7 @@ from preprocess.source import (
     EpisodeRef,
     SourceDataset,
     SourceError,
+    VideoRef,
     first_non_finite,
 )
 from preprocess.tasks import episode_identity, episode_task
@@ -146,6 +147,38 @@ def check_values(
         )
 
 
+@dataclass(frozen=True)
+class Episode:
+    """One episode read and checked: its columns as samples use them and what they carry besides."""
+
+    index: int  # the dataset's own (names the work files)
+    identity: int  # across the release (the samples' episode_index)
+    ref: EpisodeRef
+    length: int  # L, its frames
+    state: np.ndarray  # (L, S) the filtered state, as read
+    action: np.ndarray  # (L, 23) as read
+    timestamp: np.ndarray  # (L,)
+    task: TaskInfo | None
+    skills: EpisodeSkills
+    videos: tuple[VideoRef, ...]  # per camera of `EpisodeOptions.cameras`
+
+
+class SampleSizes:
+    """Each sample's tar bytes and payload, recorded as the samples pass on to the tar writer: the
+    episode's record lists them, so the final stage copies samples without parsing a member."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.payloads: list[int] = []
+
+    def record(self, samples: Iterator[dict]) -> Iterator[RawSample]:
+        for sample in samples:
+            raw = encode_tar_sample(sample)
+            self.sizes.append(len(raw.data))
+            self.payloads.append(raw.payload)
+            yield raw
+
+
 def process_episode(
     episode_index: int,
     options: EpisodeOptions,
@@ -157,143 +190,168 @@ def process_episode(
     `on_frames(n)` is called as frames are decoded (every 16 frames and at the end), for progress."""
     started = time.perf_counter()
     retain_freed_memory()
-    work_dir = Path(work_dir)
     source = open_source(options.dataset_path)
-    ref = source.episode(episode_index)
-    data = source.read_episode(episode_index)
-    length = data.length
-
-    if data.state.shape[1] != options.state_dim:
-        raise EpisodeDataError(
-            f"{ref.data_path}: episode {episode_index} field {STATE_KEY!r} has {data.state.shape[1]} dims, "
-            f"expected {options.state_dim} (the dataset's R1Pro state layout, which the state preset indexes)",
-            episode_index,
-        )
-    if data.action.shape[1] != ACTION_DIM:
-        raise EpisodeDataError(
-            f"{ref.data_path}: episode {episode_index} field {ACTION_KEY!r} has {data.action.shape[1]} dims, "
-            f"expected {ACTION_DIM}",
-            episode_index,
-        )
-    indices = np.asarray(options.state_indices, dtype=np.int64)
-    state = data.state[:, indices]
-    check_values(episode_index, ref.data_path, STATE_KEY, state, options.state_indices)
-    check_values(episode_index, ref.data_path, ACTION_KEY, data.action, tuple(range(ACTION_DIM)))
-    state32 = state.astype(np.float32)
-    action32 = data.action.astype(np.float32)
-
-    task = _task_of(source, ref, data, options)
-    identity = episode_identity(episode_index, task, options.release)
-    skills = _skills_of(source, ref, task, length)
-
-    videos = {}
-    for camera in options.cameras:
-        video = ref.videos.get(camera.video_key)
-        if video is None:
-            raise SourceError(f"{source.root}: no video key {camera.video_key!r} for episode {episode_index}")
-        if not video.path.is_file():
-            raise EpisodeDataError(
-                f"{video.path}: missing camera video {camera.video_key!r} for episode {episode_index}",
-                episode_index,
-            )
-        videos[camera.name] = video
-
-    paths = work_paths(work_dir, episode_index)
+    episode = read_checked_episode(source, episode_index, options)
+    paths = work_paths(Path(work_dir), episode_index)
     # Stats inputs first: the tar (written last) marks the episode complete.
     atomic_write_bytes(
-        paths["npz"], _npz_bytes(state=state.astype(np.float64), action=data.action.astype(np.float64))
+        paths["npz"],
+        _npz_bytes(state=episode.state.astype(np.float64), action=episode.action.astype(np.float64)),
     )
-
-    stride = options.frame_stride
-    horizon = options.horizon
-    alpha = options.temporal_alpha
-
-    def rgb_frames() -> Iterator[tuple[np.ndarray, ...] | None]:
-        """Each frame's cameras as RGB arrays (None for frames the stride skips: not converted)."""
-        streams = [
-            iter_episode_frames(
-                videos[c.name].path,
-                episode_index=episode_index,
-                length=length,
-                fps=source.fps,
-                from_timestamp=videos[c.name].from_timestamp,
-                threads=options.decoder_threads,
-            )
-            for c in options.cameras
-        ]
-        for i, cameras in enumerate(zip(*streams, strict=False)):
-            yield None if i % stride else tuple(frame.to_ndarray(format="rgb24") for frame in cameras)
-
-    frames = rgb_frames()
-
-    def samples():
-        decoded = 0
-        for i, rgbs in enumerate(frames):
-            decoded = i + 1
-            if decoded % 16 == 0 and on_frames is not None:
-                on_frames(16)
-            if rgbs is None:
-                continue
-            images = {
-                c.name: encode_rgb_jpeg(rgb, c.height, c.width, options.jpeg_quality)
-                for c, rgb in zip(options.cameras, rgbs, strict=True)
-            }
-            chunk, is_pad = action_chunk(action32, i, horizon)
-            p = progress(i, length)
-            meta = {
-                "episode_index": identity,
-                "frame_index": i,
-                "episode_length": length,
-                "timestamp": float(data.timestamp[i]),
-                "progress": float(p),
-                "weight": float(temporal_weight(p, alpha)),
-                "task_index": -1 if task is None else task.task_id,
-                "task": "" if task is None else task.prompt,
-                "skill": skills.per_frame[i],
-            }
-            yield encode_sample(sample_key(identity, i), images, state32[i], chunk, is_pad, meta)
-        if on_frames is not None and decoded % 16:
-            on_frames(decoded % 16)
-        if decoded != length:  # the frame generators raise first; this guards the invariant
-            raise EpisodeDataError(
-                f"episode {episode_index}: decoded {decoded} frames, expected {length}", episode_index
-            )
-
     # A per-process temporary name: an orphaned worker of a killed run can never collide with a
     # resumed run writing the same episode.
     part = paths["tar"].with_name(f"{paths['tar'].name}.{os.getpid()}.part")
-    sizes: list[int] = []
-    payloads: list[int] = []
-
-    def tar_samples() -> Iterator[RawSample]:  # recording each sample's size for the final stage
-        for sample in samples():
-            raw = encode_tar_sample(sample)
-            sizes.append(len(raw.data))
-            payloads.append(raw.payload)
-            yield raw
-
+    sizes = SampleSizes()
+    frames = rgb_frames(episode, options, source.fps)
     try:
-        info = write_tar(part, tar_samples(), digest=False)  # the final shards carry the sha256
+        samples = encode_samples(episode, counted_frames(frames, episode, on_frames), options)
+        info = write_tar(part, sizes.record(samples), digest=False)  # the final shards carry the sha256
     finally:
         frames.close()  # the decoders' files close now, also when the episode fails part-way
     result = EpisodeResult(
         episode_index=episode_index,
-        length=length,
+        length=episode.length,
         samples=info.samples,
         tar_bytes=info.bytes,
-        task_index=-1 if task is None else task.task_id,
-        task="" if task is None else task.prompt,
-        source_video_bytes=source.source_video_bytes(ref, [c.video_key for c in options.cameras]),
+        task_index=-1 if episode.task is None else episode.task.task_id,
+        task="" if episode.task is None else episode.task.prompt,
+        source_video_bytes=source.source_video_bytes(episode.ref, [c.video_key for c in options.cameras]),
         seconds=time.perf_counter() - started,
-        sample_bytes=sizes,
-        sample_payloads=payloads,
-        identity=identity,
-        skills=_kept_skill_counts(skills, options.frame_stride),
-        skill_quirks=skills.quirks,
+        sample_bytes=sizes.sizes,
+        sample_payloads=sizes.payloads,
+        identity=episode.identity,
+        skills=_kept_skill_counts(episode.skills, options.frame_stride),
+        skill_quirks=episode.skills.quirks,
     )
     atomic_write_text(paths["json"], json.dumps(result.to_json()))
     os.replace(part, paths["tar"])
     return result
+
+
+def read_checked_episode(source: SourceDataset, episode_index: int, options: EpisodeOptions) -> Episode:
+    """The episode's columns (state filtered), checked (dims, finite values), its task, identity,
+    skills and camera videos; an `EpisodeDataError` or `SourceError` names what is wrong."""
+    ref = source.episode(episode_index)
+    data = source.read_episode(episode_index)
+    _check_dims(ref, data, options)
+    state = data.state[:, np.asarray(options.state_indices, dtype=np.int64)]
+    check_values(episode_index, ref.data_path, STATE_KEY, state, options.state_indices)
+    check_values(episode_index, ref.data_path, ACTION_KEY, data.action, tuple(range(ACTION_DIM)))
+    task = _task_of(source, ref, data, options)
+    return Episode(
+        index=episode_index,
+        identity=episode_identity(episode_index, task, options.release),
+        ref=ref,
+        length=data.length,
+        state=state,
+        action=data.action,
+        timestamp=data.timestamp,
+        task=task,
+        skills=_skills_of(source, ref, task, data.length),
+        videos=_camera_videos(source, ref, options.cameras),
+    )
+
+
+def _check_dims(ref: EpisodeRef, data: EpisodeData, options: EpisodeOptions) -> None:
+    if data.state.shape[1] != options.state_dim:
+        raise EpisodeDataError(
+            f"{ref.data_path}: episode {ref.index} field {STATE_KEY!r} has {data.state.shape[1]} dims, "
+            f"expected {options.state_dim} (the dataset's R1Pro state layout, which the state preset indexes)",
+            ref.index,
+        )
+    if data.action.shape[1] != ACTION_DIM:
+        raise EpisodeDataError(
+            f"{ref.data_path}: episode {ref.index} field {ACTION_KEY!r} has {data.action.shape[1]} dims, "
+            f"expected {ACTION_DIM}",
+            ref.index,
+        )
+
+
+def _camera_videos(
+    source: SourceDataset, ref: EpisodeRef, cameras: tuple[CameraPlan, ...]
+) -> tuple[VideoRef, ...]:
+    videos = []
+    for camera in cameras:
+        video = ref.videos.get(camera.video_key)
+        if video is None:
+            raise SourceError(f"{source.root}: no video key {camera.video_key!r} for episode {ref.index}")
+        if not video.path.is_file():
+            raise EpisodeDataError(
+                f"{video.path}: missing camera video {camera.video_key!r} for episode {ref.index}", ref.index
+            )
+        videos.append(video)
+    return tuple(videos)
+
+
+def rgb_frames(
+    episode: Episode, options: EpisodeOptions, fps: float
+) -> Iterator[tuple[np.ndarray, ...] | None]:
+    """Each frame's cameras as RGB arrays, decoded in lock-step (None for frames the stride skips:
+    decoded, not converted)."""
+    streams = [
+        iter_episode_frames(
+            video.path,
+            episode_index=episode.index,
+            length=episode.length,
+            fps=fps,
+            from_timestamp=video.from_timestamp,
+            threads=options.decoder_threads,
+        )
+        for video in episode.videos
+    ]
+    for i, cameras in enumerate(zip(*streams, strict=False)):
+        yield (
+            None if i % options.frame_stride else tuple(frame.to_ndarray(format="rgb24") for frame in cameras)
+        )
+
+
+def counted_frames(
+    frames: Iterator[tuple[np.ndarray, ...] | None], episode: Episode, on_frames: Callable[[int], None] | None
+) -> Iterator[tuple[int, tuple[np.ndarray, ...] | None]]:
+    """(frame index, frame) of each decoded frame, reported to `on_frames` 16 at a time; an episode
+    that decoded fewer frames than its length raises."""
+    decoded = 0
+    for i, rgbs in enumerate(frames):
+        decoded = i + 1
+        if decoded % 16 == 0 and on_frames is not None:
+            on_frames(16)
+        yield i, rgbs
+    if on_frames is not None and decoded % 16:
+        on_frames(decoded % 16)
+    if decoded != episode.length:  # the frame generators raise first; this guards the invariant
+        raise EpisodeDataError(
+            f"episode {episode.index}: decoded {decoded} frames, expected {episode.length}", episode.index
+        )
+
+
+def encode_samples(
+    episode: Episode, frames: Iterator[tuple[int, tuple[np.ndarray, ...] | None]], options: EpisodeOptions
+) -> Iterator[dict]:
+    """The sample of each kept frame: its cameras as JPEG, the state, the action chunk from it, the json."""
+    state32 = episode.state.astype(np.float32)
+    action32 = episode.action.astype(np.float32)
+    task, length = episode.task, episode.length
+    for i, rgbs in frames:
+        if rgbs is None:
+            continue
+        images = {
+            c.name: encode_rgb_jpeg(rgb, c.height, c.width, options.jpeg_quality)
+            for c, rgb in zip(options.cameras, rgbs, strict=True)
+        }
+        chunk, is_pad = action_chunk(action32, i, options.horizon)
+        p = progress(i, length)
+        meta = {
+            "episode_index": episode.identity,
+            "frame_index": i,
+            "episode_length": length,
+            "timestamp": float(episode.timestamp[i]),
+            "progress": float(p),
+            "weight": float(temporal_weight(p, options.temporal_alpha)),
+            "task_index": -1 if task is None else task.task_id,
+            "task": "" if task is None else task.prompt,
+            "skill": episode.skills.per_frame[i],
+        }
+        yield encode_sample(sample_key(episode.identity, i), images, state32[i], chunk, is_pad, meta)
 
 
 def _task_of(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -32,6 +32,16 @@ from train.logs import RunLog
 from train.model import LoadReport, autocast_dtype, build_policy, count_parameters, make_processors
 from train.recipes import EMA, RAW_WEIGHTS_FILE, ActionRecipe, normalizer_stats
 from train.tracking import start_wandb
+
+if TYPE_CHECKING:
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from lerobot.processor import PolicyProcessorPipeline
+    from torch.optim.lr_scheduler import LRScheduler
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from shards.guard import CorruptShardLog
+    from train.recipes import ChunkStats
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +71,13 @@ class Run:
     spec: DataSpec
     alpha: float  # the temporal weight's alpha (--temporal-alpha, else the manifest's)
     task_repeats: dict[str, int] | None  # --task-balance's repeats per task (part of the data order)
-    policy: Any  # lerobot's SmolVLAPolicy: what is saved and evaluated
+    policy: SmolVLAPolicy  # what is saved and evaluated
     model: torch.nn.Module  # the policy, or its DDP wrapper: what the training step runs
     params: list[torch.nn.Parameter]  # the trainable ones, whose gradient norm is clipped
-    preprocessor: Any  # lerobot's processor pipelines
-    postprocessor: Any
+    preprocessor: PolicyProcessorPipeline  # lerobot's processor pipelines
+    postprocessor: PolicyProcessorPipeline
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: LRScheduler
     ema: EMA | None
     amp_dtype: torch.dtype | None  # autocast dtype (None: full precision)
     start_step: int  # 0, or the step of the checkpoint resumed from
@@ -75,12 +85,12 @@ class Run:
     load_report: LoadReport
     provenance: dict  # what every checkpoint records of the data and the run (b1k_provenance.json)
     batches: Iterator[dict[str, Any]] | None  # the train batches, one per step (None once closed)
-    val_loader: Any  # None without --val-every or without a val split
-    corrupt: Any  # shards.guard.CorruptShardLog with --skip-corrupt, else None
+    val_loader: DataLoader | None  # None without --val-every or without a val split
+    corrupt: CorruptShardLog | None  # with --skip-corrupt
     log: RunLog
     action_eval: ActionEval | None  # --eval-every's evaluator (rank 0 only)
     key_log: IO[str] | None  # --log-sample-keys
-    progress: Any  # the tqdm bar (rank 0 with --progress), else None
+    progress: tqdm | None  # the bar (rank 0 with --progress)
 
     @property
     def output_dir(self) -> Path:
@@ -141,19 +151,104 @@ def limit_cpu_threads(device: torch.device, num_workers: int, world: int) -> Non
     logger.info("CPU training: %d torch thread(s) per process beside %d data worker(s)", threads, num_workers)
 
 
+@dataclass(frozen=True)
+class RunData:
+    """The data a run trains on, checked, and how its actions are represented (`open_run_data`)."""
+
+    spec: DataSpec
+    task_repeats: dict[str, int] | None  # --task-balance's repeats per task (part of the data order)
+    alpha: float  # the temporal weight's alpha (--temporal-alpha, else the manifest's)
+    recipe: ActionRecipe
+    norm_stats: dict  # what lerobot's normaliser gets (`train.recipes.normalizer_stats`)
+    chunk_stats: ChunkStats | None  # the chunk-target stats, when the recipe needs them
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """The policy and what trains it, at the step the run starts from (`build_trainable`)."""
+
+    policy: SmolVLAPolicy
+    report: LoadReport
+    model: torch.nn.Module  # the policy, or its DDP wrapper
+    preprocessor: PolicyProcessorPipeline
+    postprocessor: PolicyProcessorPipeline
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    ema: EMA | None
+    start_step: int
+
+
+@dataclass(frozen=True)
+class RunLogs:
+    """Where a run reports (`open_logs`)."""
+
+    log: RunLog
+    action_eval: ActionEval | None
+    key_log: IO[str] | None
+    progress: tqdm | None
+
+
 def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     """Everything before the first step, in the order exact resuming needs (module docstring)."""
-    from lerobot.utils.random_utils import set_seed
+    device = prepare_process(cfg, dist_info)
+    data = open_run_data(cfg, dist_info.main)
+    resume_dir = resume_target(cfg)
+    trainable = build_trainable(cfg, dist_info, device, data, resume_dir)
+    step = trainable.start_step
+    corrupt = _corrupt_log(cfg, dist_info.rank)  # before the DataLoader forks its workers
+    _check_buffers(cfg, data.spec)
+    train_loader = data_mod.make_loader(_train_stream(cfg, dist_info, data.spec, step, corrupt))
+    val_loader = _val_loader(cfg, data.spec, dist_info.rank, dist_info.world, corrupt)
+    load_report = first_load_report(resume_dir, trainable.report.to_json())
+    provenance = _provenance(
+        cfg, data.spec, data.alpha, data.recipe, data.chunk_stats, load_report, dist_info.world
+    )
+    logs = open_logs(cfg, dist_info, data.spec, step, resumed=resume_dir is not None)
+    return Run(
+        cfg=cfg,
+        dist=dist_info,
+        device=device,
+        spec=data.spec,
+        alpha=data.alpha,
+        task_repeats=data.task_repeats,
+        policy=trainable.policy,
+        model=trainable.model,
+        params=[p for p in trainable.policy.parameters() if p.requires_grad],
+        preprocessor=trainable.preprocessor,
+        postprocessor=trainable.postprocessor,
+        optimizer=trainable.optimizer,
+        scheduler=trainable.scheduler,
+        ema=trainable.ema,
+        amp_dtype=autocast_dtype(cfg.precision, device),
+        start_step=step,
+        resume_dir=resume_dir,
+        load_report=trainable.report,
+        provenance=provenance,
+        # each batch is used up in its step, so no copy out of the workers' buffers
+        batches=data_mod.batches(train_loader, pin_memory=device.type == "cuda", copy=False),
+        val_loader=val_loader,
+        corrupt=corrupt,
+        log=logs.log,
+        action_eval=logs.action_eval,
+        key_log=logs.key_log,
+        progress=logs.progress,
+    )
 
-    main, rank, world = dist_info.main, dist_info.rank, dist_info.world
-    device = resolve_device(cfg, dist_info.local_rank, world)
-    limit_cpu_threads(device, cfg.num_workers, world)
+
+def prepare_process(cfg: TrainConfig, dist_info: Dist) -> torch.device:
+    """This process's device and CPU threads; the step options checked."""
+    device = resolve_device(cfg, dist_info.local_rank, dist_info.world)
+    limit_cpu_threads(device, cfg.num_workers, dist_info.world)
     if cfg.num_workers == 0:  # this process decodes the images (workers do so themselves)
         retain_freed_memory()
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise TrainError("--batch-size and --max-steps must be >= 1")
+    return device
 
-    # Data and the action recipe; what verify calls broken, and camera claims no image has, refused
+
+def open_run_data(cfg: TrainConfig, main: bool) -> RunData:
+    """The shard sets and the action recipe; what verify calls broken, and camera claims no image
+    has, refused."""
     spec = data_mod.open_data(cfg.shards, task_balance=cfg.task_balance)
     refuse_broken(spec, cfg.allow_split_overlap)
     check_cameras(spec)  # before a buffer is sized by the manifest's camera sizes
@@ -163,12 +258,19 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     recipe = ActionRecipe(cfg.action_repr, cfg.action_norm, tuple(cfg.relative_groups))
     recipe.check(spec)
     norm_stats, chunk_stats = normalizer_stats(spec, recipe, cfg.chunk_size)
-    resume_dir = resume_target(cfg)
+    return RunData(spec, task_repeats, alpha, recipe, norm_stats, chunk_stats)
 
-    # The policy, its processors, optimizer and schedule; --resume's state
+
+def build_trainable(
+    cfg: TrainConfig, dist_info: Dist, device: torch.device, data: RunData, resume_dir: Path | None
+) -> Trainable:
+    """The policy, its processors, optimizer and schedule, and --resume's state: the global torch RNG
+    seeded before the policy is built, then restored from the checkpoint."""
+    from lerobot.utils.random_utils import set_seed
+
     set_seed(cfg.seed)
     policy, report = build_policy(
-        spec,
+        data.spec,
         pretrained=str(resume_dir / "pretrained_model") if resume_dir is not None else cfg.pretrained_model,
         vlm_model=None if resume_dir is not None else cfg.vlm_model,
         chunk_size=cfg.chunk_size,
@@ -177,51 +279,61 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
         train_expert_only=cfg.train_expert_only,
     )
     _set_optimizer_options(policy.config, cfg)
-    preprocessor, postprocessor = make_processors(policy.config, spec, recipe, norm_stats, chunk_stats)
-    if main:
-        _log_model(policy, report, device, world)
+    preprocessor, postprocessor = make_processors(
+        policy.config, data.spec, data.recipe, data.norm_stats, data.chunk_stats
+    )
+    if dist_info.main:
+        _log_model(policy, report, device, dist_info.world)
     optimizer = policy.config.get_optimizer_preset().build(policy.get_optim_params())
     scheduler = policy.config.get_scheduler_preset().build(optimizer, cfg.max_steps)
     step = 0
     if resume_dir is not None:
         step, optimizer, scheduler = _load_training_state(resume_dir, optimizer, scheduler, cfg.max_steps)
-        check_resumed(resume_dir, cfg, data_order(cfg, world, spec, task_repeats))
-        if main:
+        check_resumed(resume_dir, cfg, data_order(cfg, dist_info.world, data.spec, data.task_repeats))
+        if dist_info.main:
             logger.info(f"resumed from {resume_dir} at step {step}")
     ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay is not None else None
     if ema is not None and resume_dir is not None:  # the checkpoint's weights are the EMA; raw ones here
         ema.load_raw(resume_dir / "training_state" / RAW_WEIGHTS_FILE)
-    if main:
+    if dist_info.main:
         logger.info(
-            f"actions: {recipe.describe()}" + (f"; EMA of the weights, decay {ema.decay}" if ema else "")
+            f"actions: {data.recipe.describe()}" + (f"; EMA of the weights, decay {ema.decay}" if ema else "")
         )
-    model = policy
-    if dist_info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
+    model = _distributed(policy, dist_info, device)
+    return Trainable(policy, report, model, preprocessor, postprocessor, optimizer, scheduler, ema, step)
 
-        model = DistributedDataParallel(
-            policy, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
 
-    amp_dtype = autocast_dtype(cfg.precision, device)
+def _distributed(policy: SmolVLAPolicy, dist_info: Dist, device: torch.device) -> torch.nn.Module:
+    """What the training step runs: the policy, wrapped in DDP under torchrun."""
+    if not dist_info.enabled:
+        return policy
+    from torch.nn.parallel import DistributedDataParallel
 
-    # Loaders
-    output_dir = Path(cfg.output_dir)
-    corrupt = None
-    if cfg.skip_corrupt:  # created before the DataLoader forks its workers; one file per rank
-        from shards.guard import CorruptShardLog
+    return DistributedDataParallel(
+        policy, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+    )
 
-        # a resumed run keeps the record of the shards skipped before it
-        corrupt = CorruptShardLog(
-            output_dir / f"corrupt_shards_rank{rank}.jsonl", keep=cfg.resume is not None
-        )
-    _check_buffers(cfg, spec)
-    train_stream = data_mod.TrainStream(
+
+def _corrupt_log(cfg: TrainConfig, rank: int) -> CorruptShardLog | None:
+    """--skip-corrupt's record, one file per rank; a resumed run keeps the shards skipped before it."""
+    if not cfg.skip_corrupt:
+        return None
+    from shards.guard import CorruptShardLog
+
+    path = Path(cfg.output_dir) / f"corrupt_shards_rank{rank}.jsonl"
+    return CorruptShardLog(path, keep=cfg.resume is not None)
+
+
+def _train_stream(
+    cfg: TrainConfig, dist_info: Dist, spec: DataSpec, step: int, corrupt: CorruptShardLog | None
+) -> data_mod.TrainStream:
+    """The rank's train stream, from the batch after the `step` ones consumed."""
+    return data_mod.TrainStream(
         spec,
         chunk_size=cfg.chunk_size,
         seed=cfg.seed,
-        rank=rank,
-        world=world,
+        rank=dist_info.rank,
+        world=dist_info.world,
         shuffle_buffer=cfg.shuffle_buffer,
         start_batches=step,
         batch_size=cfg.batch_size,
@@ -229,16 +341,15 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
         corrupt=corrupt,
         num_workers=cfg.num_workers,
     )
-    train_loader = data_mod.make_loader(train_stream)
-    val_loader = _val_loader(cfg, spec, rank, world, corrupt)
 
-    # Logs
-    provenance = _provenance(
-        cfg, spec, alpha, recipe, chunk_stats, first_load_report(resume_dir, report.to_json()), world
-    )
+
+def open_logs(cfg: TrainConfig, dist_info: Dist, spec: DataSpec, start_step: int, resumed: bool) -> RunLogs:
+    """The JSONL log (+ wandb) and --eval-every's evaluator on rank 0, --log-sample-keys' file, the
+    progress bar."""
+    output_dir, main = Path(cfg.output_dir), dist_info.main
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
-    run_log = RunLog(output_dir, main, step if resume_dir is not None else None)
+    run_log = RunLog(output_dir, main, start_step if resumed else None)
     action_eval = None
     if main:  # --eval-every: rank 0 evaluates; the others wait at the next gradient sync
         run_log.wandb = start_wandb(cfg.wandb_project, cfg.wandb_disable, output_dir, cfg.to_json())
@@ -246,42 +357,15 @@ def setup(cfg: TrainConfig, dist_info: Dist) -> Run:
     key_log = None
     if cfg.log_sample_keys:
         output_dir.mkdir(parents=True, exist_ok=True)
-        key_log = (output_dir / f"sample_keys_rank{rank}.jsonl").open("a")
+        key_log = (output_dir / f"sample_keys_rank{dist_info.rank}.jsonl").open("a")
     progress = None
     if cfg.progress and main:
         from tqdm import tqdm
 
-        progress = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-
-    return Run(
-        cfg=cfg,
-        dist=dist_info,
-        device=device,
-        spec=spec,
-        alpha=alpha,
-        task_repeats=task_repeats,
-        policy=policy,
-        model=model,
-        params=[p for p in policy.parameters() if p.requires_grad],
-        preprocessor=preprocessor,
-        postprocessor=postprocessor,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        ema=ema,
-        amp_dtype=amp_dtype,
-        start_step=step,
-        resume_dir=resume_dir,
-        load_report=report,
-        provenance=provenance,
-        # each batch is used up in its step, so no copy out of the workers' buffers
-        batches=data_mod.batches(train_loader, pin_memory=device.type == "cuda", copy=False),
-        val_loader=val_loader,
-        corrupt=corrupt,
-        log=run_log,
-        action_eval=action_eval,
-        key_log=key_log,
-        progress=progress,
-    )
+        progress = tqdm(
+            total=cfg.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True
+        )
+    return RunLogs(run_log, action_eval, key_log, progress)
 
 
 def _load_training_state(resume_dir: Path, optimizer, scheduler, max_steps: int) -> tuple[int, Any, Any]:
