@@ -202,10 +202,7 @@ class Command(click.Command):
         spell_both_ways(self.params)
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug, verbose = ctx.params.pop("debug"), ctx.params.pop("verbose")
-        configure_logging(self.name or ctx.info_name or "b1k", verbose=verbose, rank=process_rank())
-        with reported(self.name or "", self.exits, debug):
-            return super().invoke(ctx)
+        return _run(self, ctx, super().invoke)
 
 
 class Group(click.Group):
@@ -221,10 +218,17 @@ class Group(click.Group):
         spell_both_ways(self.params)
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = ctx.params.pop("debug")
-        configure_logging(self.name or ctx.info_name or "b1k", rank=process_rank())
-        with reported(self.name or "", self.exits, debug):
-            return super().invoke(ctx)
+        return _run(self, ctx, super().invoke)
+
+
+def _run(script: Command | Group, ctx: click.Context, invoke: Callable[[click.Context], Any]) -> Any:
+    """`invoke(ctx)` (click's own) with the logging set up and errors reported; `--debug` and `-v` are
+    taken out of the callback's parameters."""
+    debug, verbose = ctx.params.pop("debug"), ctx.params.pop("verbose", False)
+    prog = script.name or ctx.info_name or "b1k"
+    configure_logging(prog, verbose=verbose, rank=process_rank())
+    with reported(prog, script.exits, debug):
+        return invoke(ctx)
 
 
 def command(prog: str, exits: Exits = Exits(), **attrs: Any) -> Callable[[Callable[..., Any]], Command]:
