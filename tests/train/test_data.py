@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import logging
 import random
 import shutil
 
@@ -363,6 +364,18 @@ def test_sets_with_other_features_cannot_be_mixed(make_shards):
     b = make_shards("feat-b", episodes=3, length=10, cameras={"head": (16, 16)})
     with pytest.raises(D.DataSpecError, match="cameras"):
         D.open_data([str(a), str(b)])
+
+
+def test_mixed_sets_keep_the_first_sets_name_of_a_task_and_say_so(make_shards, caplog):
+    a = make_shards("names-a", episodes=2, length=10, tasks={0: "pick up the radio", 1: "open the door"})
+    b = make_shards(
+        "names-b", episodes=2, length=10, first_episode=50, tasks={0: "pick up the radio", 1: "shut it"}
+    )
+    with caplog.at_level(logging.WARNING):
+        spec = D.open_data([str(a), str(b)])
+    assert spec.tasks == {0: "pick up the radio", 1: "open the door"}
+    assert "task 1 is 'shut it', an earlier set calls it 'open the door'" in caplog.text
+    assert [src.weight for src in spec.sources] == [20.0, 20.0]  # no weights: each set's epoch size
 
 
 def test_stats_of_a_mixture_are_exact_for_mean_and_std(make_shards):
