@@ -19,7 +19,6 @@ Both checkpoint generations are served:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +26,20 @@ from typing import Any
 
 from schemas.checkpoint import read_smolvla_config
 from schemas.errors import B1kError
-from schemas.r1pro import DEFAULT_LAYOUT, LayoutError, StateLayout, camera_for_key, layout_named
+from schemas.provenance import (
+    ABSOLUTE_MEAN_STD,
+    PROVENANCE_FILE,
+    ActionRecipeRecord,
+    CameraRecord,
+    Provenance,
+    ProvenanceError,
+    parse_provenance,
+)
+from schemas.r1pro import ACTION_KEY, STATE_KEY, LayoutError, StateLayout, camera_for_key
 from schemas.tasks import TaskInfo
 from shards.frames import RESIZE_METHOD, RESIZE_METHODS
 
 logger = logging.getLogger(__name__)
-
-PROVENANCE_FILE = "b1k_provenance.json"
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
-# what checkpoints written before b1k-train's action recipes were trained with
-ABSOLUTE_MEAN_STD = {"repr": "absolute", "norm": "mean_std", "relative_dims": []}
 
 
 class CheckpointError(B1kError, ValueError):
@@ -73,15 +75,14 @@ class DeploySpec:
     n_action_steps: int = 50
     step: int | None = None
     # b1k-train's action recipe (train.recipes): repr, norm, relative dims; carried out by the saved
-    # pipelines themselves (lerobot's relative/absolute steps, deploy.action_norm), recorded for reports
-    action_recipe: dict = field(default_factory=lambda: dict(ABSOLUTE_MEAN_STD))
+    # pipelines themselves (lerobot's relative/absolute steps, the per-timestep steps), recorded for reports
+    action_recipe: ActionRecipeRecord = ABSOLUTE_MEAN_STD
     ema_decay: float | None = None
 
     @property
     def recipe_label(self) -> str:
         """`relative/per_timestep/ema0.999`: how the checkpoint's actions were trained."""
-        label = f"{self.action_recipe.get('repr', 'absolute')}/{self.action_recipe.get('norm', 'mean_std')}"
-        return label + (f"/ema{self.ema_decay:g}" if self.ema_decay is not None else "")
+        return self.action_recipe.label + (f"/ema{self.ema_decay:g}" if self.ema_decay is not None else "")
 
     @property
     def state_dim(self) -> int:
@@ -129,7 +130,8 @@ def find_checkpoint(path: str | Path) -> Path:
     )
 
 
-def read_provenance(directory: Path) -> dict:
+def read_provenance(directory: Path) -> Provenance:
+    """The checkpoint's `b1k_provenance.json`, validated (`schemas.provenance`)."""
     path = directory / PROVENANCE_FILE
     if not path.is_file():
         raise CheckpointError(
@@ -137,15 +139,12 @@ def read_provenance(directory: Path) -> dict:
             f"sizes the policy was trained with are unknown"
         )
     try:
-        provenance = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(provenance, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return provenance
+        return parse_provenance(path.read_bytes(), str(path))
+    except ProvenanceError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
-def _camera_input(key: str, shape: tuple[int, ...], recorded: dict) -> CameraInput:
+def _camera_input(key: str, shape: tuple[int, ...], recorded: dict[str, CameraRecord]) -> CameraInput:
     try:
         camera = camera_for_key(key)
     except LayoutError as exc:
@@ -153,13 +152,14 @@ def _camera_input(key: str, shape: tuple[int, ...], recorded: dict) -> CameraInp
     if len(shape) != 3 or shape[0] != 3:
         raise CheckpointError(f"image feature {key}: shape {list(shape)}, expected [3, H, W]")
     height, width = int(shape[1]), int(shape[2])
-    entry = recorded.get(camera.name, {})
-    if entry and (entry.get("height"), entry.get("width")) != (height, width):
+    entry = recorded.get(camera.name)
+    if entry is not None and (entry.height, entry.width) != (height, width):
         raise CheckpointError(
             f"camera {camera.name}: the policy config says {height}x{width}, the provenance "
-            f"{entry.get('height')}x{entry.get('width')}"
+            f"{entry.height}x{entry.width}"
         )
-    resize = entry.get("resize", RESIZE_METHOD)
+    # checkpoints written before the resize was recorded: the one method the preprocessor had then
+    resize = entry.resize if entry is not None and entry.resize is not None else RESIZE_METHOD
     if resize not in RESIZE_METHODS:
         raise CheckpointError(
             f"camera {camera.name}: resize method {resize!r} is unknown (known: {', '.join(RESIZE_METHODS)})"
@@ -170,64 +170,23 @@ def _camera_input(key: str, shape: tuple[int, ...], recorded: dict) -> CameraInp
         height=height,
         width=width,
         resize=resize,
-        source_height=entry.get("source_height"),
-        source_width=entry.get("source_width"),
+        source_height=None if entry is None else entry.source_height,
+        source_width=None if entry is None else entry.source_width,
     )
 
 
-def _tasks(provenance: dict) -> dict[int, str]:
-    table = provenance.get("tasks") or {}
-    try:
-        return {int(k): str(v) for k, v in table.items()}
-    except (AttributeError, ValueError):
-        raise CheckpointError(
-            f"provenance tasks: expected {{task_index: task}}, got {table!r:.200}"
-        ) from None
-
-
-def _task_details(provenance: dict) -> dict[int, TaskInfo]:
-    """`task_details`: {"<task id>": {name, instruction, prompt, evaluator_id, source_index}}; an
-    evaluator id, when recorded, is the task's id (the table is keyed by it)."""
-    table = provenance.get("task_details") or {}
-    if not isinstance(table, dict):
-        raise CheckpointError(f"provenance task_details: expected {{task id: {{...}}}}, got {table!r:.200}")
-    details = {}
-    for key, entry in table.items():
-        if not isinstance(entry, dict) or not str(key).isdigit():
-            raise CheckpointError(f"provenance task_details[{key!r:.40}]: expected an id and an object")
-        task_id = int(key)
-        evaluator_id = entry.get("evaluator_id")
-        if evaluator_id is not None and evaluator_id != task_id:
-            raise CheckpointError(
-                f"provenance task_details[{task_id}]: evaluator_id {evaluator_id!r:.40} differs from its id"
-            )
-        details[task_id] = TaskInfo.from_json(task_id, entry)
-    return details
-
-
-def spec_from(directory: Path, config: Any, provenance: dict) -> DeploySpec:
+def spec_from(directory: Path, config: Any, provenance: Provenance) -> DeploySpec:
     """The `DeploySpec` of a checkpoint from its lerobot policy config and its provenance."""
-    state = provenance.get("state") or {}
-    try:
-        layout = layout_named(state["layout"]) if "layout" in state else DEFAULT_LAYOUT
-    except LayoutError as exc:
-        raise CheckpointError(str(exc)) from None
-    indices = tuple(int(i) for i in state.get("indices", ()))
-    if not indices:
-        raise CheckpointError(f"{directory / PROVENANCE_FILE}: no state.indices")
-    outside = [i for i in indices if not 0 <= i < layout.dim]
-    if outside:
-        raise CheckpointError(f"state indices {outside} are outside the layout {layout.describe()}")
-    if "source_dim" in state and int(state["source_dim"]) != layout.dim:
-        raise CheckpointError(f"state.source_dim {state['source_dim']} != the layout's {layout.describe()}")
+    state = provenance.state
     features = config.input_features
-    if STATE_KEY not in features or tuple(features[STATE_KEY].shape) != (len(indices),):
+    if STATE_KEY not in features or tuple(features[STATE_KEY].shape) != (len(state.indices),):
         raise CheckpointError(
-            f"the policy's {STATE_KEY} is {features.get(STATE_KEY)}, the provenance records {len(indices)} indices"
+            f"the policy's {STATE_KEY} is {features.get(STATE_KEY)}, the provenance records "
+            f"{len(state.indices)} indices"
         )
-    recorded = provenance.get("cameras") or {}
     cameras = tuple(
-        _camera_input(key, tuple(config.image_features[key].shape), recorded) for key in config.image_features
+        _camera_input(key, tuple(config.image_features[key].shape), provenance.cameras)
+        for key in config.image_features
     )
     if not cameras:
         raise CheckpointError("the policy has no image features")
@@ -237,16 +196,16 @@ def spec_from(directory: Path, config: Any, provenance: dict) -> DeploySpec:
     return DeploySpec(
         path=directory,
         cameras=cameras,
-        layout=layout,
-        state_indices=indices,
-        tasks=_tasks(provenance),
-        task_details=_task_details(provenance),
+        layout=state.state_layout,
+        state_indices=state.indices,
+        tasks=dict(provenance.tasks),
+        task_details=dict(provenance.task_details),
         action_dim=int(action.shape[0]),
         chunk_size=int(config.chunk_size),
         n_action_steps=int(config.n_action_steps),
-        step=provenance.get("step"),
-        action_recipe=dict(provenance.get("action_recipe") or ABSOLUTE_MEAN_STD),
-        ema_decay=(provenance.get("ema") or {}).get("decay"),
+        step=provenance.step,
+        action_recipe=provenance.action_recipe,
+        ema_decay=provenance.ema_decay,
     )
 
 

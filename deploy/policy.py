@@ -39,9 +39,10 @@ import numpy as np
 import torch
 
 from deploy.adapter import ObservationAdapter, ObservationError, PolicyInputs
-from deploy.checkpoint import STATE_KEY, LoadedCheckpoint
+from deploy.checkpoint import LoadedCheckpoint
 from deploy.execution import DEFAULT_ENSEMBLE_COEFF, ExecutionConfig
 from schemas.errors import OptionError
+from schemas.r1pro import STATE_KEY
 
 __all__ = [
     "DEFAULT_ENSEMBLE_COEFF",

@@ -430,7 +430,7 @@ def parse_provenance(text: str | bytes, where: str = PROVENANCE_FILE) -> Provena
     return Provenance.from_json(data, where)
 
 
-def read_provenance(directory: Path) -> Provenance:
+def read_provenance(directory: str | Path) -> Provenance:
     """The provenance of the checkpoint in `directory`; FileNotFoundError when it has none."""
     path = Path(directory) / PROVENANCE_FILE
     return parse_provenance(path.read_bytes(), str(path))

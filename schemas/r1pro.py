@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 from schemas.errors import B1kError
 
+# The feature keys a dataset, the trainer's batches and a checkpoint share (lerobot's names), defined
+# here once: the state, the action, and the action chunk's padding mask (True past the episode's end).
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
+PAD_KEY = "action_is_pad"
 STATE_DIM = 256  # the 2025 layout; the 2026 layout has 61 (`StateLayout.dim`)
 ACTION_DIM = 23
 FPS = 30

@@ -17,16 +17,17 @@ import contextlib
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from schemas.provenance import PROVENANCE_FILE, Provenance, ProvenanceError, read_provenance
 from train import data as data_mod
 from train.config import TRAIN_CONFIG_FILE, TrainConfig, TrainError
 from train.data import DataSpec
 from train.recipes import EMA, RAW_WEIGHTS_FILE
 from train.resume import check_resume
 
-PROVENANCE_FILE = "b1k_provenance.json"
 DATA_POSITION_FILE = "b1k_data_position.json"
 
 
@@ -84,7 +85,7 @@ def save_pretrained(
     policy,
     preprocessor,
     postprocessor,
-    provenance: dict,
+    provenance: Provenance,
     train_config: dict,
     ema: EMA | None = None,
 ) -> None:
@@ -95,7 +96,7 @@ def save_pretrained(
         policy.save_pretrained(pretrained)
     preprocessor.save_pretrained(pretrained)
     postprocessor.save_pretrained(pretrained)
-    _write_json(pretrained / PROVENANCE_FILE, {**provenance, "step": step})
+    (pretrained / PROVENANCE_FILE).write_text(replace(provenance, step=step).dumps())
     _write_json(pretrained / TRAIN_CONFIG_FILE, train_config)
 
 
@@ -109,7 +110,7 @@ def save_checkpoint(
     postprocessor,
     optimizer,
     scheduler,
-    provenance: dict,
+    provenance: Provenance,
     train_config: dict,
     data_position: dict,
     keep_last: int,
@@ -204,10 +205,13 @@ def first_load_report(checkpoint: Path | None, load_report: dict) -> dict:
     """What the run loaded when it first started (e.g. what a fine-tune loaded), kept across resumes."""
     if checkpoint is None:
         return load_report
-    previous = checkpoint / "pretrained_model" / PROVENANCE_FILE
-    if previous.is_file():
-        return json.loads(previous.read_text()).get("load_report", load_report)
-    return load_report
+    if not (checkpoint / "pretrained_model" / PROVENANCE_FILE).is_file():
+        return load_report
+    try:
+        previous = read_provenance(checkpoint / "pretrained_model")
+    except ProvenanceError as exc:
+        raise TrainError(f"--resume {checkpoint}: {exc}") from None
+    return previous.load_report if previous.load_report is not None else load_report
 
 
 def _resolve_resume(cfg: TrainConfig) -> Path:

@@ -32,13 +32,11 @@ import torch
 
 from schemas.errors import B1kError
 from schemas.presets import ALIGNED_ACTION_DIMS, ALIGNED_PARTS, ordered_indices
-from schemas.r1pro import RELATIVE_ACTION_GROUPS, action_group_dims
+from schemas.r1pro import ACTION_KEY, RELATIVE_ACTION_GROUPS, STATE_KEY, action_group_dims
 from shards.stats import compute_stats, load_stats_values
 
 ACTION_REPRS = ("absolute", "relative")
 ACTION_NORMS = ("mean_std", "quantile", "per_timestep")
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
 RAW_WEIGHTS_FILE = "b1k_raw_model.safetensors"  # training_state/: the raw weights beside the EMA ones
 NORMALIZATION_MODES = {"mean_std": "MEAN_STD", "quantile": "QUANTILES", "per_timestep": "IDENTITY"}
 

@@ -13,13 +13,14 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
+from schemas.provenance import ActionRecipeRecord, Provenance, TrainerRecord
 from shards.codec import retain_freed_memory
 from train import data as data_mod
 from train.action_eval import ActionEval, make_action_eval
@@ -83,7 +84,7 @@ class Run:
     start_step: int  # 0, or the step of the checkpoint resumed from
     resume_dir: Path | None
     load_report: LoadReport
-    provenance: dict  # what every checkpoint records of the data and the run (b1k_provenance.json)
+    provenance: Provenance  # what every checkpoint records of the data and the run (b1k_provenance.json)
     batches: Iterator[dict[str, Any]] | None  # the train batches, one per step (None once closed)
     val_loader: DataLoader | None  # None without --val-every or without a val split
     corrupt: CorruptShardLog | None  # with --skip-corrupt
@@ -461,24 +462,24 @@ def _provenance(
     chunk_stats,
     load_report: dict,
     world: int,
-) -> dict:
+) -> Provenance:
     """What every checkpoint records of the data and the run (`b1k_provenance.json`, read by deploy/)."""
-    return {
-        **spec.provenance(),
-        "temporal_alpha": alpha,
-        "chunk_size": cfg.chunk_size,
-        "load_report": load_report,
-        "action_recipe": {
-            **recipe.to_json(),
-            "stats": "manifest (every train frame's action)"
-            if chunk_stats is None
-            else f"chunk targets: every step of every train chunk of {cfg.chunk_size}, padded steps excluded",
-        },
-        "ema": {"decay": cfg.ema_decay} if cfg.ema_decay is not None else None,
-        "trainer": {
-            "tool": "b1k-train",
-            "command": sys.argv,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "world_size": world,
-        },
-    }
+    stats = (
+        "manifest (every train frame's action)"
+        if chunk_stats is None
+        else f"chunk targets: every step of every train chunk of {cfg.chunk_size}, padded steps excluded"
+    )
+    return replace(
+        spec.provenance(),
+        temporal_alpha=alpha,
+        chunk_size=cfg.chunk_size,
+        load_report=load_report,
+        action_recipe=ActionRecipeRecord.from_json({**recipe.to_json(), "stats": stats}, "action_recipe"),
+        ema_decay=cfg.ema_decay,
+        trainer=TrainerRecord(
+            tool="b1k-train",
+            command=tuple(sys.argv),
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            world_size=world,
+        ),
+    )
