@@ -40,7 +40,7 @@ from preprocess.source import (
 from preprocess.tasks import episode_identity, episode_task
 from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
-from schemas.sample import progress, sample_key, temporal_weight
+from schemas.sample import SampleMeta, progress, sample_key, temporal_weight
 from schemas.tasks import TaskInfo
 from shards.codec import encode_sample, retain_freed_memory
 from shards.writer import RawSample, atomic_write_bytes, atomic_write_text, encode_tar_sample, write_tar
@@ -340,18 +340,20 @@ def encode_samples(
         }
         chunk, is_pad = action_chunk(action32, i, options.horizon)
         p = progress(i, length)
-        meta = {
-            "episode_index": episode.identity,
-            "frame_index": i,
-            "episode_length": length,
-            "timestamp": float(episode.timestamp[i]),
-            "progress": float(p),
-            "weight": float(temporal_weight(p, options.temporal_alpha)),
-            "task_index": -1 if task is None else task.task_id,
-            "task": "" if task is None else task.prompt,
-            "skill": episode.skills.per_frame[i],
-        }
-        yield encode_sample(sample_key(episode.identity, i), images, state32[i], chunk, is_pad, meta)
+        meta = SampleMeta(
+            episode_index=episode.identity,
+            frame_index=i,
+            episode_length=length,
+            timestamp=float(episode.timestamp[i]),
+            progress=float(p),
+            weight=float(temporal_weight(p, options.temporal_alpha)),
+            task_index=-1 if task is None else task.task_id,
+            task="" if task is None else task.prompt,
+            skill=episode.skills.per_frame[i],
+        )
+        yield encode_sample(
+            sample_key(episode.identity, i), images, state32[i], chunk, is_pad, meta.to_json()
+        )
 
 
 def _task_of(
