@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from demo.synthetic.plan import SyntheticConfig, SyntheticEpisode, task_name
 from demo.synthetic.release import RELEASE_EPISODES, UNBUILT_EPISODE_FRAMES, instruction
 from demo.synthetic.video import depth_encoder, rgb_encoder, video_keys
-from schemas.r1pro import ACTION_DIM
+from schemas.r1pro import ACTION_DIM, ACTION_KEY
 from schemas.tasks import CHALLENGE_TASKS
 
 EpisodeColumns = dict[str, np.ndarray]  # column name -> values per frame ([N] or [N, dim])
@@ -61,7 +61,7 @@ def _features(
     from lerobot.datasets.video_utils import get_video_info
 
     features = {key: _numeric_feature(values) for key, values in columns.items()}
-    assert features["action"]["shape"] == [ACTION_DIM]
+    assert features[ACTION_KEY]["shape"] == [ACTION_DIM]
     sizes = config.camera_sizes()
     head = config.rgb_keys[0]
     videos = {}

@@ -30,7 +30,7 @@ from demo.synthetic.plan import (
     SyntheticEpisode,
 )
 from demo.synthetic.video import depth_encoder, encode_video, frame_functions, rgb_encoder, video_keys
-from schemas.r1pro import ACTION_DIM, FPS
+from schemas.r1pro import ACTION_DIM, ACTION_KEY, FPS, STATE_KEY
 
 V21_DATA_PATH = "data/task-{episode_chunk:04d}/episode_{episode_index:08d}.parquet"
 V21_VIDEO_PATH = "videos/task-{episode_chunk:04d}/{video_key}/episode_{episode_index:08d}.mp4"
@@ -52,8 +52,8 @@ def _chunk(ep: SyntheticEpisode) -> int:
 def _episode_columns(ep: SyntheticEpisode, fps: int) -> dict[str, np.ndarray]:
     frames = np.arange(ep.length, dtype=np.int64)
     return {
-        "observation.state": ep.states(),
-        "action": ep.actions(),
+        STATE_KEY: ep.states(),
+        ACTION_KEY: ep.actions(),
         CAM_REL_POSES_KEY: expected_cam_rel_poses(ep.episode_index, frames),
         "timestamp": frames / fps,  # float64, as in the release
         "frame_index": frames,
@@ -74,10 +74,10 @@ def _write_episode_data(root: Path, config: SyntheticConfig, ep: SyntheticEpisod
     f32 = pa.float32()
     table = pa.table(
         {
-            "observation.state": pa.array(list(cols["observation.state"]), type=pa.list_(f32)),
+            STATE_KEY: pa.array(list(cols[STATE_KEY]), type=pa.list_(f32)),
             CAM_REL_POSES_KEY: pa.array(list(cols[CAM_REL_POSES_KEY]), type=pa.list_(f32)),
             TASK_INFO_KEY: pa.array(_task_info_values(ep), type=pa.list_(f32)),
-            "action": pa.array(list(cols["action"]), type=pa.list_(f32)),
+            ACTION_KEY: pa.array(list(cols[ACTION_KEY]), type=pa.list_(f32)),
             "timestamp": pa.array(cols["timestamp"], type=pa.float64()),
             "frame_index": pa.array(cols["frame_index"]),
             "episode_index": pa.array(cols["episode_index"]),
@@ -166,14 +166,14 @@ def _features(config: SyntheticConfig) -> dict[str, dict]:
     scalar = {"shape": [1], "names": None}
     features.update(
         {
-            "action": {"dtype": "float32", "shape": [ACTION_DIM], "names": None},
+            ACTION_KEY: {"dtype": "float32", "shape": [ACTION_DIM], "names": None},
             "timestamp": {"dtype": "float64", **scalar},
             "frame_index": {"dtype": "int64", **scalar},
             "episode_index": {"dtype": "int64", **scalar},
             "index": {"dtype": "int64", **scalar},
             "task_index": {"dtype": "int64", **scalar},
             CAM_REL_POSES_KEY: {"dtype": "float32", "shape": [CAM_REL_POSES_DIM], "names": None},
-            "observation.state": {"dtype": "float32", "shape": [config.state_layout.dim], "names": None},
+            STATE_KEY: {"dtype": "float32", "shape": [config.state_layout.dim], "names": None},
             TASK_INFO_KEY: {"dtype": "float32", "shape": [None], "names": None},
         }
     )

@@ -32,7 +32,7 @@ from demo.synthetic.plan import (
     SyntheticEpisode,
 )
 from demo.synthetic.video import depth_encoder, frame_functions, rgb_encoder
-from schemas.r1pro import ACTION_DIM
+from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
 
 # lerobot starts a new data / video file when the current one would pass `data_files_size_in_mb` /
 # `video_files_size_in_mb` (100 / 200 MB by default). Set before each episode: a limit every file
@@ -78,7 +78,7 @@ def write_v30(root: Path, config: SyntheticConfig, episodes: list[SyntheticEpiso
             states, actions = ep.states(), ep.actions()
             poses = expected_cam_rel_poses(ep.episode_index, np.arange(ep.length))
             for i in range(ep.length):
-                frame = {"observation.state": states[i], "action": actions[i], CAM_REL_POSES_KEY: poses[i]}
+                frame = {STATE_KEY: states[i], ACTION_KEY: actions[i], CAM_REL_POSES_KEY: poses[i]}
                 frame.update({key: show(ep.episode_index, i) for key, show in frames.items()})
                 dataset.add_frame({**frame, "task": ep.task})
             dataset.save_episode()
@@ -95,8 +95,8 @@ def write_v30(root: Path, config: SyntheticConfig, episodes: list[SyntheticEpiso
 def _features(config: SyntheticConfig) -> dict[str, dict]:
     sizes = config.camera_sizes()
     features: dict[str, dict] = {
-        "observation.state": {"dtype": "float32", "shape": (config.state_layout.dim,), "names": None},
-        "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
+        STATE_KEY: {"dtype": "float32", "shape": (config.state_layout.dim,), "names": None},
+        ACTION_KEY: {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
         CAM_REL_POSES_KEY: {"dtype": "float32", "shape": (CAM_REL_POSES_DIM,), "names": None},
     }
     names = ["height", "width", "channels"]

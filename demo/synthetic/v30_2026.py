@@ -40,6 +40,7 @@ from demo.synthetic.video import (
     rgb_encoder,
     video_keys,
 )
+from schemas.r1pro import ACTION_KEY, STATE_KEY
 
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -99,7 +100,7 @@ def episode_columns(ep: SyntheticEpisode, config: SyntheticConfig) -> EpisodeCol
     frames = np.arange(ep.length, dtype=np.int64)
     poses = expected_cam_rel_poses(ep.code_index, frames)  # 3 cameras x (position 3 + quaternion 4)
     last = frames == ep.length - 1
-    columns: EpisodeColumns = {"observation.state": ep.states(), "action": ep.actions()}
+    columns: EpisodeColumns = {STATE_KEY: ep.states(), ACTION_KEY: ep.actions()}
     for camera, key in enumerate(config.rgb_keys):
         columns[robot2cam_pose_key(key)] = poses[:, POSE_DIM * camera : POSE_DIM * (camera + 1)]
     columns.update(
