@@ -215,7 +215,21 @@ class SourceDataset:
         return episodes, tasks
 
     def _load_v30(self) -> tuple[dict[int, EpisodeRef], dict[int, str]]:
-        tasks_path = self.root / "meta/tasks.parquet"
+        tasks = self._tasks_parquet(self.root / "meta/tasks.parquet")
+        self._tasks_jsonl(self.root / "meta/tasks.jsonl", required=False)
+        meta_dir = self.root / "meta/episodes"
+        files = sorted(meta_dir.glob("**/*.parquet"))
+        if not files:
+            raise SourceError(f"{meta_dir}: no episode metadata parquet files (v3.0 layout)")
+        episodes: dict[int, EpisodeRef] = {}
+        for path in files:
+            for row in self._v30_episode_rows(path):
+                ref = self._v30_episode(row)
+                episodes[ref.index] = ref
+        return episodes, tasks
+
+    def _tasks_parquet(self, tasks_path: Path) -> dict[int, str]:
+        """`meta/tasks.parquet`: the dataset's task strings by index (v3.0)."""
         if not tasks_path.is_file():
             raise SourceError(f"{tasks_path}: missing (v3.0 task list)")
         table = read_parquet(tasks_path)
@@ -228,61 +242,57 @@ class SourceDataset:
             raise SourceError(
                 f"{tasks_path}: expected a task string index and a 'task_index' column, got {names}"
             )
-        tasks = {
+        return {
             int(i): str(t)
             for t, i in zip(
                 table.column(task_col).to_pylist(), table.column("task_index").to_pylist(), strict=True
             )
         }
-        self._tasks_jsonl(self.root / "meta/tasks.jsonl", required=False)
 
-        meta_dir = self.root / "meta/episodes"
-        files = sorted(meta_dir.glob("**/*.parquet"))
-        if not files:
-            raise SourceError(f"{meta_dir}: no episode metadata parquet files (v3.0 layout)")
-        episodes: dict[int, EpisodeRef] = {}
-        for path in files:
-            schema = pq.read_schema(path)
-            columns = [c for c in schema.names if not c.startswith("stats/")]
-            required = ["episode_index", "length", "data/chunk_index", "data/file_index"]
-            for key in self.video_keys:
-                required += [
-                    f"videos/{key}/chunk_index",
-                    f"videos/{key}/file_index",
-                    f"videos/{key}/from_timestamp",
-                ]
-            missing = [c for c in required if c not in columns]
-            if missing:
-                raise SourceError(f"{path}: episode metadata lacks columns {missing}")
-            for row in read_parquet(path, columns).to_pylist():
-                index = int(row["episode_index"])
-                videos = {}
-                for key in self.video_keys:
-                    video_path = self.root / self.video_path_template.format(
-                        video_key=key,
-                        chunk_index=int(row[f"videos/{key}/chunk_index"]),
-                        file_index=int(row[f"videos/{key}/file_index"]),
-                    )
-                    to_ts = row.get(f"videos/{key}/to_timestamp")
-                    videos[key] = VideoRef(
-                        video_path,
-                        float(row[f"videos/{key}/from_timestamp"]),
-                        None if to_ts is None else float(to_ts),
-                    )
-                data_path = self.root / self.data_path_template.format(
-                    chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
-                )
-                raw_id = row.get("raw_episode_id")
-                episodes[index] = EpisodeRef(
-                    index=index,
-                    length=int(row["length"]),
-                    tasks=tuple(row.get("tasks") or ()),
-                    data_path=data_path,
-                    videos=videos,
-                    raw_episode_id=None if raw_id is None else int(raw_id),
-                    annotation_path=row.get("annotation_path") or None,
-                )
-        return episodes, tasks
+    def _v30_episode_rows(self, path: Path) -> list[dict]:
+        """The rows of one `meta/episodes` parquet file, checked to hold every column an episode needs."""
+        schema = pq.read_schema(path)
+        columns = [c for c in schema.names if not c.startswith("stats/")]
+        required = ["episode_index", "length", "data/chunk_index", "data/file_index"]
+        for key in self.video_keys:
+            required += [
+                f"videos/{key}/chunk_index",
+                f"videos/{key}/file_index",
+                f"videos/{key}/from_timestamp",
+            ]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise SourceError(f"{path}: episode metadata lacks columns {missing}")
+        return read_parquet(path, columns).to_pylist()
+
+    def _v30_episode(self, row: dict) -> EpisodeRef:
+        """An episode from its `meta/episodes` row: its data file and where each camera's video lies."""
+        videos = {}
+        for key in self.video_keys:
+            video_path = self.root / self.video_path_template.format(
+                video_key=key,
+                chunk_index=int(row[f"videos/{key}/chunk_index"]),
+                file_index=int(row[f"videos/{key}/file_index"]),
+            )
+            to_ts = row.get(f"videos/{key}/to_timestamp")
+            videos[key] = VideoRef(
+                video_path,
+                float(row[f"videos/{key}/from_timestamp"]),
+                None if to_ts is None else float(to_ts),
+            )
+        data_path = self.root / self.data_path_template.format(
+            chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+        )
+        raw_id = row.get("raw_episode_id")
+        return EpisodeRef(
+            index=int(row["episode_index"]),
+            length=int(row["length"]),
+            tasks=tuple(row.get("tasks") or ()),
+            data_path=data_path,
+            videos=videos,
+            raw_episode_id=None if raw_id is None else int(raw_id),
+            annotation_path=row.get("annotation_path") or None,
+        )
 
     def _tasks_jsonl(self, path: Path, required: bool) -> dict[int, str]:
         """`meta/tasks.jsonl` into `self.task_records` (name and instruction per task); returns the

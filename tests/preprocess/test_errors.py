@@ -389,3 +389,21 @@ def test_a_full_disk_in_the_final_stage_is_one_error_line_and_the_previous_set_s
                "--horizon", "5", "--overwrite", "--debug"],
     )  # fmt: skip
     assert isinstance(debug.exception, OSError)
+
+
+def test_v30_metadata_without_a_task_list_or_an_episode_column_is_named(synthetic_v30, tmp_path):
+    """A v3.0 dataset whose meta/tasks.parquet is missing, or whose episode metadata lacks a column an
+    episode needs, is refused naming the file (and the columns)."""
+    from preprocess.source import SourceDataset, SourceError
+
+    root = tmp_path / "ds"
+    shutil.copytree(synthetic_v30.root, root)
+    meta = sorted((root / "meta" / "episodes").glob("**/*.parquet"))[0]
+    table = pq.read_table(meta)
+    pq.write_table(table.drop(["length"]), meta)
+    with pytest.raises(SourceError, match=r"episode metadata lacks columns \['length'\]") as info:
+        SourceDataset(root)
+    assert str(meta) in str(info.value)
+    (root / "meta" / "tasks.parquet").unlink()
+    with pytest.raises(SourceError, match=r"tasks\.parquet: missing \(v3\.0 task list\)"):
+        SourceDataset(root)
