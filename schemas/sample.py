@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas.errors import B1kError
+
 SCHEMA_VERSION = 1
 
 STATE_MEMBER = "state.npy"
@@ -118,7 +120,7 @@ def json_problems(meta: Any) -> list[str]:
     return problems
 
 
-class SampleJsonError(ValueError):
+class SampleJsonError(B1kError, ValueError):
     """A sample's `json` member is not what schema v1 says (the message lists each problem)."""
 
 

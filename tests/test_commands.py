@@ -131,6 +131,7 @@ def _user_errors() -> list[tuple[type, type]]:
     from schemas.processor_steps import PerTimestepActionError
     from schemas.provenance import ProvenanceError
     from schemas.r1pro import LayoutError
+    from schemas.sample import SampleJsonError
     from shards.errors import ShardCorruptError, ShardNetworkError, ShardSetError
     from shards.lock import FolderLockedError
     from shards.merge import MergeError
@@ -151,7 +152,7 @@ def _user_errors() -> list[tuple[type, type]]:
         (ModelLoadError, RuntimeError), (RecipeError, ValueError), (ResumeMismatchError, RuntimeError),
         (TrackingError, RuntimeError), (CheckpointError, ValueError), (ObservationError, ValueError),
         (EvalError, ValueError), (WireError, ValueError), (SyntheticConfigError, ValueError),
-        (ProvenanceError, ValueError), (PerTimestepActionError, ValueError),
+        (ProvenanceError, ValueError), (PerTimestepActionError, ValueError), (SampleJsonError, ValueError),
     ]  # fmt: skip
 
 
