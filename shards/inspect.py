@@ -246,6 +246,21 @@ def summarize(
     """The readable summary `b1k-shards inspect` prints; `skills`: samples per skill per split counted
     from the samples (`count_skills`), for a set whose manifest does not record them."""
     info = summary_dict(manifest)
+    lines = _origin_lines(manifest, info, location)
+    lines.extend(_split_lines(info))
+    lines.extend(_tasks_summary(manifest))
+    lines.extend(_skill_lines(skills or skill_counts(manifest)))
+    lines.extend(_camera_lines(manifest))
+    lines.extend(_format_lines(manifest, info))
+    if stats:
+        lines.append("stats       (train split; q01/q99 exact)")
+        lines.extend(_stats_table(manifest.stats.state, STATE_KEY, manifest.state.names))
+        lines.extend(_stats_table(manifest.stats.action, ACTION_KEY, manifest.action.names))
+    return "\n".join(lines)
+
+
+def _origin_lines(manifest: Manifest, info: dict, location: str) -> list[str]:
+    """Where the set comes from: the tool and command that wrote it, its source, merge and partition."""
     created = manifest.created_by
     source = manifest.source
     lines = [f"shard set   {location}" if location else "shard set"]
@@ -269,6 +284,11 @@ def summarize(
         lines.append(
             f"partition   {part.index}/{part.count} (merge all {part.count} with `b1k-shards merge`)"
         )
+    return lines
+
+
+def _split_lines(info: dict) -> list[str]:
+    lines = []
     for split in SPLITS:
         s = info["splits"][split]
         frames = f", {s['frames']} source frames" if s.get("frames") is not None else ""
@@ -276,12 +296,19 @@ def summarize(
             f"{split:<11} {s['episodes']} episodes, {s['samples']} samples{frames} in {s['shards']} shards "
             f"({_human_bytes(s['bytes'])})"
         )
+    return lines
+
+
+def _tasks_summary(manifest: Manifest) -> list[str]:
     tasks = {str(task): prompt for task, prompt in manifest.tasks.items()}
-    lines.append(f"tasks       {len(tasks)}: " + "; ".join(f"{k}: {v}" for k, v in list(tasks.items())[:8]))
+    line = f"tasks       {len(tasks)}: " + "; ".join(f"{k}: {v}" for k, v in list(tasks.items())[:8])
     if len(tasks) > 8:
-        lines[-1] += f"; ... ({len(tasks) - 8} more)"
-    lines.extend(_task_lines(manifest))
-    lines.extend(_skill_lines(skills or skill_counts(manifest)))
+        line += f"; ... ({len(tasks) - 8} more)"
+    return [line, *_task_lines(manifest)]
+
+
+def _camera_lines(manifest: Manifest) -> list[str]:
+    lines = []
     for i, (name, camera) in enumerate(manifest.cameras.items()):
         quality = f" q{camera.quality}" if camera.quality is not None else ""
         native = ""
@@ -291,8 +318,13 @@ def summarize(
             f"{'cameras' if i == 0 else '':<11} {name:<12} {camera.height}x{camera.width} "
             f"{camera.encoding}{quality}{native}  <- {camera.video_key}"
         )
+    return lines
+
+
+def _format_lines(manifest: Manifest, info: dict) -> list[str]:
+    """State, action, horizon, temporal weight and sizes."""
     state = info["state"]
-    lines.append(f"state       {state['preset']}, {state['dim']} dims, indices {state['indices']}")
+    lines = [f"state       {state['preset']}, {state['dim']} dims, indices {state['indices']}"]
     lines.extend(_wrapped(", ".join(state["names"]), "            "))
     lines.extend(
         _wrapped(
@@ -313,11 +345,7 @@ def summarize(
         f"bytes       {_human_bytes(info['bytes'])} in shards ({info['bytes']} B) + {_human_bytes(info['stats_bytes'])} stats "
         f"sidecars; {_human_bytes(info['bytes_per_frame'])}/frame over {info['samples']} samples"
     )
-    if stats:
-        lines.append("stats       (train split; q01/q99 exact)")
-        lines.extend(_stats_table(manifest.stats.state, STATE_KEY, manifest.state.names))
-        lines.extend(_stats_table(manifest.stats.action, ACTION_KEY, manifest.action.names))
-    return "\n".join(lines)
+    return lines
 
 
 def _wrapped(text: str, first: str, rest: str | None = None, width: int = 110) -> list[str]:
