@@ -390,7 +390,7 @@ def _task_details(data: dict, where: str) -> dict[int, TaskInfo] | None:
         return None
     out = {}
     for task, detail in require(data, "task_details", dict, where).items():
-        at = f"{where}.task_details.{task:.40}"
+        at = f"{where}.task_details.{str(task)[:40]}"
         task_id = int_key(task, f"{where}.task_details")
         require(detail, "name", str, at)
         require(detail, "prompt", str, at)
@@ -421,7 +421,7 @@ def _record_of_the_run(data: dict, where: str) -> dict[str, Any]:
         "prompt": optional(data, "prompt", str, where),
         "annotations": None
         if annotations is None
-        else {k: check_count(n, f"{where}.annotations.{k:.40}") for k, n in annotations.items()},
+        else {k: check_count(n, f"{where}.annotations.{str(k)[:40]}") for k, n in annotations.items()},
         "partition": None if partition is None else Partition.from_json(partition, f"{where}.partition"),
         "options": optional(data, "options", dict, where),
         "totals": None if totals is None else Totals.from_json(totals, f"{where}.totals"),

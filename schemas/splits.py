@@ -187,7 +187,7 @@ def _skills(data: dict, where: str) -> dict[str, int] | None:
     if "skills" not in data:
         return None
     skills = require(data, "skills", dict, where)
-    return {skill: check_count(n, f"{where}.skills.{skill:.40}") for skill, n in skills.items()}
+    return {skill: check_count(n, f"{where}.skills.{str(skill)[:40]}") for skill, n in skills.items()}
 
 
 @dataclass(frozen=True)
