@@ -99,14 +99,24 @@ class EpisodeResult:
         return asdict(self)
 
 
-def work_paths(work_dir: Path, episode_index: int) -> dict[str, Path]:
+@dataclass(frozen=True)
+class WorkPaths:
+    """One episode's work files (module docstring)."""
+
+    tar: Path
+    npz: Path
+    json: Path
+    skipped: Path
+
+
+def work_paths(work_dir: Path, episode_index: int) -> WorkPaths:
     stem = f"episode_{episode_index:08d}"
-    return {
-        "tar": work_dir / f"{stem}.tar",
-        "npz": work_dir / f"{stem}.npz",
-        "json": work_dir / f"{stem}.json",
-        "skipped": work_dir / f"{stem}.skipped.json",
-    }
+    return WorkPaths(
+        tar=work_dir / f"{stem}.tar",
+        npz=work_dir / f"{stem}.npz",
+        json=work_dir / f"{stem}.json",
+        skipped=work_dir / f"{stem}.skipped.json",
+    )
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
@@ -195,12 +205,12 @@ def process_episode(
     paths = work_paths(Path(work_dir), episode_index)
     # Stats inputs first: the tar (written last) marks the episode complete.
     atomic_write_bytes(
-        paths["npz"],
+        paths.npz,
         _npz_bytes(state=episode.state.astype(np.float64), action=episode.action.astype(np.float64)),
     )
     # A per-process temporary name: an orphaned worker of a killed run can never collide with a
     # resumed run writing the same episode.
-    part = paths["tar"].with_name(f"{paths['tar'].name}.{os.getpid()}.part")
+    part = paths.tar.with_name(f"{paths.tar.name}.{os.getpid()}.part")
     sizes = SampleSizes()
     frames = rgb_frames(episode, options, source.fps)
     try:
@@ -223,8 +233,8 @@ def process_episode(
         skills=_kept_skill_counts(episode.skills, options.frame_stride),
         skill_quirks=episode.skills.quirks,
     )
-    atomic_write_text(paths["json"], json.dumps(result.to_json()))
-    os.replace(part, paths["tar"])
+    atomic_write_text(paths.json, json.dumps(result.to_json()))
+    os.replace(part, paths.tar)
     return result
 
 

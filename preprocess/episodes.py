@@ -42,10 +42,10 @@ class EpisodesDone:
 def load_done(work: Path, episode_index: int) -> EpisodeResult | dict | None:
     """The episode's result if its work files are complete, its skip record if it was skipped, else None."""
     paths = work_paths(work, episode_index)
-    if paths["skipped"].is_file():
-        return json.loads(paths["skipped"].read_text())
-    if paths["tar"].is_file() and paths["json"].is_file() and paths["npz"].is_file():
-        record = json.loads(paths["json"].read_text())
+    if paths.skipped.is_file():
+        return json.loads(paths.skipped.read_text())
+    if paths.tar.is_file() and paths.json.is_file() and paths.npz.is_file():
+        record = json.loads(paths.json.read_text())
         if "sample_bytes" in record:  # (a work dir of an older version lacks it: redo the episode)
             # fields an older version recorded and this one dropped (e.g. decode_ahead_from) are ignored
             known = {f.name for f in dataclasses.fields(EpisodeResult)}
@@ -198,7 +198,7 @@ class _Outcomes:
     def _skip(self, index: int, exc: EpisodeDataError) -> None:
         record = {"episode_index": index, "reason": str(exc)}
         paths = work_paths(self.work, index)
-        atomic_write_text(paths["skipped"], json.dumps(record))
+        atomic_write_text(paths.skipped, json.dumps(record))
         for kind in ("tar", "npz", "json"):
             paths[kind].unlink(missing_ok=True)
         self.skipped.append(record)

@@ -158,7 +158,7 @@ def _work_tars(
     tars = []
     for i in episodes:
         try:
-            tars.append(WorkTar(work_paths(work, i)["tar"], results[i], stride))
+            tars.append(WorkTar(work_paths(work, i).tar, results[i], stride))
         except ValueError as exc:
             raise _unreadable(i, exc) from None
     return tars
@@ -236,7 +236,7 @@ def _skill_totals(results: list[EpisodeResult]) -> dict[str, int]:
 def _stats_chunks(work: Path, episodes: list[int], key: str) -> Iterator[np.ndarray]:
     """The episodes' full-rate values of `key`, one episode at a time (memory: one episode's)."""
     for index in episodes:
-        with np.load(work_paths(work, index)["npz"]) as data:
+        with np.load(work_paths(work, index).npz) as data:
             yield data["state" if key == STATE_KEY else "action"]
 
 
