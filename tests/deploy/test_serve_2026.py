@@ -247,7 +247,7 @@ def test_an_oversized_map_key_is_not_echoed_into_the_error_or_the_log(model_2026
     assert max(len(r.getMessage()) for r in caplog.records) < 1000
 
 
-HONEST_FACTOR = 10  # generous: measured x2-x4 on 2 loaded cores (README, Performance, Serve)
+HONEST_FACTOR = 10  # generous: x1.6-3.0 measured here, x4.4 in make bench at load 4.5 (docs/performance.md)
 
 
 def test_an_honest_client_beside_one_sending_the_largest_allowed_requests_is_not_stalled(model_2026):
