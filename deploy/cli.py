@@ -268,7 +268,8 @@ def main(
     )
     load = functools.partial(_load_model, directory, device, vlm_model, adapter)
     asyncio.run(_serve_until_signalled(PolicyServer(execution, config), load))
-    logging.getLogger(__name__).info("stopped")
+    # a named logger: under `python -m deploy.cli` __name__ is "__main__", which logs nothing at INFO
+    logging.getLogger("deploy.cli").info("stopped")
 
 
 if __name__ == "__main__":
