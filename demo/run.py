@@ -31,6 +31,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -171,25 +172,65 @@ def main(
     )
 
 
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where each step's output goes, as the commands are shown (relative to where they run)."""
+
+    out: str
+    dataset: str
+    backbone: str
+    shards: str
+    sheet: str
+    train: str
+
+    @classmethod
+    def under(cls, out: Path) -> DemoPaths:
+        o = rel(out)
+        return cls(
+            o, f"{o}/dataset", f"{o}/tiny-smolvlm", f"{o}/shards", f"{o}/contact-sheet.png", f"{o}/train"
+        )
+
+
 def run_demo(
     out: Path, *, episodes: int, release: str, steps: int, batch_size: int, num_workers: int
 ) -> None:
     started = time.perf_counter()
     prepare_out(out)
     runner = Runner(out, total_steps=7)
-    o = rel(out)
-    dataset, backbone, shard_dir = f"{o}/dataset", f"{o}/tiny-smolvlm", f"{o}/shards"
-    sheet, run_dir = f"{o}/contact-sheet.png", f"{o}/train"
-    lengths = ",".join(str(n) for n in (90, 120, 60, 150, 75, 105)[:episodes])
-    tty = sys.stdout.isatty()
-
+    paths = DemoPaths.under(out)
     click.secho(
         "b1k-smolvla demo: decode once, stream many times (synthetic data, tiny offline model, CPU)",
         bold=True,
     )
-    click.echo(f"everything goes to {o}/ ; commands run from {rel(runner.bin)}/")
+    click.echo(f"everything goes to {paths.out}/ ; commands run from {rel(runner.bin)}/")
+    make_dataset(runner, paths, release, episodes)
+    runner.header("a tiny SmolVLM backbone with random weights (offline stand-in for SmolVLM2-500M)")
+    runner.run("backbone", ["b1k-tiny-backbone", "--output-dir", paths.backbone])
+    pre_out = preprocess(runner, paths)
+    runner.header("trust: b1k-shards verify (sizes, sha256, every sample decodes with the right shapes)")
+    runner.run("verify", ["b1k-shards", "verify", paths.shards])
+    runner.header("look: b1k-shards inspect + contact sheet")
+    runner.run("inspect", ["b1k-shards", "inspect", paths.shards, "--sheet", paths.sheet, "--no-stats"])
+    train(runner, paths, steps=steps, batch_size=batch_size, num_workers=num_workers)
+    result = select_action(runner, paths, out)
+    summary = make_summary(
+        out,
+        runner,
+        pre_out,
+        result,
+        batch_size=batch_size,
+        total_s=time.perf_counter() - started,
+        real_data_commands=REAL_DATA_COMMANDS,
+    )
+    (out / "summary.txt").write_text(click.unstyle(summary) + "\n")
+    runner._echo()
+    runner._echo(summary)
+    runner.log.close()
 
+
+def make_dataset(runner: Runner, paths: DemoPaths, release: str, episodes: int) -> None:
     tasks = RELEASE_TASKS[release]
+    lengths = ",".join(str(n) for n in (90, 120, 60, 150, 75, 105)[:episodes])
     runner.header(
         f"a synthetic BEHAVIOR dataset (LeRobot v3.0, {release} release: {RELEASE_STATE_DIMS[release]}-dim R1Pro"
         f" state, {RELEASE_VIDEO[release]}, task{'s' if len(tasks) > 1 else ''} {', '.join(map(str, tasks))})"
@@ -199,7 +240,7 @@ def run_demo(
         [
             "b1k-synthetic-dataset",
             "--output-dir",
-            dataset,
+            paths.dataset,
             "--layout",
             RELEASE_LAYOUTS[release],
             "--release",
@@ -219,45 +260,41 @@ def run_demo(
         ],
     )
 
-    runner.header("a tiny SmolVLM backbone with random weights (offline stand-in for SmolVLM2-500M)")
-    runner.run("backbone", ["b1k-tiny-backbone", "--output-dir", backbone])
 
+def preprocess(runner: Runner, paths: DemoPaths) -> str:
+    """b1k-preprocess; its output (the summary reads its frames/s)."""
     runner.header("decode once: b1k-preprocess -> WebDataset shards + manifest.json")
-    pre_out = runner.run(
+    return runner.run(
         "preprocess",
         [
             "b1k-preprocess",
             "--dataset-path",
-            dataset,
+            paths.dataset,
             "--output-dir",
-            shard_dir,
+            paths.shards,
             "--temporal-alpha",
             "1.0",
             "--val-fraction",
             "0.2",
             "--shard-max-samples",
             "64",
-            *(["--progress"] if tty else []),
+            *(["--progress"] if sys.stdout.isatty() else []),
         ],
     )
 
-    runner.header("trust: b1k-shards verify (sizes, sha256, every sample decodes with the right shapes)")
-    runner.run("verify", ["b1k-shards", "verify", shard_dir])
 
-    runner.header("look: b1k-shards inspect + contact sheet")
-    runner.run("inspect", ["b1k-shards", "inspect", shard_dir, "--sheet", sheet, "--no-stats"])
-
+def train(runner: Runner, paths: DemoPaths, *, steps: int, batch_size: int, num_workers: int) -> None:
     runner.header(f"stream many times: b1k-train, {steps} steps, {num_workers} DataLoader workers")
     runner.run(
         "train",
         [
             "b1k-train",
             "--shards",
-            shard_dir,
+            paths.shards,
             "--vlm-model",
-            backbone,
+            paths.backbone,
             "--output-dir",
-            run_dir,
+            paths.train,
             "--num-workers",
             str(num_workers),
             "--batch-size",
@@ -284,7 +321,10 @@ def run_demo(
         env={"OMP_NUM_THREADS": "1"},
     )
 
-    checkpoint = Path(run_dir) / "checkpoints" / "last" / "pretrained_model"
+
+def select_action(runner: Runner, paths: DemoPaths, out: Path) -> dict:
+    """Step 7 in a fresh process (`demo.reload`); its result."""
+    checkpoint = Path(paths.train) / "checkpoints" / "last" / "pretrained_model"
     runner.header("reload with lerobot's own loaders in a fresh process, select_action on a held-out frame")
     runner.run(
         "select_action",
@@ -295,26 +335,12 @@ def run_demo(
             "--select-action",
             str(checkpoint),
             "--shards",
-            shard_dir,
+            paths.shards,
             "--result",
-            f"{o}/select_action.json",
+            f"{paths.out}/select_action.json",
         ],
     )
-    result = json.loads((out / "select_action.json").read_text())
-
-    summary = make_summary(
-        out,
-        runner,
-        pre_out,
-        result,
-        batch_size=batch_size,
-        total_s=time.perf_counter() - started,
-        real_data_commands=REAL_DATA_COMMANDS,
-    )
-    (out / "summary.txt").write_text(click.unstyle(summary) + "\n")
-    runner._echo()
-    runner._echo(summary)
-    runner.log.close()
+    return json.loads((out / "select_action.json").read_text())
 
 
 if __name__ == "__main__":

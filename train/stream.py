@@ -106,7 +106,7 @@ class SlotSource:
 
 def plan_slot(
     shards: list[ShardRef],
-    order: list[int] | None,
+    order: list[int],
     rank: int,
     world: int,
     worker: int,
@@ -116,7 +116,7 @@ def plan_slot(
     """Split `shards` (in `order`) by node, then by worker: by whole shards while there are enough,
     by sample stride otherwise. The slots of one epoch partition the samples (with `repeats`, the
     repeated samples)."""
-    selected = [shards[i] for i in order] if order is not None else list(shards)
+    selected = [shards[i] for i in order]
     strides: list[tuple[int, int]] = []
     for part, parts in ((rank, world), (worker, workers)):
         if parts <= 1:
@@ -439,7 +439,8 @@ class ValStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any] | BatchRef]:
         in_worker = get_worker_info() is not None
         worker, workers = (_worker(self.num_workers), self.num_workers) if in_worker else (0, 1)
-        plan = plan_slot(self.shards, None, self.rank, self.world, worker, workers)
+        in_order = list(range(len(self.shards)))
+        plan = plan_slot(self.shards, in_order, self.rank, self.world, worker, workers)
         raws = plan_raw(plan, self.checks)
         buffers = self.buffers if in_worker else None
         return batched(
