@@ -54,7 +54,7 @@ def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("published-2026")
     config = SyntheticConfig(
         release="2026", layout="published", tasks=(0, 0, 6, 6, 51, 51), lengths=(14, 12, 16, 10, 12, 14),
-        head_size=32, wrist_size=32,
+        head_size=64, wrist_size=64,
     )  # fmt: skip
     info = build_dataset(root / "ds", config)
     val = info.episodes[-1].episode_index
@@ -130,7 +130,7 @@ def per_task_sets(tmp_path_factory):
     sets = []
     for task_id in (6, 0):
         config = SyntheticConfig(
-            release="2026", layout="per-task", tasks=(task_id,) * 3, lengths=(10, 12, 9), head_size=32, wrist_size=32
+            release="2026", layout="per-task", tasks=(task_id,) * 3, lengths=(10, 12, 9), head_size=64, wrist_size=64
         )  # fmt: skip
         info = build_dataset(root / f"ds-{task_id}", config)
         assert [ep.episode_index for ep in info.episodes] == [0, 1, 2]

@@ -53,6 +53,13 @@ class SyntheticConfigError(B1kError, ValueError):
     """Options that no synthetic dataset can have (the message names the option)."""
 
 
+# The 2026 layouts' HEVC (PyAV 15's libx265): frames smaller than x265's 64 px coding tree unit
+# corrupt its heap (SIGABRT freeing the lookahead: 20 encodes in 20 at 48 px) or encode differently from
+# run to run (4 pixel variants in 20 encodes of the same 32 px frames; a frame's code then failed to
+# read 1 run in 5). At 64 px and above: 100 encodes in 100 clean, 1 variant in 20.
+MIN_HEVC_SIDE = 64
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """What to build. Lengths and task ids are per episode (cycled when shorter than `episodes`)."""
@@ -67,7 +74,8 @@ class SyntheticConfig:
     # free-text task strings, one per entry of `tasks`, instead of BEHAVIOR's names (empty: BEHAVIOR's)
     task_names: tuple[str, ...] = ()
     head_size: int = 64  # head camera height = width, px (real data: 720)
-    wrist_size: int = 48  # wrist cameras height = width, px (real data: 480)
+    # wrist cameras height = width, px (real data: 480); 0 = the layout's: 48 (AV1), 64 (the 2026 HEVC)
+    wrist_size: int = 0
     depth: bool = True  # write the depth video (observation.images.depth.head) readers must ignore
     seed: int = 0
     fps: int = FPS
@@ -93,6 +101,8 @@ class SyntheticConfig:
             raise SyntheticConfigError(f"release must be one of {tuple(RELEASES)}, got {self.release!r}")
         if not self.layout:
             object.__setattr__(self, "layout", RELEASE_LAYOUTS[self.release][0])
+        if not self.wrist_size:
+            object.__setattr__(self, "wrist_size", MIN_HEVC_SIDE if self.published else 48)
         if self.layout not in LAYOUTS:
             raise SyntheticConfigError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.layout not in RELEASE_LAYOUTS[self.release]:
@@ -119,10 +129,10 @@ class SyntheticConfig:
             raise SyntheticConfigError(f"episodes must be >= 1, got {self.episodes}")
         if min(self.head_size, self.wrist_size) < 16:
             raise SyntheticConfigError("camera sizes must be >= 16 px (the pixel code needs room)")
-        if self.published and min(self.head_size, self.wrist_size) < 32:
-            # HEVC at CRF 30 blurs the code's cells below ~6 px (seen at 24 px); 32 px decode exactly
+        if self.published and min(self.head_size, self.wrist_size) < MIN_HEVC_SIDE:
             raise SyntheticConfigError(
-                "camera sizes must be >= 32 px in the 2026 layouts (HEVC; the pixel code needs room)"
+                f"camera sizes must be >= {MIN_HEVC_SIDE} px in the 2026 layouts (x265 misbehaves on frames "
+                "smaller than its 64 px coding tree unit)"
             )
         if self.head_size % 2 or self.wrist_size % 2:
             raise SyntheticConfigError("camera sizes must be even (yuv420p)")

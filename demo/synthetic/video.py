@@ -44,10 +44,7 @@ def hevc_encoder(config: SyntheticConfig):
         g=config.keyframe_interval(),
         crf=config.crf,
         preset=None,
-        # rc-lookahead=1: x265 (PyAV 15's libx265) corrupts its heap freeing the lookahead of 40-48 px
-        # frames with the default lookahead ("free(): invalid next size", 20 encodes in 20 at 48 px; none
-        # in 40 with this); the GOP, B-frames and quality the tests check are unchanged
-        extra_options={"x265-params": "bframes=0:rc-lookahead=1:log-level=error"},
+        extra_options={"x265-params": "bframes=0:log-level=error"},
     )
 
 

@@ -49,8 +49,8 @@ def published(synthetic_dataset):
         episodes=7,
         lengths=(12, 20, 9, 16),
         tasks=TASKS,
-        head_size=48,
-        wrist_size=32,
+        head_size=96,
+        wrist_size=64,
         episodes_per_data_file=2,
         episodes_per_video_file=2,
     )
@@ -64,8 +64,8 @@ def per_task(synthetic_dataset):
         layout="per-task",
         lengths=(10, 14, 8),
         tasks=(51,),
-        head_size=32,
-        wrist_size=32,
+        head_size=64,
+        wrist_size=64,
         depth=False,
         episodes_per_video_file=2,
     )
@@ -185,7 +185,7 @@ def test_published_meta_describes_the_whole_release(published):
         assert features[key]["shape"] == [1]
     assert "observation.cam_rel_poses" not in features
     assert not any(k.startswith("observation.images.") for k in features)
-    for key, size in zip(RGB_2026, (48, 32, 32), strict=True):
+    for key, size in zip(RGB_2026, (96, 64, 64), strict=True):
         video = features[key]
         assert video["dtype"] == "video" and video["shape"] == [size, size, 3]
         assert video["info"]["video.codec"] == "hevc" and video["info"]["video.pix_fmt"] == "yuv420p"
@@ -465,7 +465,7 @@ def test_layouts_by_release(tmp_path):
 def test_cli_writes_a_partial_download_by_evaluator_task_ids(tmp_path):
     out = tmp_path / "ds"
     args = ["--output-dir", str(out), "--release", "2026", "--tasks", "0,6", "--lengths", "9,10"]
-    args += ["--head-size", "32", "--wrist-size", "32", "--no-depth"]
+    args += ["--head-size", "64", "--wrist-size", "64", "--no-depth"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert (out / "data/chunk-006/file-000.parquet").is_file() and (
@@ -477,7 +477,7 @@ def test_cli_writes_a_partial_download_by_evaluator_task_ids(tmp_path):
 
 def test_the_published_build_is_deterministic(tmp_path):
     config = SyntheticConfig(
-        release="2026", lengths=(5, 7), tasks=(6, 3), head_size=32, wrist_size=32, depth=False
+        release="2026", lengths=(5, 7), tasks=(6, 3), head_size=64, wrist_size=64, depth=False
     )
     first, second = build_dataset(tmp_path / "a", config), build_dataset(tmp_path / "b", config)
     for rel in (

@@ -21,7 +21,7 @@ def download(tmp_path_factory):
     """A published-layout dataset of tasks 0, 6 and 51 (two episodes each)."""
     config = SyntheticConfig(
         release="2026", layout="published", tasks=(0, 0, 6, 6, 51, 51), lengths=(9, 8, 10, 8, 9, 8),
-        head_size=32, wrist_size=32, depth=False,
+        head_size=64, wrist_size=64, depth=False,
     )  # fmt: skip
     return build_dataset(tmp_path_factory.mktemp("options-2026") / "ds", config)
 
