@@ -137,7 +137,7 @@ def make_summary(
         + "  ".join(f"{k} {v:.0f}s" for k, v in runner.timings.items()),
         "",
         click.style("produced (all under " + o + "/):", bold=True),
-        f"  dataset/          synthetic LeRobot v3.0 dataset: {len(splits['train']['episodes']) + len(splits['val']['episodes'])}"
+        f"  dataset/          synthetic LeRobot v3.0 dataset: {len(splits.train.episodes) + len(splits.val.episodes)}"
         f" episodes, {n_tasks} task{'s' if n_tasks > 1 else ''}, {state_dim}-dim state,"
         f" {frames} frames,"
         f" {human_bytes(video_bytes)} of {rgb_codec(info)} video",

@@ -62,10 +62,10 @@ def run(config: PreprocessConfig, pool: EpisodePool | None = None) -> Manifest:
 def _run_locked(plan: Plan, config: PreprocessConfig, pool: EpisodePool | None, started: float) -> Manifest:
     out = Path(config.output_dir)
     _log_plan(plan, config)
-    _check_cost(plan, config)
     work = prepare_output(config)
-    if work is None:
-        return json.loads((out / MANIFEST_NAME).read_text())
+    if work is None:  # --resume of a finished set: nothing to do
+        return parse_manifest((out / MANIFEST_NAME).read_bytes(), str(out / MANIFEST_NAME))
+    _check_cost(plan, config)
     try:
         done = run_episodes(plan, config, work, pool)
     except BaseException:
