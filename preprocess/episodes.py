@@ -199,8 +199,8 @@ class _Outcomes:
         record = {"episode_index": index, "reason": str(exc)}
         paths = work_paths(self.work, index)
         atomic_write_text(paths.skipped, json.dumps(record))
-        for kind in ("tar", "npz", "json"):
-            paths[kind].unlink(missing_ok=True)
+        for path in (paths.tar, paths.npz, paths.json):
+            path.unlink(missing_ok=True)
         self.skipped.append(record)
         log.warning("skipping episode %d (--skip-bad-episodes): %s", index, exc)
         self.progress.episode_done(self._frames_left(index))
