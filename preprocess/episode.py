@@ -41,7 +41,7 @@ from preprocess.tasks import episode_identity, episode_task
 from preprocess.video import iter_episode_frames
 from schemas.r1pro import ACTION_DIM, ACTION_KEY, STATE_KEY
 from schemas.sample import SampleMeta, progress, sample_key, temporal_weight
-from schemas.tasks import TaskInfo
+from schemas.tasks import EPISODES_PER_TASK_ID, TaskInfo
 from shards.codec import encode_sample, retain_freed_memory
 from shards.writer import RawSample, atomic_write_bytes, atomic_write_text, encode_tar_sample, write_tar
 
@@ -377,7 +377,8 @@ def _task_of(
 
 def _skills_of(source: SourceDataset, ref: EpisodeRef, task: TaskInfo | None, length: int) -> EpisodeSkills:
     """The episode's skill per frame from its annotation file (2026: named by `raw_episode_id`)."""
-    task_id = ref.index // 10_000 if task is None else task.task_id
+    # an episode of no known task: its task folder by the 2025 numbering (task_id * 10000 + n)
+    task_id = ref.index // EPISODES_PER_TASK_ID["2025"] if task is None else task.task_id
     annotation_id = ref.index if ref.raw_episode_id is None else ref.raw_episode_id
     return read_episode_skills(
         annotation_file(source.root, task_id, annotation_id, ref.annotation_path), length

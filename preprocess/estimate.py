@@ -20,6 +20,7 @@ from preprocess.episode import EpisodeOptions, action_chunk
 from preprocess.images import encode_rgb_jpeg
 from preprocess.plan import Plan, PreprocessError
 from preprocess.video import iter_episode_frames
+from schemas.r1pro import ACTION_DIM
 from schemas.sample import SampleMeta, sample_key
 from shards.codec import encode_sample
 from shards.writer import encode_tar_sample
@@ -59,7 +60,7 @@ def probe_sample_bytes(plan: Plan) -> float:
             frames[camera] = [next(stream).to_ndarray(format="rgb24") for _ in range(count)]
         finally:
             stream.close()
-    actions = np.zeros((ref.length, 23), np.float32)
+    actions = np.zeros((ref.length, ACTION_DIM), np.float32)
     sizes = []
     for i in range(count):
         images = {
@@ -68,7 +69,7 @@ def probe_sample_bytes(plan: Plan) -> float:
         }
         chunk, is_pad = action_chunk(actions, i, options.horizon)
         meta = SampleMeta(  # the json's fields at typical widths (a prompt of ~80 characters)
-            episode_index=ref.index, frame_index=i, episode_length=ref.length, timestamp=i / 30.0,
+            episode_index=ref.index, frame_index=i, episode_length=ref.length, timestamp=i / plan.source.fps,
             progress=0.123456789, weight=1.0123456789, task_index=0, task="x" * 80, skill="x" * 12,
         )  # fmt: skip
         state = np.zeros(len(options.state_indices), np.float32)

@@ -93,9 +93,7 @@ def _log_plan(plan: Plan, config: PreprocessConfig) -> None:
         for c in plan.cameras
     )
     frames = sum(source.episode(i).length for i in plan.episodes)
-    tasks = {
-        plan.options.tasks[t.index].task_id for i in plan.episodes if (t := source.task_of(source.episode(i)))
-    }
+    tasks = {task.task_id for i in plan.episodes if (task := plan.episode_tasks[i]) is not None}
     log.info(
         "selected %d tasks, %d episodes, %d frames (%d held out for val%s); state %s (%d dims), cameras %s, "
         "horizon %d, stride %d, jpeg q%d",

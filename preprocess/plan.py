@@ -126,6 +126,8 @@ class Plan:
     options: EpisodeOptions
     warnings: list[str] = field(default_factory=list)
     tasks: dict[int, TaskInfo] = field(default_factory=dict)  # the dataset's task index -> task
+    # each listed episode's task (None: its metadata names no task the task list knows)
+    episode_tasks: dict[int, TaskInfo | None] = field(default_factory=dict)
 
     def split_of(self, episode_index: int) -> str:
         return "val" if episode_index in self.val else "train"
@@ -260,7 +262,10 @@ def _check_options(config: PreprocessConfig, source: SourceDataset) -> ImageSize
 
 
 def _select_episodes(
-    config: PreprocessConfig, source: SourceDataset, tasks: dict[int, TaskInfo]
+    config: PreprocessConfig,
+    source: SourceDataset,
+    tasks: dict[int, TaskInfo],
+    episode_tasks: dict[int, TaskInfo | None],
 ) -> list[int]:
     """The sorted episodes of --episodes and --tasks (by default every episode on disk). Episodes the
     meta files list but the disk lacks (a partial download) are left out, unless --episodes names
@@ -288,9 +293,9 @@ def _select_episodes(
             f"--episodes {absent[:20]}: listed in {source.root / 'meta'} but their data files are not on disk "
             f"(e.g. {source.episode(absent[0]).data_path}); download their task chunks first"
         )
-    _log_task_coverage(source, tasks, selected, on_disk)
-    chosen = [i for i in selected if i in on_disk and _in_tasks(source, i, tasks, wanted_tasks)]
-    _check_tasks_on_disk(source, tasks, wanted_tasks, chosen)
+    _log_task_coverage(source, tasks, episode_tasks, selected, on_disk)
+    chosen = [i for i in selected if i in on_disk and _in_tasks(episode_tasks[i], wanted_tasks)]
+    _check_tasks_on_disk(source, tasks, episode_tasks, wanted_tasks, chosen)
     if not chosen:
         raise PreprocessError(
             f"{source.root}: no episode on disk{' of --tasks ' + config.tasks if config.tasks else ''} "
@@ -300,12 +305,16 @@ def _select_episodes(
 
 
 def _check_tasks_on_disk(
-    source: SourceDataset, tasks: dict[int, TaskInfo], wanted: set[int] | None, chosen: list[int]
+    source: SourceDataset,
+    tasks: dict[int, TaskInfo],
+    episode_tasks: dict[int, TaskInfo | None],
+    wanted: set[int] | None,
+    chosen: list[int],
 ) -> None:
     """A task --tasks names but the disk lacks is an error naming it (download its chunks first)."""
     if wanted is None:
         return
-    present = {t.source_index for i in chosen if (t := episode_task(source, source.episode(i), tasks))}
+    present = {task.source_index for i in chosen if (task := episode_tasks[i]) is not None}
     absent = [tasks[i] for i in sorted(wanted - present)]
     if absent:
         names = ", ".join(f"{t.task_id} {t.name}" for t in absent)
@@ -315,21 +324,22 @@ def _check_tasks_on_disk(
         )
 
 
-def _in_tasks(source: SourceDataset, index: int, tasks: dict[int, TaskInfo], wanted: set[int] | None) -> bool:
-    if wanted is None:
-        return True
-    task = episode_task(source, source.episode(index), tasks)
-    return task is not None and task.source_index in wanted
+def _in_tasks(task: TaskInfo | None, wanted: set[int] | None) -> bool:
+    return wanted is None or (task is not None and task.source_index in wanted)
 
 
 def _log_task_coverage(
-    source: SourceDataset, tasks: dict[int, TaskInfo], listed: list[int], on_disk: set[int]
+    source: SourceDataset,
+    tasks: dict[int, TaskInfo],
+    episode_tasks: dict[int, TaskInfo | None],
+    listed: list[int],
+    on_disk: set[int],
 ) -> None:
     """Which tasks are on disk (id, name, episodes, frames) and which the meta files describe only."""
     found: dict[int, list[int]] = {}
     absent: dict[int, int] = {}
     for index in listed:
-        task = episode_task(source, source.episode(index), tasks)
+        task = episode_tasks[index]
         key = -1 if task is None else task.source_index
         if index in on_disk:
             found.setdefault(key, []).append(index)
@@ -422,7 +432,8 @@ def make_plan(config: PreprocessConfig) -> Plan:
     except TaskError as exc:
         raise PreprocessError(str(exc)) from None
 
-    selected = _select_episodes(config, source, tasks)
+    episode_tasks = {i: episode_task(source, ref, tasks) for i, ref in source.episodes.items()}
+    selected = _select_episodes(config, source, tasks, episode_tasks)
     val = choose_val(selected, config.val_episodes, config.val_fraction, config.seed)
     partition = parse_partition(config.partition)
     episodes = selected[partition[0] :: partition[1]] if partition else list(selected)
@@ -457,4 +468,5 @@ def make_plan(config: PreprocessConfig) -> Plan:
         options=options,
         warnings=warnings,
         tasks=tasks,
+        episode_tasks=episode_tasks,
     )

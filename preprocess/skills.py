@@ -45,8 +45,9 @@ def read_episode_skills(path: Path, length: int) -> EpisodeSkills:
     skills = EpisodeSkills([None] * length)
     entries = _load_entries(path, skills)
     for entry in entries:
-        for span_start, span_end in _frame_spans(entry, skills):
-            description = _description(entry)
+        spans = _frame_spans(entry, skills)
+        description = _description(entry) if spans else None
+        for span_start, span_end in spans:
             for frame in range(max(span_start, 0), min(span_end, length)):
                 if skills.per_frame[frame] is None:
                     skills.per_frame[frame] = description

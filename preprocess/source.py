@@ -165,7 +165,6 @@ class SourceDataset:
         self.chunks_size: int = int(info.get("chunks_size", 1000))
         self._durations: dict[Path, float] | None = None
         self.task_records: dict[int, SourceTask] = {}  # filled from meta/tasks.* by the loaders
-        self._task_by_string: dict[str, SourceTask] | None = None
         self.video_keys = [
             k for k, f in self.features.items() if isinstance(f, dict) and f.get("dtype") == "video"
         ]
@@ -175,6 +174,9 @@ class SourceDataset:
             self.episodes, self.tasks = self._load_v30()
         for index, text in self.tasks.items():  # tasks.parquet alone: its strings are the names
             self.task_records.setdefault(index, SourceTask(index, text))
+        # an episode's metadata names its task by the dataset's task string or by the task's name
+        self._task_by_string = {self.tasks[i]: t for i, t in self.task_records.items() if i in self.tasks}
+        self._task_by_string.update({t.name: t for t in self.task_records.values()})
 
     # ---------------------------------------------------------------- metadata
     def feature_shape(self, key: str) -> tuple[int, ...]:
@@ -334,12 +336,7 @@ class SourceDataset:
     def task_of(self, ref: EpisodeRef) -> SourceTask | None:
         """The task an episode's metadata names (its first task string), or None when it names none
         the task list knows."""
-        if not ref.tasks:
-            return None
-        if self._task_by_string is None:
-            self._task_by_string = {self.tasks[i]: t for i, t in self.task_records.items() if i in self.tasks}
-            self._task_by_string.update({t.name: t for t in self.task_records.values()})
-        return self._task_by_string.get(ref.tasks[0])
+        return self._task_by_string.get(ref.tasks[0]) if ref.tasks else None
 
     def episode(self, index: int) -> EpisodeRef:
         try:

@@ -112,11 +112,10 @@ class TaskCoverage:
 def log_coverage(coverage: list[TaskCoverage], not_listed: list[TaskInfo]) -> None:
     """One line per task found, one summary of the tasks the meta files describe but the disk lacks."""
     for c in coverage:
-        flag = "" if c.task.known else "  (not a challenge task name: the dataset's index is kept)"
         log.info(
-            "task %d %s: %d episodes, %d frames%s%s",
+            "task %d %s: %d episodes, %d frames%s",
             c.task.task_id, c.task.name, c.episodes, c.frames,
-            f" ({c.absent} listed episodes not downloaded)" if c.absent else "", flag,
+            f" ({c.absent} listed episodes not downloaded)" if c.absent else "",
         )  # fmt: skip
     if not_listed:
         names = ", ".join(f"{t.task_id} {t.name}" for t in not_listed[:8])
